@@ -1,0 +1,231 @@
+//! The one error type that crosses every port.
+
+use std::fmt;
+use std::time::Duration;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong, independent of the backend. Callers branch on this, never on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The backend is not installed, not running or not reachable (e.g. `MLX_NOT_AVAILABLE`).
+    NotAvailable,
+    /// The backend runs but does not know the model.
+    ModelNotFound,
+    /// The model exists but could not be loaded (corrupt file, out of memory, bad config).
+    ModelLoadFailed,
+    /// The request itself is wrong (no messages, a parameter out of range, a bad schema).
+    InvalidRequest,
+    /// The prompt (plus the token budget) does not fit the model's context. Never truncated.
+    ContextLengthExceeded,
+    Timeout,
+    RateLimited,
+    Unauthorized,
+    /// The backend process or engine died mid-request.
+    BackendCrashed,
+    /// The model answered, but not in the shape asked for (e.g. invalid JSON for a schema).
+    MalformedOutput,
+    /// The backend cannot do what the request asks (e.g. `top_k` on a server without it).
+    Unsupported,
+    /// The backend sent something this adapter does not understand.
+    Protocol,
+    Io,
+    Internal,
+}
+
+impl ErrorKind {
+    /// Whether trying the same request again may succeed.
+    pub fn retryable_by_default(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Timeout | ErrorKind::RateLimited | ErrorKind::BackendCrashed | ErrorKind::Io
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotAvailable => "not available",
+            ErrorKind::ModelNotFound => "model not found",
+            ErrorKind::ModelLoadFailed => "model load failed",
+            ErrorKind::InvalidRequest => "invalid request",
+            ErrorKind::ContextLengthExceeded => "context length exceeded",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::RateLimited => "rate limited",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::BackendCrashed => "backend crashed",
+            ErrorKind::MalformedOutput => "malformed output",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Protocol => "protocol error",
+            ErrorKind::Io => "i/o error",
+            ErrorKind::Internal => "internal error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error from a backend or a port: a kind to branch on, the backend that raised it, a message
+/// that says what happened, and, where there is one, what to do about it.
+///
+/// Display reads `backend: [CODE: ]message[ (fix: hint)]`.
+#[derive(Debug)]
+pub struct InferenceError {
+    kind: ErrorKind,
+    backend: String,
+    message: String,
+    code: Option<&'static str>,
+    hint: Option<String>,
+    retryable: bool,
+    retry_after: Option<Duration>,
+    raw_output: Option<String>,
+    source: Option<BoxError>,
+}
+
+impl InferenceError {
+    pub fn new(kind: ErrorKind, backend: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            backend: backend.into(),
+            message: message.into(),
+            code: None,
+            hint: None,
+            retryable: kind.retryable_by_default(),
+            retry_after: None,
+            raw_output: None,
+            source: None,
+        }
+    }
+
+    pub fn invalid_request(backend: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, backend, message)
+    }
+
+    pub fn unsupported(backend: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unsupported, backend, message)
+    }
+
+    pub fn protocol(backend: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Protocol, backend, message)
+    }
+
+    /// A stable code for scripts and docs, e.g. `MLX_NOT_AVAILABLE`.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// What the user should do about it, e.g. "run `cargo xtask setup-mlx`".
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    pub fn with_retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
+        self
+    }
+
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// The model's text, kept so that nothing is lost when output is rejected.
+    pub fn with_raw_output(mut self, raw: impl Into<String>) -> Self {
+        self.raw_output = Some(raw.into());
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn code(&self) -> Option<&'static str> {
+        self.code
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    pub fn raw_output(&self) -> Option<&str> {
+        self.raw_output.as_deref()
+    }
+}
+
+impl fmt::Display for InferenceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.backend)?;
+        if let Some(code) = self.code {
+            write!(f, "{code}: ")?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " (fix: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InferenceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_carries_backend_code_message_and_fix() {
+        let err = InferenceError::new(ErrorKind::NotAvailable, "mlx", "MLX backend is not available")
+            .with_code("MLX_NOT_AVAILABLE")
+            .with_hint("run `cargo xtask setup-mlx`");
+        assert_eq!(
+            err.to_string(),
+            "mlx: MLX_NOT_AVAILABLE: MLX backend is not available (fix: run `cargo xtask setup-mlx`)"
+        );
+        assert_eq!(err.kind(), ErrorKind::NotAvailable);
+        assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn retryable_follows_kind_unless_overridden_and_keeps_source() {
+        let io = std::io::Error::other("pipe closed");
+        let err = InferenceError::new(ErrorKind::BackendCrashed, "mlx", "worker died")
+            .with_source(io);
+        assert!(err.is_retryable());
+        assert!(std::error::Error::source(&err).is_some());
+        let err = err.with_retryable(false);
+        assert!(!err.is_retryable());
+    }
+}

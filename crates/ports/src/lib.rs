@@ -1,0 +1,43 @@
+//! Rigger's ports: the boundary between the application and every inference backend.
+//!
+//! Role: define the one [`LanguageModel`] trait that MLX, Ollama, Candle, OpenAI-compatible and
+//! Anthropic adapters implement, the types that cross it ([`GenerationRequest`],
+//! [`StreamEvent`], [`Timings`], [`InferenceError`]), and the application ports the pipeline
+//! implements on top ([`TaskRouterPort`] and friends).
+//!
+//! Invariant: depends on `rigger-domain` plus async-trait, futures, serde, serde_json, jsonschema
+//! and thiserror — never on a transport or engine (reqwest, candle, a Python bridge). Wire types
+//! stay in their adapter; backend errors cross only as an [`InferenceError`] with a kind.
+//!
+//! Every trait here has a mockall mock behind the `mock` feature (`MockLanguageModel`, …).
+
+mod application;
+mod error;
+mod model;
+mod request;
+mod structured;
+mod timings;
+
+pub use application::{
+    CallMetrics, ComprehensionTestPort, Outcome, TaskDecompositionPort, TaskEnhancementPort,
+    TaskRouterPort,
+};
+pub use error::{ErrorKind, InferenceError};
+pub use model::{
+    Capabilities, Completion, EventStream, FinishReason, Generation, LanguageModel,
+    ModelDescriptor, StreamEvent, Usage, collect_stream,
+};
+pub use request::{ChatMessage, ChatRole, GenerationRequest, ResponseFormat, TokenBudget};
+pub use structured::enforce_response_format;
+pub use timings::{TimingSource, Timings};
+
+#[cfg(feature = "mock")]
+pub use application::{
+    MockComprehensionTestPort, MockTaskDecompositionPort, MockTaskEnhancementPort,
+    MockTaskRouterPort,
+};
+#[cfg(feature = "mock")]
+pub use model::MockLanguageModel;
+
+/// Re-exported so adapters and callers name the same domain types as the ports do.
+pub use rigger_domain as domain;
