@@ -321,8 +321,8 @@ impl Decomposition {
         parent.transition(TaskStatus::Decomposed, now)?;
         let mut children = Vec::with_capacity(ids.len());
         for (id, draft) in ids.into_iter().zip(&self.subtasks) {
-            let mut child = Task::new(id, draft.title.trim(), now)?
-                .with_description(draft.description.trim());
+            let mut child =
+                Task::new(id, draft.title.trim(), now)?.with_description(draft.description.trim());
             child.parent_id = Some(parent.id.clone());
             parent.subtask_ids.push(child.id.clone());
             children.push(child);

@@ -207,9 +207,13 @@ mod tests {
 
     #[test]
     fn display_carries_backend_code_message_and_fix() {
-        let err = InferenceError::new(ErrorKind::NotAvailable, "mlx", "MLX backend is not available")
-            .with_code("MLX_NOT_AVAILABLE")
-            .with_hint("run `cargo xtask setup-mlx`");
+        let err = InferenceError::new(
+            ErrorKind::NotAvailable,
+            "mlx",
+            "MLX backend is not available",
+        )
+        .with_code("MLX_NOT_AVAILABLE")
+        .with_hint("run `cargo xtask setup-mlx`");
         assert_eq!(
             err.to_string(),
             "mlx: MLX_NOT_AVAILABLE: MLX backend is not available (fix: run `cargo xtask setup-mlx`)"
@@ -221,8 +225,8 @@ mod tests {
     #[test]
     fn retryable_follows_kind_unless_overridden_and_keeps_source() {
         let io = std::io::Error::other("pipe closed");
-        let err = InferenceError::new(ErrorKind::BackendCrashed, "mlx", "worker died")
-            .with_source(io);
+        let err =
+            InferenceError::new(ErrorKind::BackendCrashed, "mlx", "worker died").with_source(io);
         assert!(err.is_retryable());
         assert!(std::error::Error::source(&err).is_some());
         let err = err.with_retryable(false);

@@ -145,11 +145,10 @@ pub async fn collect_stream(
             }
         }
     }
-    Err(InferenceError::protocol(
-        backend,
-        "the stream ended without a final record",
+    Err(
+        InferenceError::protocol(backend, "the stream ended without a final record")
+            .with_raw_output(text),
     )
-    .with_raw_output(text))
 }
 
 #[cfg(test)]

@@ -179,9 +179,7 @@ impl GenerationRequest {
         if let Some(t) = self.temperature
             && !(t.is_finite() && t >= 0.0)
         {
-            return invalid(format!(
-                "temperature must be a finite number >= 0, got {t}"
-            ));
+            return invalid(format!("temperature must be a finite number >= 0, got {t}"));
         }
         if let Some(p) = self.top_p
             && !(p > 0.0 && p <= 1.0)

@@ -60,12 +60,12 @@ pub fn enforce_response_format(
             }
             Ok(StreamEvent::Done(done)) => match format.check(&text) {
                 Ok(()) => Ok(StreamEvent::Done(done)),
-                Err(problem) => Err(InferenceError::new(
-                    ErrorKind::MalformedOutput,
-                    backend.clone(),
-                    problem,
-                )
-                .with_raw_output(std::mem::take(&mut text))),
+                Err(problem) => {
+                    Err(
+                        InferenceError::new(ErrorKind::MalformedOutput, backend.clone(), problem)
+                            .with_raw_output(std::mem::take(&mut text)),
+                    )
+                }
             },
             Err(e) => Err(e),
         })

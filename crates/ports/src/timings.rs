@@ -56,7 +56,8 @@ impl Timings {
             self.generated_tokens,
             ms(self.generation_duration),
             rate(self.decode_tokens_per_second()),
-            self.time_to_first_token.map_or_else(|| "n/a".to_owned(), ms),
+            self.time_to_first_token
+                .map_or_else(|| "n/a".to_owned(), ms),
             self.load.map_or_else(|| "resident".to_owned(), ms),
             match self.source {
                 TimingSource::Backend => "backend clocks",

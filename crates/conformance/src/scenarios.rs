@@ -1,0 +1,522 @@
+//! The scenarios. Each returns `Err(Failure)` with a message that says what was expected and
+//! what the adapter did instead.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rigger_ports::{
+    ChatMessage, ErrorKind, FinishReason, Generation, GenerationRequest, InferenceError,
+    LanguageModel, ResponseFormat, StreamEvent, collect_stream,
+};
+
+use crate::{ConformanceTarget, Failure, Scenario};
+
+/// The model id the unknown-model scenario asks for.
+pub const MISSING_MODEL_ID: &str = "rigger-conformance/no-such-model";
+
+type Outcome = Result<(), Failure>;
+
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(Failure(format!($($msg)+)));
+        }
+    };
+}
+
+/// Runs one scenario against a target.
+pub async fn run_scenario(scenario: Scenario, target: &dyn ConformanceTarget) -> Outcome {
+    let patience = target.patience();
+    if scenario == Scenario::UnknownModel {
+        return unknown_model(target, patience).await;
+    }
+    let model = target
+        .model()
+        .await
+        .map_err(|e| Failure(format!("the target could not provide its model: {e}")))?;
+    let m = model.as_ref();
+    match scenario {
+        Scenario::StreamMatchesGenerate => stream_matches_generate(m, patience).await,
+        Scenario::MaxTokensRespected => max_tokens_respected(m, patience).await,
+        Scenario::ExactTokenBudget => exact_token_budget(m, patience).await,
+        Scenario::UsageAndTimings => usage_and_timings(m, patience).await,
+        Scenario::StopSequences => stop_sequences(m, patience).await,
+        Scenario::DropCancelsGeneration => drop_cancels_generation(m, patience).await,
+        Scenario::ConcurrentRequests => concurrent_requests(model.clone(), patience).await,
+        Scenario::EmptyMessages => empty_messages(m, patience).await,
+        Scenario::ContextLengthExceeded => context_length_exceeded(m, patience).await,
+        Scenario::JsonSchema => json_schema(m, patience).await,
+        Scenario::UnknownModel => unreachable!("handled above"),
+    }
+}
+
+fn base_request() -> GenerationRequest {
+    GenerationRequest::new(vec![
+        ChatMessage::system("You are a concise assistant."),
+        ChatMessage::user("Tell me a short story about a lighthouse keeper and a storm."),
+    ])
+}
+
+/// Temperature 0, plus a seed where the model takes one: the output must be reproducible.
+fn greedy(model: &dyn LanguageModel, request: GenerationRequest) -> GenerationRequest {
+    let request = request.with_temperature(0.0);
+    if model.descriptor().capabilities.seed {
+        request.with_seed(7)
+    } else {
+        request
+    }
+}
+
+async fn within<T>(
+    patience: Duration,
+    what: &str,
+    fut: impl Future<Output = T>,
+) -> Result<T, Failure> {
+    tokio::time::timeout(patience, fut)
+        .await
+        .map_err(|_| Failure(format!("{what} did not finish within {patience:?}")))
+}
+
+async fn generate(
+    model: &dyn LanguageModel,
+    request: GenerationRequest,
+    patience: Duration,
+) -> Result<Generation, Failure> {
+    within(patience, "generate()", model.generate(request))
+        .await?
+        .map_err(|e| Failure(format!("generate() failed: {e}")))
+}
+
+/// Streams a request, returning the generation and the number of text deltas seen.
+async fn stream(
+    model: &dyn LanguageModel,
+    request: GenerationRequest,
+    patience: Duration,
+) -> Result<(Generation, usize), Failure> {
+    within(patience, "stream()", async {
+        let events = model
+            .stream(request)
+            .await
+            .map_err(|e| Failure(format!("stream() failed to start: {e}")))?;
+        let deltas = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = deltas.clone();
+        let counted = events
+            .inspect(move |e| {
+                if matches!(e, Ok(StreamEvent::Delta(_))) {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+            .boxed();
+        let generation = collect_stream(&model.descriptor().backend, counted)
+            .await
+            .map_err(|e| Failure(format!("the stream failed: {e}")))?;
+        Ok((
+            generation,
+            deltas.load(std::sync::atomic::Ordering::Relaxed),
+        ))
+    })
+    .await?
+}
+
+/// The outcome of a request expected to fail: the error from setup or from the stream.
+async fn expect_error(
+    model: &dyn LanguageModel,
+    request: GenerationRequest,
+    patience: Duration,
+) -> Result<InferenceError, Failure> {
+    let via_generate = within(patience, "generate()", model.generate(request.clone())).await?;
+    let err = match via_generate {
+        Ok(g) => {
+            return Err(Failure(format!(
+                "expected an error, but generate() returned {} tokens: {:?}",
+                g.completion.usage.completion_tokens,
+                preview(&g.text)
+            )));
+        }
+        Err(e) => e,
+    };
+    // The streaming path must refuse the same request the same way.
+    let via_stream = within(patience, "stream()", async {
+        match model.stream(request).await {
+            Err(e) => Some(e),
+            Ok(s) => collect_stream(&model.descriptor().backend, s).await.err(),
+        }
+    })
+    .await?;
+    match via_stream {
+        Some(e) if e.kind() == err.kind() => Ok(err),
+        Some(e) => Err(Failure(format!(
+            "generate() failed with {:?} but stream() with {:?}: {e}",
+            err.kind(),
+            e.kind()
+        ))),
+        None => Err(Failure(format!(
+            "generate() failed ({err}) but stream() succeeded"
+        ))),
+    }
+}
+
+/// The byte offset where two texts first differ (a char boundary in both), if they do.
+fn first_difference(a: &str, b: &str) -> Option<usize> {
+    if a == b {
+        return None;
+    }
+    let common = a
+        .char_indices()
+        .zip(b.chars())
+        .find(|((_, x), y)| x != y)
+        .map_or(a.len().min(b.len()), |((i, _), _)| i);
+    Some(common)
+}
+
+fn preview(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
+async fn stream_matches_generate(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+    let request = greedy(m, base_request().with_max_tokens(16));
+    let (streamed, deltas) = stream(m, request.clone(), patience).await?;
+    let generated = generate(m, request, patience).await?;
+    ensure!(!streamed.text.is_empty(), "the model generated no text");
+    if let Some(at) = first_difference(&streamed.text, &generated.text) {
+        return Err(Failure(format!(
+            "streamed text and generate() text differ from byte {at}: {:?} vs {:?}",
+            preview(&streamed.text[at..]),
+            preview(&generated.text[at..])
+        )));
+    }
+    ensure!(
+        streamed.completion.finish_reason == generated.completion.finish_reason
+            && streamed.completion.usage == generated.completion.usage,
+        "stream and generate() disagree: {:?}/{:?} vs {:?}/{:?}",
+        streamed.completion.finish_reason,
+        streamed.completion.usage,
+        generated.completion.finish_reason,
+        generated.completion.usage
+    );
+    let tokens = streamed.completion.usage.completion_tokens;
+    ensure!(
+        tokens < 2 || deltas >= 2,
+        "{tokens} tokens arrived in {deltas} delta(s): the adapter buffers instead of streaming"
+    );
+    Ok(())
+}
+
+async fn max_tokens_respected(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+    const MAX: u32 = 5;
+    let g = generate(m, greedy(m, base_request().with_max_tokens(MAX)), patience).await?;
+    let c = &g.completion;
+    let n = c.usage.completion_tokens;
+    ensure!(n >= 1, "no tokens were generated");
+    ensure!(n <= MAX, "{n} tokens generated with max_tokens = {MAX}");
+    ensure!(
+        c.timings.generated_tokens == n,
+        "usage says {n} tokens, timings say {}",
+        c.timings.generated_tokens
+    );
+    match &c.finish_reason {
+        FinishReason::MaxTokens => ensure!(
+            n == MAX,
+            "finish reason MaxTokens after only {n} of {MAX} tokens"
+        ),
+        FinishReason::EndOfSequence => {}
+        other => return Err(Failure(format!("unexpected finish reason {other:?}"))),
+    }
+    if n == MAX {
+        ensure!(
+            c.finish_reason == FinishReason::MaxTokens,
+            "the budget ran out but the finish reason is {:?}",
+            c.finish_reason
+        );
+    }
+    Ok(())
+}
+
+async fn exact_token_budget(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+    const N: u32 = 24;
+    let g = generate(m, greedy(m, base_request().with_exact_tokens(N)), patience).await?;
+    let c = &g.completion;
+    ensure!(
+        c.usage.completion_tokens == N && c.timings.generated_tokens == N,
+        "asked for exactly {N} tokens, usage says {} and timings {}",
+        c.usage.completion_tokens,
+        c.timings.generated_tokens
+    );
+    ensure!(
+        c.finish_reason == FinishReason::MaxTokens,
+        "an exact budget should end with MaxTokens, got {:?}",
+        c.finish_reason
+    );
+    Ok(())
+}
+
+async fn usage_and_timings(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+    let started = Instant::now();
+    let g = generate(m, greedy(m, base_request().with_max_tokens(8)), patience).await?;
+    let wall = started.elapsed();
+    let (u, t) = (&g.completion.usage, &g.completion.timings);
+    ensure!(u.prompt_tokens > 0, "usage reports 0 prompt tokens");
+    ensure!(u.completion_tokens > 0, "usage reports 0 completion tokens");
+    ensure!(
+        t.prompt_tokens == u.prompt_tokens && t.generated_tokens == u.completion_tokens,
+        "timings count {}+{} tokens, usage {}+{}",
+        t.prompt_tokens,
+        t.generated_tokens,
+        u.prompt_tokens,
+        u.completion_tokens
+    );
+    for (what, rate) in [
+        ("prompt", t.prompt_tokens_per_second()),
+        ("decode", t.decode_tokens_per_second()),
+    ] {
+        match rate {
+            Some(r) if r.is_finite() && r > 0.0 => {}
+            other => return Err(Failure(format!("{what} tokens/s is {other:?}: {t:?}"))),
+        }
+    }
+    let ttft = t
+        .time_to_first_token
+        .ok_or_else(|| Failure("no time to first token although tokens were generated".into()))?;
+    // Figures from real clocks fit inside the wall time the caller saw (with slack for the
+    // backend's and our clock granularity).
+    let slack = Duration::from_millis(50);
+    ensure!(
+        ttft <= wall + slack,
+        "time to first token {ttft:?} exceeds the request's wall time {wall:?}"
+    );
+    ensure!(
+        t.prompt_duration + t.generation_duration <= wall + slack,
+        "prompt {:?} + generation {:?} exceed the request's wall time {wall:?}",
+        t.prompt_duration,
+        t.generation_duration
+    );
+    Ok(())
+}
+
+async fn stop_sequences(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+    let request = greedy(m, base_request().with_max_tokens(32));
+    let full = generate(m, request.clone(), patience).await?.text;
+    let chars: Vec<(usize, char)> = full.char_indices().collect();
+    ensure!(
+        chars.len() >= 8,
+        "the scenario needs at least 8 characters of output to pick a stop sequence, got {:?}",
+        full
+    );
+    // A 3-character stop sequence from the middle of the text, not all whitespace.
+    let stop = (chars.len() / 2..chars.len() - 3)
+        .map(|i| {
+            let end = chars.get(i + 3).map_or(full.len(), |(b, _)| *b);
+            &full[chars[i].0..end]
+        })
+        .find(|s| !s.trim().is_empty())
+        .ok_or_else(|| Failure(format!("no usable stop sequence in {full:?}")))?
+        .to_owned();
+    let cut = full.find(&stop).unwrap_or(full.len());
+    let expected = &full[..cut];
+    let stopped = generate(m, request.clone().with_stop(stop.clone()), patience).await?;
+    ensure!(
+        stopped.text == expected,
+        "with stop {stop:?} expected {:?}, got {:?}",
+        preview(expected),
+        preview(&stopped.text)
+    );
+    ensure!(
+        stopped.completion.finish_reason == FinishReason::StopSequence,
+        "finish reason {:?} after a stop sequence matched",
+        stopped.completion.finish_reason
+    );
+    let (streamed, _) = stream(m, request.with_stop(stop), patience).await?;
+    ensure!(
+        streamed.text == expected,
+        "the streamed text {:?} does not end before the stop sequence",
+        preview(&streamed.text)
+    );
+    Ok(())
+}
+
+async fn drop_cancels_generation(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+    // Long enough that, if generation went on after the drop, the next request would wait longer
+    // than the patience.
+    let long = m
+        .descriptor()
+        .context_length
+        .map_or(4096, |ctx| (ctx / 2).clamp(16, 4096));
+    let mut request = greedy(m, base_request());
+    request.budget = if m.descriptor().capabilities.exact_token_budget {
+        rigger_ports::TokenBudget::Exactly(long)
+    } else {
+        rigger_ports::TokenBudget::UpTo(long)
+    };
+    let mut events = within(patience, "stream()", m.stream(request))
+        .await?
+        .map_err(|e| Failure(format!("stream() failed to start: {e}")))?;
+    let first = within(patience, "the first event", events.next()).await?;
+    ensure!(
+        matches!(first, Some(Ok(StreamEvent::Delta(_)))),
+        "expected a text delta first, got {first:?}"
+    );
+    drop(events);
+    let g = generate(m, greedy(m, base_request().with_max_tokens(4)), patience)
+        .await
+        .map_err(|f| {
+            Failure(format!(
+                "after dropping a stream, the next request failed: {f}"
+            ))
+        })?;
+    ensure!(
+        g.completion.usage.completion_tokens > 0,
+        "the request after the drop generated nothing"
+    );
+    Ok(())
+}
+
+async fn concurrent_requests(model: Arc<dyn LanguageModel>, patience: Duration) -> Outcome {
+    let request = greedy(model.as_ref(), base_request().with_max_tokens(8));
+    let runs = (0..8).map(|_| {
+        let model = model.clone();
+        let request = request.clone();
+        tokio::spawn(async move { model.generate(request).await })
+    });
+    let results = within(
+        patience,
+        "8 concurrent requests",
+        futures::future::join_all(runs),
+    )
+    .await?;
+    let mut texts = Vec::new();
+    for (i, joined) in results.into_iter().enumerate() {
+        let g = joined
+            .map_err(|e| Failure(format!("request {i} panicked: {e}")))?
+            .map_err(|e| Failure(format!("concurrent request {i} failed: {e}")))?;
+        ensure!(
+            g.completion.usage.completion_tokens > 0,
+            "concurrent request {i} generated nothing"
+        );
+        texts.push(g.text);
+    }
+    ensure!(
+        texts.iter().all(|t| *t == texts[0]),
+        "the same greedy request gave different texts when run concurrently: {:?}",
+        texts.iter().map(|t| preview(t)).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+async fn unknown_model(target: &dyn ConformanceTarget, patience: Duration) -> Outcome {
+    let check = |e: InferenceError| -> Outcome {
+        ensure!(
+            e.kind() == ErrorKind::ModelNotFound,
+            "expected ModelNotFound, got {:?}: {e}",
+            e.kind()
+        );
+        ensure!(
+            e.to_string().contains(MISSING_MODEL_ID),
+            "the error does not name the model: {e}"
+        );
+        Ok(())
+    };
+    match within(
+        patience,
+        "missing_model()",
+        target.missing_model(MISSING_MODEL_ID),
+    )
+    .await?
+    {
+        Err(e) => check(e),
+        Ok(model) => {
+            let e =
+                expect_error(model.as_ref(), base_request().with_max_tokens(4), patience).await?;
+            check(e)
+        }
+    }
+}
+
+async fn empty_messages(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+    let e = expect_error(m, GenerationRequest::new(Vec::new()), patience).await?;
+    ensure!(
+        e.kind() == ErrorKind::InvalidRequest,
+        "expected InvalidRequest, got {:?}: {e}",
+        e.kind()
+    );
+    Ok(())
+}
+
+async fn context_length_exceeded(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+    let Some(ctx) = m.descriptor().context_length else {
+        return Err(Failure(
+            "the model declares no context length; declare it, or skip this scenario with the reason"
+                .into(),
+        ));
+    };
+    // Every word is at least one token, so this is over twice the context.
+    let words = "lighthouse ".repeat(2 * ctx as usize + 16);
+    let request = GenerationRequest::prompt(words).with_max_tokens(4);
+    let e = expect_error(m, request, patience).await?;
+    ensure!(
+        e.kind() == ErrorKind::ContextLengthExceeded,
+        "expected ContextLengthExceeded, got {:?}: {e}",
+        e.kind()
+    );
+    ensure!(
+        !e.is_retryable(),
+        "a prompt that is too long is not retryable"
+    );
+    Ok(())
+}
+
+async fn json_schema(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+    let format = ResponseFormat::JsonSchema {
+        name: "answer".into(),
+        schema: serde_json::json!({
+            "type": "object",
+            "properties": {"answer": {"type": "string"}},
+            "required": ["answer"],
+            "additionalProperties": false
+        }),
+    };
+    let request = greedy(
+        m,
+        GenerationRequest::prompt(
+            "Reply with a JSON object with one string field, \"answer\": the capital of France.",
+        )
+        .with_max_tokens(48)
+        .with_response_format(format.clone()),
+    );
+    for path in ["generate()", "stream()"] {
+        let result = if path == "generate()" {
+            within(patience, path, m.generate(request.clone())).await?
+        } else {
+            within(patience, path, async {
+                match m.stream(request.clone()).await {
+                    Ok(s) => collect_stream(&m.descriptor().backend, s).await,
+                    Err(e) => Err(e),
+                }
+            })
+            .await?
+        };
+        match result {
+            Ok(g) => {
+                if let Err(problem) = format.check(&g.text) {
+                    return Err(Failure(format!(
+                        "{path} returned output that does not match the schema ({problem}): {:?}",
+                        preview(&g.text)
+                    )));
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::MalformedOutput => ensure!(
+                e.raw_output().is_some(),
+                "{path}: a MalformedOutput error must keep the raw output"
+            ),
+            Err(e) if e.kind() == ErrorKind::Unsupported => {}
+            Err(e) => {
+                return Err(Failure(format!(
+                    "{path}: expected schema-valid JSON or MalformedOutput/Unsupported, got {:?}: {e}",
+                    e.kind()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
