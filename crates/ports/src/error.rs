@@ -65,7 +65,7 @@ impl ErrorKind {
 
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -73,8 +73,11 @@ impl fmt::Display for ErrorKind {
 /// that says what happened, and, where there is one, what to do about it.
 ///
 /// Display reads `backend: [CODE: ]message[ (fix: hint)]`.
+/// Boxed, so that `Result<T, InferenceError>` stays one pointer wide on the error side.
+pub struct InferenceError(Box<Repr>);
+
 #[derive(Debug)]
-pub struct InferenceError {
+struct Repr {
     kind: ErrorKind,
     backend: String,
     message: String,
@@ -88,7 +91,7 @@ pub struct InferenceError {
 
 impl InferenceError {
     pub fn new(kind: ErrorKind, backend: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Repr {
             kind,
             backend: backend.into(),
             message: message.into(),
@@ -98,7 +101,7 @@ impl InferenceError {
             retry_after: None,
             raw_output: None,
             source: None,
-        }
+        }))
     }
 
     pub fn invalid_request(backend: impl Into<String>, message: impl Into<String>) -> Self {
@@ -115,78 +118,84 @@ impl InferenceError {
 
     /// A stable code for scripts and docs, e.g. `MLX_NOT_AVAILABLE`.
     pub fn with_code(mut self, code: &'static str) -> Self {
-        self.code = Some(code);
+        self.0.code = Some(code);
         self
     }
 
     /// What the user should do about it, e.g. "run `cargo xtask setup-mlx`".
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.0.hint = Some(hint.into());
         self
     }
 
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.source = Some(source.into());
+        self.0.source = Some(source.into());
         self
     }
 
     pub fn with_retryable(mut self, retryable: bool) -> Self {
-        self.retryable = retryable;
+        self.0.retryable = retryable;
         self
     }
 
     pub fn with_retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = Some(after);
+        self.0.retry_after = Some(after);
         self
     }
 
     /// The model's text, kept so that nothing is lost when output is rejected.
     pub fn with_raw_output(mut self, raw: impl Into<String>) -> Self {
-        self.raw_output = Some(raw.into());
+        self.0.raw_output = Some(raw.into());
         self
     }
 
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     pub fn backend(&self) -> &str {
-        &self.backend
+        &self.0.backend
     }
 
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     pub fn code(&self) -> Option<&'static str> {
-        self.code
+        self.0.code
     }
 
     pub fn hint(&self) -> Option<&str> {
-        self.hint.as_deref()
+        self.0.hint.as_deref()
     }
 
     pub fn is_retryable(&self) -> bool {
-        self.retryable
+        self.0.retryable
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.0.retry_after
     }
 
     pub fn raw_output(&self) -> Option<&str> {
-        self.raw_output.as_deref()
+        self.0.raw_output.as_deref()
+    }
+}
+
+impl fmt::Debug for InferenceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 
 impl fmt::Display for InferenceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.backend)?;
-        if let Some(code) = self.code {
+        write!(f, "{}: ", self.0.backend)?;
+        if let Some(code) = self.0.code {
             write!(f, "{code}: ")?;
         }
-        f.write_str(&self.message)?;
-        if let Some(hint) = &self.hint {
+        f.write_str(&self.0.message)?;
+        if let Some(hint) = &self.0.hint {
             write!(f, " (fix: {hint})")?;
         }
         Ok(())
@@ -195,7 +204,8 @@ impl fmt::Display for InferenceError {
 
 impl std::error::Error for InferenceError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.0
+            .source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }

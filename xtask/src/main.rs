@@ -1,0 +1,42 @@
+//! `cargo xtask`: the project's tasks, one module each, as plain Rust (no shell scripts to drift).
+//!
+//! - `ci`: everything CI checks — format, clippy with warnings denied, the whole test suite.
+//! - `tidy`: the architecture invariants over the dependency graph (also run as a test).
+
+mod ci;
+mod tidy;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Rigger's project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Format check, clippy -D warnings and the whole test suite: what CI runs.
+    Ci,
+    /// Check the crate-graph invariants (which crate may depend on which).
+    Tidy,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Ci => ci::run(),
+        Task::Tidy => {
+            let violations = tidy::check_workspace()?;
+            if violations.is_empty() {
+                println!("tidy: all crate-graph invariants hold");
+                Ok(())
+            } else {
+                for v in &violations {
+                    eprintln!("tidy: {v}");
+                }
+                anyhow::bail!("{} invariant violation(s)", violations.len())
+            }
+        }
+    }
+}
