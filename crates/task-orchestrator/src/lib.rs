@@ -34,3 +34,8 @@ pub mod adapters {
     /// The backends compiled into this build.
     pub use rigger_provider_factory::compiled_backends;
 }
+
+/// The README's Rust snippets compile as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
