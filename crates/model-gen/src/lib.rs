@@ -1,0 +1,56 @@
+//! Synthetic models of real architectures: seeded random weights in the shape of a real Llama
+//! model, written as a Hugging Face folder (config, safetensors, tokenizer, chat template) and as
+//! GGUF files (f16, q8_0, q4_0) of the *same* weights, with the tokenizer embedded.
+//!
+//! Why: no weights can be downloaded on our machines, yet every local backend must be tested and
+//! benchmarked on a real model file. Speed does not depend on weight values, so a real shape
+//! with random weights is an honest benchmark subject, and a tiny one is enough for tests.
+//!
+//! Properties (each tested): deterministic (same shape + seed = byte-identical files); the output
+//! rows of special and non-printable byte tokens are zero, so greedy generation never ends early
+//! and always decodes to printable text; GGUF q/k weights carry llama.cpp's rope permutation, so
+//! safetensors and GGUF f16 give the same greedy tokens.
+
+mod fixture;
+mod generate;
+mod shapes;
+mod tokenizer;
+
+pub use fixture::tiny_model;
+pub use generate::{Format, GenOptions, Manifest, ManifestFile, generate};
+pub use shapes::{SHAPES, Shape, shape};
+pub use tokenizer::CHAT_TEMPLATE;
+
+/// Why generation failed; each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum GenError {
+    #[error("unknown shape {name:?}; known shapes: {known}")]
+    UnknownShape { name: String, known: String },
+    #[error("unknown format {name:?}; known formats: safetensors, gguf-f16, gguf-q8_0, gguf-q4_0")]
+    UnknownFormat { name: String },
+    #[error("unknown safetensors dtype {name:?}; use f16, bf16 or f32")]
+    UnknownDtype { name: String },
+    #[error("{path} already exists and is not empty; pass --force to overwrite it")]
+    Exists { path: String },
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("building the tokenizer failed: {0}")]
+    Tokenizer(String),
+    #[error("tensor work failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+    #[error("writing JSON failed: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl GenError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        GenError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

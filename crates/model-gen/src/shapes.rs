@@ -1,0 +1,126 @@
+//! The architectures we can generate: real Llama-family shapes, plus a tiny one for tests.
+
+use serde::Serialize;
+
+use crate::GenError;
+
+/// A Llama-architecture shape (the fields of its `config.json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Shape {
+    pub name: &'static str,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub max_position_embeddings: usize,
+    pub rope_theta: f64,
+    pub rms_norm_eps: f64,
+    pub tie_word_embeddings: bool,
+}
+
+impl Shape {
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    pub fn kv_dim(&self) -> usize {
+        self.head_dim() * self.num_key_value_heads
+    }
+
+    /// Number of weights.
+    pub fn parameter_count(&self) -> usize {
+        let (h, i, kv) = (self.hidden_size, self.intermediate_size, self.kv_dim());
+        let per_layer = h * h * 2 + h * kv * 2 + 3 * h * i + 2 * h;
+        let head = if self.tie_word_embeddings {
+            0
+        } else {
+            self.vocab_size * h
+        };
+        self.vocab_size * h + self.num_hidden_layers * per_layer + h + head
+    }
+}
+
+pub const SHAPES: &[Shape] = &[
+    // A few MB: for tests. Every row length is a multiple of 32 (the q4_0/q8_0 block).
+    Shape {
+        name: "tiny",
+        vocab_size: 512,
+        hidden_size: 64,
+        intermediate_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        max_position_embeddings: 512,
+        rope_theta: 10_000.0,
+        rms_norm_eps: 1e-5,
+        tie_word_embeddings: false,
+    },
+    // TinyLlama/TinyLlama-1.1B-Chat-v1.0.
+    Shape {
+        name: "tinyllama-1.1b",
+        vocab_size: 32_000,
+        hidden_size: 2048,
+        intermediate_size: 5632,
+        num_hidden_layers: 22,
+        num_attention_heads: 32,
+        num_key_value_heads: 4,
+        max_position_embeddings: 2048,
+        rope_theta: 10_000.0,
+        rms_norm_eps: 1e-5,
+        tie_word_embeddings: false,
+    },
+    // meta-llama/Llama-3.2-1B (context capped at 8k: the rope scaling for 128k is not modelled).
+    Shape {
+        name: "llama-3.2-1b",
+        vocab_size: 128_256,
+        hidden_size: 2048,
+        intermediate_size: 8192,
+        num_hidden_layers: 16,
+        num_attention_heads: 32,
+        num_key_value_heads: 8,
+        max_position_embeddings: 8192,
+        rope_theta: 500_000.0,
+        rms_norm_eps: 1e-5,
+        tie_word_embeddings: true,
+    },
+];
+
+/// Looks a shape up by name; the error lists the known ones.
+pub fn shape(name: &str) -> Result<&'static Shape, GenError> {
+    SHAPES
+        .iter()
+        .find(|s| s.name.eq_ignore_ascii_case(name.trim()))
+        .ok_or_else(|| GenError::UnknownShape {
+            name: name.to_owned(),
+            known: SHAPES.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_shape_lists_the_known_ones() {
+        let err = shape("gpt-5").unwrap_err().to_string();
+        assert!(err.contains("tiny") && err.contains("tinyllama-1.1b"), "{err}");
+    }
+
+    #[test]
+    fn parameter_counts_match_the_real_models() {
+        // TinyLlama-1.1B has 1,100,048,384 parameters; Llama-3.2-1B 1,235,814,400.
+        assert_eq!(shape("tinyllama-1.1b").unwrap().parameter_count(), 1_100_048_384);
+        assert_eq!(shape("llama-3.2-1b").unwrap().parameter_count(), 1_235_814_400);
+    }
+
+    #[test]
+    fn every_row_is_a_whole_number_of_quant_blocks() {
+        for s in SHAPES {
+            for row in [s.hidden_size, s.intermediate_size] {
+                assert_eq!(row % 32, 0, "{}: {row}", s.name);
+            }
+        }
+    }
+}
