@@ -2,8 +2,10 @@
 //!
 //! - `ci`: everything CI checks — format, clippy with warnings denied, the whole test suite.
 //! - `tidy`: the architecture invariants over the dependency graph (also run as a test).
+//! - `gen-model`: a synthetic model of a real architecture, in HF and GGUF formats.
 
 mod ci;
+mod gen_model;
 mod tidy;
 
 use clap::{Parser, Subcommand};
@@ -21,11 +23,21 @@ enum Task {
     Ci,
     /// Check the crate-graph invariants (which crate may depend on which).
     Tidy,
+    /// Generate a synthetic model (seeded random weights of a real architecture).
+    GenModel(gen_model::Args),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().task {
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.task {
         Task::Ci => ci::run(),
+        Task::GenModel(args) => gen_model::run(args),
         Task::Tidy => {
             let violations = tidy::check_workspace()?;
             if violations.is_empty() {

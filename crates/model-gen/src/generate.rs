@@ -18,7 +18,7 @@ use crate::tokenizer::{self, Vocabulary};
 use crate::{GenError, Shape};
 
 /// Bumped whenever the bytes written for a given shape and seed change.
-pub const GENERATOR_REVISION: u32 = 1;
+pub const GENERATOR_REVISION: u32 = 2;
 
 /// A file format to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -215,11 +215,19 @@ fn specs(s: &Shape) -> Vec<Spec> {
         out.push(matrix(hf("mlp.up_proj"), gg("ffn_up"), i, h));
         out.push(matrix(hf("mlp.down_proj"), gg("ffn_down"), h, i));
     }
-    out.push(norm("model.norm.weight".into(), "output_norm.weight".into()));
+    out.push(norm(
+        "model.norm.weight".into(),
+        "output_norm.weight".into(),
+    ));
     if !s.tie_word_embeddings {
         out.push(Spec {
             is_output: true,
-            ..matrix("lm_head.weight".into(), "output.weight".into(), s.vocab_size, h)
+            ..matrix(
+                "lm_head.weight".into(),
+                "output.weight".into(),
+                s.vocab_size,
+                h,
+            )
         });
     }
     out
@@ -278,7 +286,12 @@ struct Converted {
     gguf: Vec<QTensor>,
 }
 
-fn convert(spec: &Spec, data: Vec<f32>, opts: &GenOptions, gguf: &[Format]) -> Result<Converted, GenError> {
+fn convert(
+    spec: &Spec,
+    data: Vec<f32>,
+    opts: &GenOptions,
+    gguf: &[Format],
+) -> Result<Converted, GenError> {
     let t = Tensor::from_vec(data, spec.dims.as_slice(), &Device::Cpu)?;
     let safetensors = if opts.formats.contains(&Format::Safetensors) {
         Some(t.to_dtype(opts.safetensors_dtype)?)
@@ -294,7 +307,11 @@ fn convert(spec: &Spec, data: Vec<f32>, opts: &GenOptions, gguf: &[Format]) -> R
         .filter_map(|f| f.ggml())
         .map(|(dtype, _)| {
             // 1-D tensors (norms) stay f32, as llama.cpp's converter writes them.
-            let dtype = if spec.dims.len() == 1 { GgmlDType::F32 } else { dtype };
+            let dtype = if spec.dims.len() == 1 {
+                GgmlDType::F32
+            } else {
+                dtype
+            };
             QTensor::quantize(&g, dtype)
         })
         .collect::<candle_core::Result<_>>()?;
@@ -372,15 +389,24 @@ pub fn generate(
         std::fs::write(&path, text + "\n").map_err(|e| GenError::io(&path, e))
     };
     write_json("config.json", &hf_config(shape, opts.safetensors_dtype))?;
-    write_json("generation_config.json", &serde_json::json!({
-        "bos_token_id": tokenizer::BOS_ID,
-        "eos_token_id": tokenizer::EOS_ID,
-        "max_length": shape.max_position_embeddings,
-    }))?;
-    write_json("tokenizer_config.json", &tokenizer::tokenizer_config(shape.max_position_embeddings))?;
-    write_json("special_tokens_map.json", &serde_json::json!({
-        "bos_token": tokenizer::BOS, "eos_token": tokenizer::EOS, "unk_token": tokenizer::UNK,
-    }))?;
+    write_json(
+        "generation_config.json",
+        &serde_json::json!({
+            "bos_token_id": tokenizer::BOS_ID,
+            "eos_token_id": tokenizer::EOS_ID,
+            "max_length": shape.max_position_embeddings,
+        }),
+    )?;
+    write_json(
+        "tokenizer_config.json",
+        &tokenizer::tokenizer_config(shape.max_position_embeddings),
+    )?;
+    write_json(
+        "special_tokens_map.json",
+        &serde_json::json!({
+            "bos_token": tokenizer::BOS, "eos_token": tokenizer::EOS, "unk_token": tokenizer::UNK,
+        }),
+    )?;
     tokenizer::save(&tokenizer::build(&vocab)?, &out.join("tokenizer.json"))?;
 
     if opts.formats.contains(&Format::Safetensors) {
@@ -428,7 +454,10 @@ pub fn generate(
         });
     }
     let manifest = Manifest {
-        generator: format!("rigger-model-gen {} (revision {GENERATOR_REVISION})", env!("CARGO_PKG_VERSION")),
+        generator: format!(
+            "rigger-model-gen {} (revision {GENERATOR_REVISION})",
+            env!("CARGO_PKG_VERSION")
+        ),
         shape: shape.name.to_owned(),
         parameters: shape.parameter_count(),
         seed: opts.seed,
@@ -468,7 +497,11 @@ fn checksum(path: &Path) -> Result<(u64, String), GenError> {
         hasher.update(&buf[..n]);
         bytes += n as u64;
     }
-    let hex = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Ok((bytes, hex))
 }
 
@@ -501,7 +534,10 @@ fn gguf_metadata(s: &Shape, vocab: &Vocabulary, file_type: u32) -> Vec<(&'static
     let u32v = |n: usize| Value::U32(n as u32);
     vec![
         ("general.architecture", Value::String("llama".into())),
-        ("general.name", Value::String(format!("rigger synthetic {}", s.name))),
+        (
+            "general.name",
+            Value::String(format!("rigger synthetic {}", s.name)),
+        ),
         ("general.file_type", Value::U32(file_type)),
         ("general.quantization_version", Value::U32(2)),
         ("llama.vocab_size", u32v(s.vocab_size)),
@@ -513,7 +549,10 @@ fn gguf_metadata(s: &Shape, vocab: &Vocabulary, file_type: u32) -> Vec<(&'static
         ("llama.attention.head_count_kv", u32v(s.num_key_value_heads)),
         ("llama.rope.dimension_count", u32v(s.head_dim())),
         ("llama.rope.freq_base", Value::F32(s.rope_theta as f32)),
-        ("llama.attention.layer_norm_rms_epsilon", Value::F32(s.rms_norm_eps as f32)),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            Value::F32(s.rms_norm_eps as f32),
+        ),
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
         ("tokenizer.ggml.pre", Value::String("default".into())),
         (
@@ -539,6 +578,9 @@ fn gguf_metadata(s: &Shape, vocab: &Vocabulary, file_type: u32) -> Vec<(&'static
         ("tokenizer.ggml.unknown_token_id", Value::U32(0)),
         ("tokenizer.ggml.add_bos_token", Value::Bool(true)),
         ("tokenizer.ggml.add_eos_token", Value::Bool(false)),
-        ("tokenizer.chat_template", Value::String(tokenizer::CHAT_TEMPLATE.into())),
+        (
+            "tokenizer.chat_template",
+            Value::String(tokenizer::CHAT_TEMPLATE.into()),
+        ),
     ]
 }

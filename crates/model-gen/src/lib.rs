@@ -17,7 +17,7 @@ mod shapes;
 mod tokenizer;
 
 pub use fixture::tiny_model;
-pub use generate::{Format, GenOptions, Manifest, ManifestFile, generate};
+pub use generate::{Format, GenEvent, GenOptions, Manifest, ManifestFile, generate};
 pub use shapes::{SHAPES, Shape, shape};
 pub use tokenizer::CHAT_TEMPLATE;
 

@@ -105,14 +105,23 @@ mod tests {
     #[test]
     fn unknown_shape_lists_the_known_ones() {
         let err = shape("gpt-5").unwrap_err().to_string();
-        assert!(err.contains("tiny") && err.contains("tinyllama-1.1b"), "{err}");
+        assert!(
+            err.contains("tiny") && err.contains("tinyllama-1.1b"),
+            "{err}"
+        );
     }
 
     #[test]
     fn parameter_counts_match_the_real_models() {
         // TinyLlama-1.1B has 1,100,048,384 parameters; Llama-3.2-1B 1,235,814,400.
-        assert_eq!(shape("tinyllama-1.1b").unwrap().parameter_count(), 1_100_048_384);
-        assert_eq!(shape("llama-3.2-1b").unwrap().parameter_count(), 1_235_814_400);
+        assert_eq!(
+            shape("tinyllama-1.1b").unwrap().parameter_count(),
+            1_100_048_384
+        );
+        assert_eq!(
+            shape("llama-3.2-1b").unwrap().parameter_count(),
+            1_235_814_400
+        );
     }
 
     #[test]

@@ -18,8 +18,10 @@ pub const BOS_ID: u32 = 1;
 pub const EOS_ID: u32 = 2;
 
 /// A Zephyr-style chat template (the one TinyLlama-Chat uses), valid Jinja for both
-/// minijinja and Python's jinja2.
-pub const CHAT_TEMPLATE: &str = "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}</s>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}";
+/// minijinja and Python's jinja2. It emits BOS itself, as Llama templates do, because chat
+/// front-ends (HF `apply_chat_template`, mlx-lm) encode the rendered text without adding special
+/// tokens; engines must do the same so that every backend sees the same token ids.
+pub const CHAT_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}</s>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}";
 
 /// llama.cpp's token types.
 const TYPE_NORMAL: i32 = 1;
@@ -39,7 +41,8 @@ pub struct Vocabulary {
 
 /// GPT-2's reversible map from bytes to printable characters.
 fn byte_chars() -> Vec<char> {
-    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
     let mut extra = 0;
     (0u32..256)
         .map(|b| {
@@ -170,7 +173,8 @@ mod tests {
             assert_eq!(v.tokens.len(), size);
             assert_eq!(v.token_types.len(), size);
             assert_eq!(v.suppressed.len(), size);
-            let known: std::collections::HashSet<&str> = v.tokens.iter().map(String::as_str).collect();
+            let known: std::collections::HashSet<&str> =
+                v.tokens.iter().map(String::as_str).collect();
             assert_eq!(known.len(), size, "tokens are unique");
             for (a, b) in &v.merges {
                 assert!(known.contains(a.as_str()) && known.contains(b.as_str()));

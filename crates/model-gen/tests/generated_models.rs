@@ -1,5 +1,6 @@
 //! The generator's promises, checked on the tiny shape: determinism, bad input, GGUF metadata,
 //! and the same greedy tokens from safetensors (HF layout) and GGUF f16 (llama.cpp layout).
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
 use std::path::Path;
 
@@ -29,12 +30,18 @@ fn same_shape_and_seed_give_byte_identical_files() {
     names.sort();
     assert!(names.len() >= 9, "{names:?}");
     for name in names {
-        let (x, y) = (std::fs::read(a.path().join(&name)).unwrap(), std::fs::read(b.path().join(&name)).unwrap());
+        let (x, y) = (
+            std::fs::read(a.path().join(&name)).unwrap(),
+            std::fs::read(b.path().join(&name)).unwrap(),
+        );
         assert!(x == y, "{name:?} differs between two runs");
     }
     let other = tempfile::tempdir().unwrap();
     let mc = generate(other.path(), &tiny(4), &|_| {}).unwrap();
-    assert_ne!(ma.files[0].sha256, mc.files[0].sha256, "the seed changes the weights");
+    assert_ne!(
+        ma.files[0].sha256, mc.files[0].sha256,
+        "the seed changes the weights"
+    );
 }
 
 #[test]
@@ -43,7 +50,10 @@ fn manifest_lists_every_format_with_its_checksum() {
     let m = Manifest::read(&dir).unwrap();
     assert_eq!(m.shape, "tiny");
     let formats: Vec<&str> = m.files.iter().map(|f| f.format.as_str()).collect();
-    assert_eq!(formats, ["safetensors", "gguf-f16", "gguf-q8_0", "gguf-q4_0"]);
+    assert_eq!(
+        formats,
+        ["safetensors", "gguf-f16", "gguf-q8_0", "gguf-q4_0"]
+    );
     for f in &m.files {
         let bytes = std::fs::read(dir.join(&f.path)).unwrap();
         assert_eq!(bytes.len() as u64, f.bytes);
@@ -57,21 +67,36 @@ fn manifest_lists_every_format_with_its_checksum() {
 #[test]
 fn bad_input_gets_clear_errors() {
     assert!(matches!(shape("nope"), Err(GenError::UnknownShape { .. })));
-    assert!(matches!("gguf-q5".parse::<Format>(), Err(GenError::UnknownFormat { .. })));
+    assert!(matches!(
+        "gguf-q5".parse::<Format>(),
+        Err(GenError::UnknownFormat { .. })
+    ));
     assert!(GenOptions::parse_dtype("f8").is_err());
 
     let occupied = tempfile::tempdir().unwrap();
     std::fs::write(occupied.path().join("keep.txt"), "mine").unwrap();
     let err = generate(occupied.path(), &tiny(0), &|_| {}).unwrap_err();
     assert!(err.to_string().contains("--force"), "{err}");
-    assert_eq!(std::fs::read_to_string(occupied.path().join("keep.txt")).unwrap(), "mine");
-    let forced = GenOptions { force: true, ..tiny(0) };
+    assert_eq!(
+        std::fs::read_to_string(occupied.path().join("keep.txt")).unwrap(),
+        "mine"
+    );
+    let forced = GenOptions {
+        force: true,
+        ..tiny(0)
+    };
     generate(occupied.path(), &forced, &|_| {}).unwrap();
-    assert!(occupied.path().join("keep.txt").exists(), "--force overwrites only our files");
+    assert!(
+        occupied.path().join("keep.txt").exists(),
+        "--force overwrites only our files"
+    );
 
     let file = occupied.path().join("keep.txt");
     let err = generate(&file.join("sub"), &tiny(0), &|_| {}).unwrap_err();
-    assert!(matches!(err, GenError::Io { .. }) && err.to_string().contains("keep.txt"), "{err}");
+    assert!(
+        matches!(err, GenError::Io { .. }) && err.to_string().contains("keep.txt"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -84,14 +109,22 @@ fn gguf_carries_architecture_and_tokenizer() {
     assert_eq!(md["tokenizer.ggml.model"].to_string().unwrap(), "gpt2");
     assert_eq!(md["tokenizer.ggml.tokens"].to_vec().unwrap().len(), 512);
     assert!(!md["tokenizer.ggml.merges"].to_vec().unwrap().is_empty());
-    assert!(md["tokenizer.chat_template"].to_string().unwrap().contains("add_generation_prompt"));
+    assert!(
+        md["tokenizer.chat_template"]
+            .to_string()
+            .unwrap()
+            .contains("add_generation_prompt")
+    );
     assert_eq!(content.tensor_infos.len(), 2 * 9 + 3);
 }
 
 fn prompt_ids(dir: &Path) -> Vec<u32> {
     let tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
     tokenizer
-        .encode("<|user|>\nTell me about the lighthouse keeper.</s>\n<|assistant|>\n", true)
+        .encode(
+            "<|user|>\nTell me about the lighthouse keeper.</s>\n<|assistant|>\n",
+            true,
+        )
         .unwrap()
         .get_ids()
         .to_vec()
@@ -124,7 +157,10 @@ fn greedy_safetensors(dir: &Path, prompt: &[u32]) -> Vec<u32> {
     let mut out = Vec::new();
     let mut pos = 0;
     for _ in 0..STEPS {
-        let input = Tensor::new(&tokens[pos..], &device).unwrap().unsqueeze(0).unwrap();
+        let input = Tensor::new(&tokens[pos..], &device)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         let next = argmax(&model.forward(&input, pos, &mut cache).unwrap());
         pos = tokens.len();
         tokens.push(next);
@@ -142,7 +178,10 @@ fn greedy_gguf(path: &Path, prompt: &[u32]) -> Vec<u32> {
     let mut out = Vec::new();
     let mut pos = 0;
     for _ in 0..STEPS {
-        let input = Tensor::new(&tokens[pos..], &device).unwrap().unsqueeze(0).unwrap();
+        let input = Tensor::new(&tokens[pos..], &device)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         let next = argmax(&model.forward(&input, pos).unwrap());
         pos = tokens.len();
         tokens.push(next);
@@ -176,5 +215,44 @@ fn q8_0_follows_the_f16_greedy_path() {
     let f16 = greedy_gguf(&dir.join("model-f16.gguf"), &prompt);
     let q8 = greedy_gguf(&dir.join("model-q8_0.gguf"), &prompt);
     let agree = f16.iter().zip(&q8).take_while(|(a, b)| a == b).count();
-    assert!(agree >= 4, "q8_0 diverges from f16 at once: {f16:?} vs {q8:?}");
+    assert!(
+        agree >= 4,
+        "q8_0 diverges from f16 at once: {f16:?} vs {q8:?}"
+    );
+}
+
+/// The Python of the MLX venv: `RIGGER_MLX_PYTHON`, else the project venv `setup-mlx` makes.
+fn mlx_python() -> std::path::PathBuf {
+    std::env::var_os("RIGGER_MLX_PYTHON")
+        .map(Into::into)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"))
+}
+
+#[test]
+#[ignore = "needs the MLX venv (cargo xtask setup-mlx, or RIGGER_MLX_PYTHON); run with --ignored"]
+fn mlx_lm_loads_the_folder_and_generates_to_the_budget() {
+    let dir = tiny_model().unwrap();
+    let script = r#"
+import sys, mlx_lm
+from mlx_lm.sample_utils import make_sampler
+model, tok = mlx_lm.load(sys.argv[1])
+prompt = tok.apply_chat_template([{"role": "user", "content": "Tell me a story."}], add_generation_prompt=True)
+assert prompt[0] == 1, f"the template must start with BOS, got {prompt[:4]}"
+last = None
+for last in mlx_lm.stream_generate(model, tok, prompt, max_tokens=16, sampler=make_sampler(0.0)):
+    pass
+print(last.generation_tokens, last.finish_reason)
+"#;
+    let out = std::process::Command::new(mlx_python())
+        .args(["-c", script])
+        .arg(&dir)
+        .output()
+        .expect("run the MLX venv's python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "16 length");
 }
