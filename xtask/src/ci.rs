@@ -8,6 +8,9 @@ use anyhow::{Context, bail};
 
 pub fn run() -> anyhow::Result<()> {
     let root = workspace_root();
+    // The MLX adapter's tests run against real mlx-lm: make (or reuse) the venv first.
+    println!("xtask ci: mlx venv: cargo xtask setup-mlx");
+    crate::setup_mlx::run(crate::setup_mlx::Args::default())?;
     step(&root, "format", &["fmt", "--all", "--", "--check"])?;
     step(
         &root,

@@ -3,9 +3,11 @@
 //! - `ci`: everything CI checks — format, clippy with warnings denied, the whole test suite.
 //! - `tidy`: the architecture invariants over the dependency graph (also run as a test).
 //! - `gen-model`: a synthetic model of a real architecture, in HF and GGUF formats.
+//! - `setup-mlx`: a project-local venv with pinned mlx-lm.
 
 mod ci;
 mod gen_model;
+mod setup_mlx;
 mod tidy;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +27,8 @@ enum Task {
     Tidy,
     /// Generate a synthetic model (seeded random weights of a real architecture).
     GenModel(gen_model::Args),
+    /// Create or update the project's MLX venv (.venv) with pinned mlx-lm.
+    SetupMlx(setup_mlx::Args),
 }
 
 fn main() {
@@ -38,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.task {
         Task::Ci => ci::run(),
         Task::GenModel(args) => gen_model::run(args),
+        Task::SetupMlx(args) => setup_mlx::run(args).map(drop),
         Task::Tidy => {
             let violations = tidy::check_workspace()?;
             if violations.is_empty() {

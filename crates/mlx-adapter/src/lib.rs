@@ -1,6 +1,452 @@
-//! MLX backend: `MlxSubprocessAdapter` drives one long-lived Python worker running `mlx-lm`,
-//! speaking a versioned JSON-lines protocol, and implements the model port over it.
+//! MLX backend: [`MlxSubprocessAdapter`] drives one long-lived Python worker running `mlx-lm`
+//! and implements the model port over it.
 //!
-//! Status: not built yet (issue "mlx-adapter + cargo xtask setup-mlx"). This crate compiles so the
-//! workspace and its invariants are in place; it exposes nothing until the adapter lands.
-//! Invariant: depends on `rigger-ports` only; Python errors never cross the port.
+//! Role: keep models resident in a supervised worker (one per Python interpreter, shared by every
+//! adapter using it), speak a small versioned JSON-lines protocol (the script ships in this
+//! crate; prompts travel as data, never as code), stream tokens from `mlx_lm.stream_generate`,
+//! and report mlx-lm's own figures as the port's timings.
+//!
+//! Invariant: depends on `rigger-ports` only among Rigger's crates; the worker's Python errors
+//! cross the port only as [`InferenceError`]s with a kind, the spec's codes and a fix.
+//!
+//! ```no_run
+//! use rigger_mlx_adapter::MlxSubprocessAdapter;
+//!
+//! if MlxSubprocessAdapter::is_available() {
+//!     println!("MLX backend available - using optimized inference");
+//! } else {
+//!     println!("MLX not available - falling back to Ollama");
+//! }
+//! ```
+
+mod python;
+mod worker;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use rigger_ports::{
+    Capabilities, ChatMessage, Completion, ErrorKind, EventStream, FinishReason, GenerationRequest,
+    InferenceError, LanguageModel, ModelDescriptor, StreamEvent, TimingSource, Timings,
+    TokenBudget, Usage, enforce_response_format,
+};
+use tokio::sync::mpsc;
+
+pub use python::{Availability, availability};
+pub use worker::{Hello, PROTOCOL};
+
+/// The backend's name in descriptors and errors.
+pub const BACKEND: &str = "mlx";
+
+/// The default model, as the user guide lists it.
+pub const DEFAULT_MODEL: &str = "mlx-community/Phi-3-mini-4k-instruct";
+
+/// The guide's error codes.
+pub mod codes {
+    pub const MLX_NOT_AVAILABLE: &str = "MLX_NOT_AVAILABLE";
+    pub const PYTHON_EXEC_FAILED: &str = "PYTHON_EXEC_FAILED";
+    pub const MODEL_LOAD_FAILED: &str = "MODEL_LOAD_FAILED";
+}
+
+/// How to reach MLX and which model to serve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlxConfig {
+    /// A hub id (`mlx-community/...`, downloaded by the worker on first use) or a local folder.
+    pub model: String,
+    /// The interpreter; `None` finds one (`PYTHON_PATH`, `.venv`, `python3`, `python`).
+    pub python: Option<PathBuf>,
+    /// Worker start-up (importing mlx) and handshake.
+    pub startup_timeout: Duration,
+    /// Loading (and, from the hub, downloading) a model.
+    pub load_timeout: Duration,
+    /// From the model being ready to the first token.
+    pub first_token_timeout: Duration,
+    /// Between two tokens.
+    pub idle_timeout: Duration,
+    /// Run this adapter's requests on a worker of its own instead of the one shared by every
+    /// adapter with the same Python (so that it never queues behind another role's requests).
+    pub dedicated_worker: bool,
+}
+
+impl MlxConfig {
+    pub fn new(model: impl Into<String>) -> Self {
+        Self {
+            model: model.into(),
+            python: None,
+            startup_timeout: Duration::from_secs(60),
+            load_timeout: Duration::from_secs(1800),
+            first_token_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(60),
+            dedicated_worker: false,
+        }
+    }
+
+    /// `MLX_MODEL` (default [`DEFAULT_MODEL`]) and `PYTHON_PATH`.
+    pub fn from_env() -> Self {
+        let model = std::env::var("MLX_MODEL")
+            .ok()
+            .filter(|m| !m.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_MODEL.to_owned());
+        let mut config = Self::new(model);
+        config.python = std::env::var_os("PYTHON_PATH")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        config
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Workers by (python, dedicated adapter id): shared workers have no id.
+type WorkerKey = (PathBuf, Option<u64>);
+static WORKERS: Mutex<Option<HashMap<WorkerKey, Arc<worker::Worker>>>> = Mutex::new(None);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The MLX adapter for one model.
+pub struct MlxSubprocessAdapter {
+    config: MlxConfig,
+    worker_key: WorkerKey,
+    initial: ModelDescriptor,
+    loaded: OnceLock<ModelDescriptor>,
+}
+
+impl MlxSubprocessAdapter {
+    /// The guide's check: macOS on Apple Silicon (or Linux with mlx installed), Python found,
+    /// `mlx_lm` importable. Cached: the second call starts no Python.
+    pub fn is_available() -> bool {
+        python::availability().available
+    }
+
+    /// An adapter that starts the worker and loads the model on first use.
+    pub fn new(config: MlxConfig) -> Result<Self, InferenceError> {
+        let python = python::find(config.python.as_deref()).ok_or_else(|| {
+            InferenceError::new(ErrorKind::NotAvailable, BACKEND, "Failed to execute Python: no Python found (tried PYTHON_PATH, .venv, python3, python)")
+                .with_code(codes::PYTHON_EXEC_FAILED)
+                .with_hint("install Python 3.9+ and run `cargo xtask setup-mlx`, or set PYTHON_PATH")
+        })?;
+        let initial = ModelDescriptor {
+            backend: BACKEND.into(),
+            model_id: config.model.clone(),
+            context_length: None,
+            capabilities: Capabilities {
+                native_structured_output: false,
+                ..Capabilities::all()
+            },
+        };
+        let dedicated = config
+            .dedicated_worker
+            .then(|| NEXT_ID.fetch_add(1, Ordering::Relaxed));
+        Ok(Self {
+            config,
+            worker_key: (python, dedicated),
+            initial,
+            loaded: OnceLock::new(),
+        })
+    }
+
+    /// [`MlxConfig::from_env`], then [`Self::new`].
+    pub fn from_env() -> Result<Self, InferenceError> {
+        Self::new(MlxConfig::from_env())
+    }
+
+    /// Starts the worker (if needed) and loads the model now, so the descriptor knows the
+    /// context length and the first request pays no load time.
+    pub async fn connect(config: MlxConfig) -> Result<Self, InferenceError> {
+        let adapter = Self::new(config)?;
+        adapter.load_model().await?;
+        Ok(adapter)
+    }
+
+    /// The worker's handshake (mlx and mlx-lm versions, device), starting it if needed.
+    pub async fn worker_info(&self) -> Result<Hello, InferenceError> {
+        Ok(self.worker().await?.hello.clone())
+    }
+
+    /// The worker's process id, when one is running (for supervision tests and diagnostics).
+    pub fn worker_pid(&self) -> Option<u32> {
+        lock(&WORKERS)
+            .as_ref()
+            .and_then(|w| w.get(&self.worker_key))
+            .filter(|w| w.is_alive())
+            .and_then(|w| w.pid())
+    }
+
+    async fn worker(&self) -> Result<Arc<worker::Worker>, InferenceError> {
+        if let Some(w) = lock(&WORKERS)
+            .as_ref()
+            .and_then(|w| w.get(&self.worker_key))
+            .filter(|w| w.is_alive())
+        {
+            return Ok(w.clone());
+        }
+        let started =
+            worker::Worker::start(&self.worker_key.0, self.config.startup_timeout).await?;
+        tracing::info!(
+            target: "rigger::mlx",
+            "MLX worker started: mlx {}, mlx-lm {}, {} (python {})",
+            started.hello.mlx, started.hello.mlx_lm, started.hello.device, started.hello.python_version
+        );
+        let mut workers = lock(&WORKERS);
+        let map = workers.get_or_insert_with(HashMap::new);
+        match map.get(&self.worker_key).filter(|w| w.is_alive()) {
+            Some(existing) => Ok(existing.clone()), // another adapter started one meanwhile
+            None => {
+                map.insert(self.worker_key.clone(), started.clone());
+                Ok(started)
+            }
+        }
+    }
+
+    async fn load_model(&self) -> Result<(), InferenceError> {
+        let worker = self.worker().await?;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let line = serde_json::json!({"type": "load", "id": id, "model": self.config.model});
+        worker.send(id, line.to_string(), tx)?;
+        let _cancel = CancelOnDrop {
+            worker: worker.clone(),
+            id,
+            armed: false,
+        };
+        self.await_loaded(&mut rx).await.map(drop)
+    }
+
+    /// Waits for the worker's `loaded` message; returns the load time when this request loaded.
+    async fn await_loaded(
+        &self,
+        rx: &mut mpsc::UnboundedReceiver<worker::Event>,
+    ) -> Result<Option<f64>, InferenceError> {
+        let event = tokio::time::timeout(self.config.load_timeout, rx.recv())
+            .await
+            .map_err(|_| {
+                InferenceError::new(
+                    ErrorKind::Timeout,
+                    BACKEND,
+                    format!(
+                        "loading {} took longer than {:?}",
+                        self.config.model, self.config.load_timeout
+                    ),
+                )
+                .with_hint("pre-download the model, or raise MlxConfig::load_timeout")
+            })?;
+        match event {
+            Some(worker::Event::Line(line)) if line.kind == "loaded" => {
+                let _ = self.loaded.set(ModelDescriptor {
+                    context_length: line.context_length,
+                    ..self.initial.clone()
+                });
+                Ok(line.load_seconds)
+            }
+            Some(worker::Event::Line(line)) => Err(worker_error(&self.config.model, &line)),
+            Some(worker::Event::Crashed(message)) => Err(InferenceError::new(
+                ErrorKind::BackendCrashed,
+                BACKEND,
+                message,
+            )),
+            None => Err(InferenceError::new(
+                ErrorKind::BackendCrashed,
+                BACKEND,
+                "the MLX worker stopped",
+            )),
+        }
+    }
+}
+
+/// Maps a worker `error` line to the port's error, with the guide's codes and fixes.
+fn worker_error(model: &str, line: &worker::Line) -> InferenceError {
+    let message = line
+        .message
+        .clone()
+        .unwrap_or_else(|| format!("unexpected {:?} message", line.kind));
+    match line.error_kind.as_deref() {
+            Some("model_not_found") => InferenceError::new(ErrorKind::ModelNotFound, BACKEND, message)
+                .with_code(codes::MODEL_LOAD_FAILED)
+                .with_hint(format!(
+                    "check that {model} exists (mlx-community on the Hugging Face hub) and pre-download it online: python -c \"import mlx_lm; mlx_lm.load('{model}')\""
+                )),
+            Some("model_load_failed") => InferenceError::new(ErrorKind::ModelLoadFailed, BACKEND, message)
+                .with_code(codes::MODEL_LOAD_FAILED)
+                .with_hint("check the model folder (config.json, weights, tokenizer) and free disk space and memory"),
+            Some("context_length_exceeded") => InferenceError::new(ErrorKind::ContextLengthExceeded, BACKEND, message)
+                .with_hint("shorten the messages or lower max_tokens; nothing is truncated silently")
+                .with_retryable(false),
+            Some("invalid_request") => InferenceError::invalid_request(BACKEND, message),
+            Some("protocol") => InferenceError::protocol(BACKEND, message),
+            _ => InferenceError::new(ErrorKind::Internal, BACKEND, message)
+                .with_hint("run with RUST_LOG=debug to see the worker's Python traceback"),
+        }
+}
+
+/// Tells the worker to stop a request whose stream was dropped before it finished.
+struct CancelOnDrop {
+    worker: Arc<worker::Worker>,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.worker.cancel(self.id);
+        }
+    }
+}
+
+fn wire_messages(messages: &[ChatMessage]) -> serde_json::Value {
+    messages
+        .iter()
+        .map(|m| serde_json::json!({"role": m.role.as_str(), "content": m.content}))
+        .collect()
+}
+
+fn completion(line: &worker::Line, load_seconds: Option<f64>) -> Completion {
+    if let Some(peak) = line.peak_memory_gb {
+        tracing::debug!(target: "rigger::mlx", "peak memory {peak:.3} GB");
+    }
+    let secs = |tokens: Option<u32>, tps: Option<f64>| match (tokens, tps) {
+        (Some(n), Some(r)) if r > 0.0 => Duration::from_secs_f64(f64::from(n) / r),
+        _ => Duration::ZERO,
+    };
+    let prompt_tokens = line.prompt_tokens.unwrap_or(0);
+    let generated = line.generation_tokens.unwrap_or(0);
+    Completion {
+        finish_reason: match line.finish_reason.as_deref() {
+            Some("length") => FinishReason::MaxTokens,
+            Some("stop") => FinishReason::EndOfSequence,
+            Some("stop_sequence") => FinishReason::StopSequence,
+            other => FinishReason::Other(other.unwrap_or("").to_owned()),
+        },
+        usage: Usage {
+            prompt_tokens,
+            completion_tokens: generated,
+        },
+        timings: Timings {
+            load: load_seconds.map(Duration::from_secs_f64),
+            time_to_first_token: line.time_to_first_token.map(Duration::from_secs_f64),
+            prompt_tokens,
+            prompt_duration: secs(Some(prompt_tokens), line.prompt_tps),
+            generated_tokens: generated,
+            generation_duration: secs(
+                line.mlx_generation_tokens.or(line.generation_tokens),
+                line.generation_tps,
+            ),
+            source: TimingSource::Backend,
+        },
+    }
+}
+
+struct Pending {
+    rx: mpsc::UnboundedReceiver<worker::Event>,
+    cancel: CancelOnDrop,
+    first: bool,
+    load_seconds: Option<f64>,
+    finished: bool,
+    first_token_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+#[async_trait]
+impl LanguageModel for MlxSubprocessAdapter {
+    fn descriptor(&self) -> &ModelDescriptor {
+        self.loaded.get().unwrap_or(&self.initial)
+    }
+
+    async fn stream(&self, request: GenerationRequest) -> Result<EventStream, InferenceError> {
+        request.validate(self.descriptor())?;
+        let worker = self.worker().await?;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let line = serde_json::json!({
+            "type": "generate",
+            "id": id,
+            "model": self.config.model,
+            "messages": wire_messages(&request.messages),
+            "max_tokens": request.budget.limit(),
+            "exact": matches!(request.budget, TokenBudget::Exactly(_)),
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "top_k": request.top_k,
+            "seed": request.seed,
+            "stop": request.stop,
+        });
+        worker.send(id, line.to_string(), tx)?;
+        let cancel = CancelOnDrop {
+            worker,
+            id,
+            armed: true,
+        };
+        let load_seconds = self.await_loaded(&mut rx).await?;
+        let model = Arc::new(self.config.model.clone());
+        let state = Pending {
+            rx,
+            cancel,
+            first: true,
+            load_seconds,
+            finished: false,
+            first_token_timeout: self.config.first_token_timeout,
+            idle_timeout: self.config.idle_timeout,
+        };
+        let events = futures::stream::unfold(state, move |mut st| {
+            let model = model.clone();
+            async move {
+                if st.finished {
+                    return None;
+                }
+                let wait = if st.first {
+                    st.first_token_timeout
+                } else {
+                    st.idle_timeout
+                };
+                let item = match tokio::time::timeout(wait, st.rx.recv()).await {
+                    Err(_) => Err(InferenceError::new(
+                        ErrorKind::Timeout,
+                        BACKEND,
+                        format!("no token from the MLX worker within {wait:?}"),
+                    )),
+                    Ok(None) => Err(InferenceError::new(
+                        ErrorKind::BackendCrashed,
+                        BACKEND,
+                        "the MLX worker stopped",
+                    )),
+                    Ok(Some(worker::Event::Crashed(message))) => Err(InferenceError::new(
+                        ErrorKind::BackendCrashed,
+                        BACKEND,
+                        message,
+                    )),
+                    Ok(Some(worker::Event::Line(line))) => match line.kind.as_str() {
+                        "delta" => {
+                            st.first = false;
+                            return Some((
+                                Ok(StreamEvent::Delta(line.text.unwrap_or_default())),
+                                st,
+                            ));
+                        }
+                        "done" => {
+                            st.cancel.armed = false;
+                            Ok(StreamEvent::Done(completion(&line, st.load_seconds)))
+                        }
+                        "error" => Err(worker_error(&model, &line)),
+                        other => Err(InferenceError::protocol(
+                            BACKEND,
+                            format!("unexpected worker message {other:?}"),
+                        )),
+                    },
+                };
+                st.finished = true;
+                Some((item, st))
+            }
+        });
+        Ok(enforce_response_format(
+            BACKEND,
+            request.response_format,
+            events.boxed(),
+        ))
+    }
+}

@@ -229,7 +229,6 @@ fn mlx_python() -> std::path::PathBuf {
 }
 
 #[test]
-#[ignore = "needs the MLX venv (cargo xtask setup-mlx, or RIGGER_MLX_PYTHON); run with --ignored"]
 fn mlx_lm_loads_the_folder_and_generates_to_the_budget() {
     let dir = tiny_model().unwrap();
     let script = r#"

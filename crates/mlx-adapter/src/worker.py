@@ -1,0 +1,250 @@
+# Rigger's MLX worker: one long-lived process that keeps mlx-lm models resident and serves
+# generation requests as JSON lines (stdin: requests, stdout: events). Prompts arrive as data,
+# never as code. Protocol version below; the Rust side refuses a mismatch.
+import json
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+
+PROTOCOL = 1
+_out_lock = threading.Lock()
+
+
+def emit(obj):
+    line = json.dumps(obj, ensure_ascii=False)
+    with _out_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def fail(req_id, kind, message):
+    emit({"type": "error", "id": req_id, "kind": kind, "message": message})
+
+
+try:
+    import mlx.core as mx
+    import mlx_lm
+    from mlx_lm.sample_utils import make_sampler
+except Exception as e:  # reported in the handshake, so the Rust side can say what to install
+    emit({"type": "hello", "protocol": PROTOCOL, "error": f"{type(e).__name__}: {e}"})
+    sys.exit(3)
+
+try:
+    from importlib.metadata import version as _version
+    MLX_VERSION, MLX_LM_VERSION = _version("mlx"), _version("mlx-lm")
+except Exception:
+    MLX_VERSION, MLX_LM_VERSION = getattr(mx, "__version__", "?"), getattr(mlx_lm, "__version__", "?")
+
+models = {}  # model id -> (model, tokenizer, context_length)
+inbox = queue.Queue()
+cancelled = set()
+
+
+def reader():
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            msg = json.loads(line)
+        except ValueError as e:
+            fail(None, "protocol", f"not JSON: {e}")
+            continue
+        if msg.get("type") == "cancel":
+            cancelled.add(msg.get("id"))
+        else:
+            inbox.put(msg)
+    inbox.put(None)
+
+
+def context_length(model, path):
+    args = getattr(model, "args", None)
+    for key in ("max_position_embeddings", "max_seq_len", "n_ctx"):
+        value = getattr(args, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def load(req_id, model_id):
+    if model_id in models:
+        return models[model_id], None
+    started = time.perf_counter()
+    try:
+        model, tokenizer = mlx_lm.load(model_id)
+    except Exception as e:
+        name = type(e).__name__
+        text = str(e)
+        missing = (
+            not os.path.exists(model_id)
+            and ("NotFound" in name or "not found" in text.lower() or "404" in text
+                 or "offline" in text.lower() or "connect" in text.lower() or "resolve" in text.lower()
+                 or isinstance(e, (FileNotFoundError, OSError)))
+        )
+        kind = "model_not_found" if missing else "model_load_failed"
+        fail(req_id, kind, f"Failed to load model {model_id!r}: {name}: {text}")
+        return None, None
+    entry = (model, tokenizer, context_length(model, model_id))
+    models[model_id] = entry
+    return entry, time.perf_counter() - started
+
+
+class StopMatcher:
+    """Holds back text that could still become a stop sequence; never emits the stop itself."""
+
+    def __init__(self, stops):
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+
+    def push(self, piece):
+        if not self.stops:
+            return piece, False
+        self.pending += piece
+        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            text, self.pending = self.pending[: min(hits)], ""
+            return text, True
+        keep = 0
+        for i in range(len(self.pending)):
+            suffix = self.pending[i:]
+            if any(s.startswith(suffix) for s in self.stops):
+                keep = len(suffix)
+                break
+        text = self.pending[: len(self.pending) - keep]
+        self.pending = self.pending[len(self.pending) - keep:]
+        return text, False
+
+    def finish(self):
+        text, self.pending = self.pending, ""
+        return text
+
+
+def generate(msg):
+    req_id = msg["id"]
+    received = time.perf_counter()
+    entry, load_seconds = load(req_id, msg["model"])
+    if entry is None:
+        return
+    model, tokenizer, ctx = entry
+    emit({"type": "loaded", "id": req_id, "context_length": ctx, "load_seconds": load_seconds})
+    try:
+        prompt = tokenizer.apply_chat_template(msg["messages"], add_generation_prompt=True)
+    except Exception as e:
+        fail(req_id, "invalid_request", f"the chat template rejected the messages: {e}")
+        return
+    budget = int(msg["max_tokens"])
+    if ctx is not None and len(prompt) + budget > ctx:
+        fail(req_id, "context_length_exceeded",
+             f"the prompt has {len(prompt)} tokens and the budget asks for {budget} more, "
+             f"but {msg['model']} holds {ctx}")
+        return
+    if msg.get("seed") is not None:
+        mx.random.seed(int(msg["seed"]))
+    temp = msg.get("temperature")
+    sampler = make_sampler(
+        temp=0.0 if temp is None else float(temp),
+        top_p=float(msg.get("top_p") or 0.0),
+        top_k=int(msg.get("top_k") or 0),
+    )
+    processors = []
+    exact = bool(msg.get("exact"))
+    if exact:
+        eos = list(getattr(tokenizer, "eos_token_ids", None) or [tokenizer.eos_token_id])
+
+        def no_eos(tokens, logits):
+            logits[:, eos] = -float("inf")
+            return logits
+
+        processors.append(no_eos)
+        # mlx-lm stops on EOS ids itself; with them banned, only the budget ends generation.
+    stops = StopMatcher([] if exact else msg.get("stop") or [])
+    n = 0
+    finish = "length"
+    last = None
+    first_token = None
+    for response in mlx_lm.stream_generate(
+        model, tokenizer, prompt, max_tokens=budget, sampler=sampler, logits_processors=processors
+    ):
+        if req_id in cancelled:
+            cancelled.discard(req_id)
+            emit({"type": "cancelled", "id": req_id})
+            return
+        last = response
+        if response.finish_reason == "stop" and response.token in (
+            getattr(tokenizer, "eos_token_ids", None) or [tokenizer.eos_token_id]
+        ):
+            n += 1
+            finish = "stop"
+            break
+        n += 1
+        if first_token is None:
+            first_token = time.perf_counter() - received
+        text, stopped = stops.push(response.text)
+        if text:
+            emit({"type": "delta", "id": req_id, "text": text})
+        if stopped:
+            finish = "stop_sequence"
+            break
+        if response.finish_reason is not None:
+            finish = "stop" if response.finish_reason == "stop" else "length"
+    rest = stops.finish()
+    if rest:
+        emit({"type": "delta", "id": req_id, "text": rest})
+    if last is None:
+        fail(req_id, "internal", "mlx-lm produced no tokens")
+        return
+    emit({
+        "type": "done",
+        "id": req_id,
+        "finish_reason": finish,
+        "prompt_tokens": int(last.prompt_tokens),
+        "prompt_tps": float(last.prompt_tps),
+        "generation_tokens": n,
+        "mlx_generation_tokens": int(last.generation_tokens),
+        "generation_tps": float(last.generation_tps),
+        "peak_memory_gb": float(getattr(last, "peak_memory", 0.0)),
+        "time_to_first_token": first_token,
+        "load_seconds": load_seconds,
+    })
+
+
+def main():
+    threading.Thread(target=reader, daemon=True).start()
+    emit({
+        "type": "hello",
+        "protocol": PROTOCOL,
+        "mlx": MLX_VERSION,
+        "mlx_lm": MLX_LM_VERSION,
+        "device": str(mx.default_device()),
+        "python": sys.version.split()[0],
+    })
+    while True:
+        msg = inbox.get()
+        if msg is None:
+            return
+        kind = msg.get("type")
+        try:
+            if kind == "generate":
+                if msg.get("id") in cancelled:
+                    cancelled.discard(msg.get("id"))
+                    continue
+                generate(msg)
+            elif kind == "load":
+                entry, load_seconds = load(msg.get("id"), msg["model"])
+                if entry is not None:
+                    emit({"type": "loaded", "id": msg.get("id"), "context_length": entry[2],
+                          "load_seconds": load_seconds})
+            elif kind == "ping":
+                emit({"type": "pong", "id": msg.get("id")})
+            else:
+                fail(msg.get("id"), "protocol", f"unknown request type {kind!r}")
+        except Exception as e:
+            print(traceback.format_exc(), file=sys.stderr, flush=True)
+            fail(msg.get("id"), "internal", f"ERROR: {type(e).__name__}: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+//! The MLX adapter against real mlx-lm (on the CPU here) with the tiny generated model: the
+//! shared conformance suite, plus supervision — a killed worker, timeouts, the handshake.
+//!
+//! Needs the MLX venv: `cargo xtask setup-mlx` (CI runs it first), or `RIGGER_MLX_PYTHON`.
+//! Without it these tests fail with that instruction; they never skip silently.
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use rigger_conformance::ConformanceTarget;
+use rigger_mlx_adapter::{MlxConfig, MlxSubprocessAdapter};
+use rigger_ports::{ErrorKind, GenerationRequest, InferenceError, LanguageModel, StreamEvent};
+
+fn mlx_python() -> PathBuf {
+    let python = std::env::var_os("RIGGER_MLX_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
+    assert!(
+        python.exists(),
+        "no MLX venv at {}: run `cargo xtask setup-mlx` (or set RIGGER_MLX_PYTHON)",
+        python.display()
+    );
+    python
+}
+
+fn config(model: &str) -> MlxConfig {
+    MlxConfig {
+        python: Some(mlx_python()),
+        ..MlxConfig::new(model)
+    }
+}
+
+fn tiny() -> String {
+    rigger_model_gen::tiny_model()
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+struct MlxTarget;
+
+#[async_trait]
+impl ConformanceTarget for MlxTarget {
+    async fn model(&self) -> Result<Arc<dyn LanguageModel>, InferenceError> {
+        Ok(Arc::new(
+            MlxSubprocessAdapter::connect(config(&tiny())).await?,
+        ))
+    }
+
+    async fn missing_model(
+        &self,
+        model_id: &str,
+    ) -> Result<Arc<dyn LanguageModel>, InferenceError> {
+        Ok(Arc::new(MlxSubprocessAdapter::new(config(model_id))?))
+    }
+}
+
+async fn target() -> MlxTarget {
+    MlxTarget
+}
+
+rigger_conformance::conformance_suite!(mlx_cpu, target: target);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_fails_the_request_in_flight_and_the_next_request_restarts_it() {
+    // A worker of its own: killing the shared one would fail the other tests' requests.
+    let model = MlxSubprocessAdapter::connect(MlxConfig {
+        dedicated_worker: true,
+        ..config(&tiny())
+    })
+    .await
+    .unwrap();
+    let pid = model.worker_pid().expect("a running worker");
+    let mut events = model
+        .stream(
+            GenerationRequest::prompt("Tell me a long story")
+                .with_exact_tokens(400)
+                .with_temperature(0.0),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        events.next().await,
+        Some(Ok(StreamEvent::Delta(_)))
+    ));
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut outcome = None;
+    while let Some(event) = events.next().await {
+        if let Err(e) = event {
+            outcome = Some(e);
+            break;
+        }
+    }
+    let err = outcome.expect("the stream must end with an error, not quietly");
+    assert_eq!(err.kind(), ErrorKind::BackendCrashed, "{err}");
+    assert!(err.to_string().contains("died"), "{err}");
+
+    let again = model
+        .generate(
+            GenerationRequest::prompt("Hello")
+                .with_max_tokens(4)
+                .with_temperature(0.0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.completion.usage.completion_tokens, 4);
+    assert_ne!(
+        model.worker_pid(),
+        Some(pid),
+        "a fresh worker serves the next request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_slower_than_the_first_token_timeout_is_a_timeout_error() {
+    let model = MlxSubprocessAdapter::connect(MlxConfig {
+        first_token_timeout: Duration::from_nanos(1),
+        ..config(&tiny())
+    })
+    .await
+    .unwrap();
+    let err = model
+        .generate(GenerationRequest::prompt("Hello").with_max_tokens(8))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    // The timed-out request was cancelled; the worker serves the next one.
+    let ok = MlxSubprocessAdapter::connect(config(&tiny()))
+        .await
+        .unwrap();
+    let g = ok
+        .generate(GenerationRequest::prompt("Hello").with_max_tokens(3))
+        .await
+        .unwrap();
+    assert_eq!(g.completion.usage.completion_tokens, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handshake_reports_versions_and_a_missing_python_is_a_clear_error() {
+    let model = MlxSubprocessAdapter::connect(config(&tiny()))
+        .await
+        .unwrap();
+    let hello = model.worker_info().await.unwrap();
+    assert!(
+        !hello.mlx.is_empty() && !hello.mlx_lm.is_empty(),
+        "{hello:?}"
+    );
+    assert!(
+        hello.device.contains("cpu") || hello.device.contains("gpu"),
+        "{hello:?}"
+    );
+
+    let err = MlxSubprocessAdapter::new(MlxConfig {
+        python: Some("/nonexistent/python3".into()),
+        ..MlxConfig::new("m")
+    })
+    .err()
+    .expect("no such python");
+    assert_eq!(err.kind(), ErrorKind::NotAvailable);
+    assert!(
+        err.to_string().contains("Failed to execute Python"),
+        "{err}"
+    );
+    assert!(err.hint().is_some_and(|h| h.contains("setup-mlx")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_without_mlx_is_mlx_not_available_with_the_fix() {
+    // The machine's plain python3 has no mlx-lm (the venv has it).
+    let plain = PathBuf::from("python3");
+    let has_mlx = std::process::Command::new(&plain)
+        .args(["-c", "import mlx_lm"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(!has_mlx, "this test needs a python3 without mlx-lm on PATH");
+    let model = MlxSubprocessAdapter::new(MlxConfig {
+        python: Some(plain),
+        ..MlxConfig::new(tiny())
+    })
+    .unwrap();
+    let err = model
+        .generate(GenerationRequest::prompt("hi"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotAvailable, "{err}");
+    assert_eq!(err.code(), Some("MLX_NOT_AVAILABLE"));
+    assert!(err.hint().is_some_and(|h| h.contains("setup-mlx")));
+}
