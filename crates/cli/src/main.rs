@@ -1,9 +1,9 @@
 //! `rigger`: the command line over the facade. For now `doctor`, which reports the machine, the
-//! roles and the backends compiled in; `enhance`, `decompose`, `run` and `models` arrive with the
-//! pipeline and the factory.
+//! roles and a quick look at each backend compiled in; `enhance`, `decompose`, `run` and `models`
+//! arrive with the pipeline and the factory.
 
 use clap::{Parser, Subcommand};
-use task_orchestrator::adapters::compiled_backends;
+use task_orchestrator::adapters::backend_reports;
 use task_orchestrator::domain::model_role::ModelRole;
 
 #[derive(Parser)]
@@ -47,10 +47,13 @@ fn doctor() -> anyhow::Result<()> {
         println!("  {role:<11}{}{speed}", role.description());
     }
     println!("\nbackends compiled in:");
-    for backend in compiled_backends() {
-        println!(
-            "  {backend:<10} adapter not implemented in this build yet; detection arrives with it"
-        );
+    let reports = backend_reports();
+    for r in &reports {
+        let state = if r.usable { "usable  " } else { "unusable" };
+        println!("  {:<10} {state}  {}", r.name, r.detail);
+    }
+    if !reports.iter().any(|r| r.usable) {
+        println!("\nno backend is usable yet: follow one of the fixes above");
     }
     Ok(())
 }

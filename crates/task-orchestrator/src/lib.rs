@@ -31,8 +31,8 @@ pub mod ports {
 
 /// Backends and the factory that picks among them.
 pub mod adapters {
-    /// The backends compiled into this build.
-    pub use rigger_provider_factory::compiled_backends;
+    /// The backends compiled into this build, and a quick report on each.
+    pub use rigger_provider_factory::{BackendReport, backend_reports, compiled_backends};
 }
 
 /// The README's Rust snippets compile as doctests.
