@@ -144,6 +144,22 @@ fn argmax(logits: &Tensor) -> u32 {
 
 const STEPS: usize = 24;
 
+/// Greedy decoding for STEPS tokens; `forward` maps (new tokens, position) to last-token logits.
+fn greedy(prompt: &[u32], mut forward: impl FnMut(&Tensor, usize) -> Tensor) -> Vec<u32> {
+    let mut tokens = prompt.to_vec();
+    let mut pos = 0;
+    for _ in 0..STEPS {
+        let input = Tensor::new(&tokens[pos..], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let next = argmax(&forward(&input, pos));
+        pos = tokens.len();
+        tokens.push(next);
+    }
+    tokens.split_off(prompt.len())
+}
+
 fn greedy_safetensors(dir: &Path, prompt: &[u32]) -> Vec<u32> {
     let device = Device::Cpu;
     let config: llama::LlamaConfig =
@@ -153,20 +169,9 @@ fn greedy_safetensors(dir: &Path, prompt: &[u32]) -> Vec<u32> {
     let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device).unwrap();
     let model = llama::Llama::load(vb, &config).unwrap();
     let mut cache = llama::Cache::new(true, DType::F32, &config, &device).unwrap();
-    let mut tokens = prompt.to_vec();
-    let mut out = Vec::new();
-    let mut pos = 0;
-    for _ in 0..STEPS {
-        let input = Tensor::new(&tokens[pos..], &device)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let next = argmax(&model.forward(&input, pos, &mut cache).unwrap());
-        pos = tokens.len();
-        tokens.push(next);
-        out.push(next);
-    }
-    out
+    greedy(prompt, |input, pos| {
+        model.forward(input, pos, &mut cache).unwrap()
+    })
 }
 
 fn greedy_gguf(path: &Path, prompt: &[u32]) -> Vec<u32> {
@@ -174,20 +179,7 @@ fn greedy_gguf(path: &Path, prompt: &[u32]) -> Vec<u32> {
     let mut file = std::fs::File::open(path).unwrap();
     let content = gguf_file::Content::read(&mut file).unwrap();
     let mut model = quantized_llama::ModelWeights::from_gguf(content, &mut file, &device).unwrap();
-    let mut tokens = prompt.to_vec();
-    let mut out = Vec::new();
-    let mut pos = 0;
-    for _ in 0..STEPS {
-        let input = Tensor::new(&tokens[pos..], &device)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let next = argmax(&model.forward(&input, pos).unwrap());
-        pos = tokens.len();
-        tokens.push(next);
-        out.push(next);
-    }
-    out
+    greedy(prompt, |input, pos| model.forward(input, pos).unwrap())
 }
 
 #[test]
