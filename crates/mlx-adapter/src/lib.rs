@@ -210,11 +210,6 @@ impl MlxSubprocessAdapter {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let line = serde_json::json!({"type": "load", "id": id, "model": self.config.model});
         worker.send(id, line.to_string(), tx)?;
-        let _cancel = CancelOnDrop {
-            worker: worker.clone(),
-            id,
-            armed: false,
-        };
         self.await_loaded(&mut rx).await.map(drop)
     }
 
