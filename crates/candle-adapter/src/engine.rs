@@ -328,26 +328,13 @@ fn engine_error(e: candle_core::Error) -> InferenceError {
 pub const DEFAULT_TEMPERATURE: f64 = 0.8;
 
 fn sampler(p: &SamplingParams) -> LogitsProcessor {
-    let sampling = match p.temperature {
-        Some(t) if t <= 0.0 => Sampling::ArgMax,
-        other => match (p.top_k, p.top_p) {
-            (None, None) => Sampling::All {
-                temperature: other.unwrap_or(DEFAULT_TEMPERATURE),
-            },
-            (Some(k), None) => Sampling::TopK {
-                k,
-                temperature: other.unwrap_or(DEFAULT_TEMPERATURE),
-            },
-            (None, Some(p)) => Sampling::TopP {
-                p,
-                temperature: other.unwrap_or(DEFAULT_TEMPERATURE),
-            },
-            (Some(k), Some(p)) => Sampling::TopKThenTopP {
-                k,
-                p,
-                temperature: other.unwrap_or(DEFAULT_TEMPERATURE),
-            },
-        },
+    let temperature = p.temperature.unwrap_or(DEFAULT_TEMPERATURE);
+    let sampling = match (p.top_k, p.top_p) {
+        _ if temperature <= 0.0 => Sampling::ArgMax,
+        (None, None) => Sampling::All { temperature },
+        (Some(k), None) => Sampling::TopK { k, temperature },
+        (None, Some(p)) => Sampling::TopP { p, temperature },
+        (Some(k), Some(p)) => Sampling::TopKThenTopP { k, p, temperature },
     };
     LogitsProcessor::from_sampling(p.seed, sampling)
 }

@@ -278,7 +278,8 @@ impl CandleAdapter {
         Self::load(CandleConfig::from_env()?).await
     }
 
-    /// How long loading the model took (zero when it was shared from another adapter).
+    /// How long loading the model took (for an adapter sharing an already loaded model: the
+    /// time of that first load).
     pub fn load_duration(&self) -> Duration {
         self.engine.info.load_duration
     }

@@ -60,7 +60,7 @@ def reader():
     inbox.put(None)
 
 
-def context_length(model, path):
+def context_length(model):
     args = getattr(model, "args", None)
     for key in ("max_position_embeddings", "max_seq_len", "n_ctx"):
         value = getattr(args, key, None)
@@ -87,7 +87,7 @@ def load(req_id, model_id):
         kind = "model_not_found" if missing else "model_load_failed"
         fail(req_id, kind, f"Failed to load model {model_id!r}: {name}: {text}")
         return None, None
-    entry = (model, tokenizer, context_length(model, model_id))
+    entry = (model, tokenizer, context_length(model))
     models[model_id] = entry
     return entry, time.perf_counter() - started
 
