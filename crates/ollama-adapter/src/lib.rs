@@ -1,5 +1,322 @@
-//! Ollama backend: a client of Ollama's REST API (`/api/chat` NDJSON streaming, model
-//! management) implementing the model port.
+//! Ollama backend: a client of Ollama's REST API implementing the model port.
 //!
-//! Status: not built yet (issue "ollama-adapter"). It exposes nothing until the adapter lands.
-//! Invariant: depends on `rigger-ports` only; reqwest types never cross the port.
+//! Role: chat over `/api/chat` (NDJSON streaming) with Ollama's own figures (nanosecond durations,
+//! token counts) mapped into the port's [`Usage`](rigger_ports::Usage) and
+//! [`Timings`](rigger_ports::Timings); raw prompts over `/api/generate`; model management
+//! ([`OllamaClient`]: list, loaded, show, pull, create from a local GGUF, version). Prompts are
+//! never truncated: `num_ctx` is sized from a conservative prompt estimate and the model's
+//! context length, and a prompt that does not fit is a `ContextLengthExceeded` error.
+//!
+//! Invariant: depends on `rigger-ports` and `rigger-http-support` only among Rigger's crates;
+//! wire types stay private and no reqwest type crosses the port.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), rigger_ports::InferenceError> {
+//! use rigger_ollama_adapter::{OllamaAdapter, OllamaConfig};
+//! use rigger_ports::{GenerationRequest, LanguageModel};
+//! let model = OllamaAdapter::new(OllamaConfig::from_env()?)?;
+//! let answer = model.generate(GenerationRequest::prompt("Hello").with_max_tokens(16)).await?;
+//! println!("{} [{}]", answer.text, answer.completion.timings.summary());
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod config;
+mod context;
+mod stream;
+mod wire;
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use reqwest::Method;
+use rigger_ports::{
+    Capabilities, ChatMessage, ErrorKind, EventStream, GenerationRequest, InferenceError,
+    LanguageModel, ModelDescriptor, ResponseFormat, enforce_response_format,
+};
+use tokio::sync::OnceCell;
+
+pub use client::{
+    ModelDetails, ModelInfo, ModelSummary, OllamaClient, Progress, ProgressStream, RunningModel,
+    codes,
+};
+pub use config::{
+    API_KEY_VAR, DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_PORT, HOST_VAR, KeepAlive, MODEL_VAR,
+    OllamaConfig, parse_ollama_host,
+};
+pub use context::{MIN_NUM_CTX, estimate_prompt_tokens};
+
+/// The backend's name in descriptors and errors.
+pub const BACKEND: &str = "ollama";
+
+/// Seeds travel as JSON numbers, which Ollama reads as 64-bit floats: larger ones would change.
+const MAX_EXACT_SEED: u64 = (1 << 53) - 1;
+
+/// What Ollama honours, per its API reference: `seed`, `top_k`, `top_p`, `stop` options and
+/// `format` (JSON or a JSON schema, enforced by the engine). It has no documented way to ignore
+/// end-of-sequence, so exact budgets are not declared.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    seed: true,
+    top_k: true,
+    top_p: true,
+    stop_sequences: true,
+    exact_token_budget: false,
+    native_structured_output: true,
+};
+
+/// A quick availability check for `rigger doctor`: one `GET /api/version` within `timeout`, no
+/// retries. Returns e.g. `Ollama 0.5.1 at http://127.0.0.1:11434`.
+pub async fn probe(config: &OllamaConfig, timeout: Duration) -> Result<String, InferenceError> {
+    let client = OllamaClient::new(config)?;
+    let version = client.probe_version(timeout).await?;
+    Ok(format!("Ollama {version} at {}", client.base_url()))
+}
+
+/// The names of the models the server has (`/api/tags`), for `rigger models`.
+pub async fn list_models(config: &OllamaConfig) -> Result<Vec<String>, InferenceError> {
+    let models = OllamaClient::new(config)?.list_models().await?;
+    Ok(models.into_iter().map(|m| m.name).collect())
+}
+
+/// What is learned from `/api/show` on first use.
+#[derive(Debug)]
+struct Resolved {
+    descriptor: ModelDescriptor,
+    /// The Modelfile's system prompt, counted when the request brings none of its own.
+    default_system_bytes: usize,
+}
+
+/// The Ollama adapter: one model on one server. Cheap to share as `Arc<dyn LanguageModel>`.
+#[derive(Debug)]
+pub struct OllamaAdapter {
+    client: OllamaClient,
+    model: String,
+    /// Until `/api/show` has answered: the descriptor without a context length.
+    initial: ModelDescriptor,
+    resolved: OnceCell<Resolved>,
+}
+
+impl OllamaAdapter {
+    /// Builds the adapter without touching the network. The model's details (context length)
+    /// are fetched on first use and cached. An unusable configuration is an InvalidRequest.
+    pub fn new(config: OllamaConfig) -> Result<Self, InferenceError> {
+        let client = OllamaClient::new(&config)?;
+        let initial = ModelDescriptor {
+            backend: BACKEND.to_owned(),
+            model_id: config.model.clone(),
+            context_length: config.num_ctx,
+            capabilities: CAPABILITIES,
+        };
+        Ok(Self {
+            client,
+            model: config.model,
+            initial,
+            resolved: OnceCell::new(),
+        })
+    }
+
+    /// Builds the adapter and checks now that the server answers and has the model (fetching
+    /// its context length), so that [`LanguageModel::descriptor`] is complete from the start.
+    pub async fn connect(config: OllamaConfig) -> Result<Self, InferenceError> {
+        let adapter = Self::new(config)?;
+        adapter.resolve().await?;
+        Ok(adapter)
+    }
+
+    /// The HTTP client, for model management on the same server.
+    pub fn client(&self) -> &OllamaClient {
+        &self.client
+    }
+
+    async fn resolve(&self) -> Result<&Resolved, InferenceError> {
+        self.resolved
+            .get_or_try_init(|| async {
+                let info = self.client.show(&self.model).await?;
+                let context_length = match self.client.config().num_ctx {
+                    // A fixed num_ctx is the window every request gets; the model's trained
+                    // length is the ceiling that window cannot usefully exceed.
+                    Some(fixed) => Some(info.context_length.map_or(fixed, |c| c.min(fixed))),
+                    None => info.context_length,
+                };
+                Ok(Resolved {
+                    descriptor: ModelDescriptor {
+                        context_length,
+                        ..self.initial.clone()
+                    },
+                    default_system_bytes: info.system.len(),
+                })
+            })
+            .await
+    }
+
+    /// Streams a raw prompt over `/api/generate` with `raw: true`: no chat template is applied,
+    /// so the caller's prompt reaches the model byte for byte (e.g. to run the same templated
+    /// prompt on every backend). `request` gives the budget, sampling and format; its messages
+    /// must be empty, since the prompt is the argument.
+    pub async fn stream_raw(
+        &self,
+        prompt: &str,
+        request: GenerationRequest,
+    ) -> Result<EventStream, InferenceError> {
+        if !request.messages.is_empty() {
+            return Err(InferenceError::invalid_request(
+                BACKEND,
+                "stream_raw takes the prompt as its argument, but the request also has messages",
+            )
+            .with_hint("leave GenerationRequest::messages empty for a raw prompt"));
+        }
+        let as_messages = GenerationRequest {
+            messages: vec![ChatMessage::user(prompt)],
+            ..request
+        };
+        self.start(as_messages, Some(prompt)).await
+    }
+
+    /// [`Self::stream_raw`], collected.
+    pub async fn generate_raw(
+        &self,
+        prompt: &str,
+        request: GenerationRequest,
+    ) -> Result<rigger_ports::Generation, InferenceError> {
+        rigger_ports::collect_stream(BACKEND, self.stream_raw(prompt, request).await?).await
+    }
+
+    async fn start(
+        &self,
+        request: GenerationRequest,
+        raw_prompt: Option<&str>,
+    ) -> Result<EventStream, InferenceError> {
+        request.validate(self.descriptor())?;
+        if let Some(seed) = request.seed
+            && seed > MAX_EXACT_SEED
+        {
+            return Err(InferenceError::invalid_request(
+                BACKEND,
+                format!("seed {seed} is larger than Ollama can take exactly (2^53 - 1)"),
+            )
+            .with_hint("use a seed below 9007199254740992"));
+        }
+        let resolved = self.resolve().await?;
+        let config = self.client.config();
+        let has_system = request
+            .messages
+            .iter()
+            .any(|m| m.role == rigger_ports::ChatRole::System);
+        let default_system = if has_system || raw_prompt.is_some() {
+            0
+        } else {
+            resolved.default_system_bytes
+        };
+        let num_ctx = context::size_num_ctx(
+            estimate_prompt_tokens(&request.messages, raw_prompt.is_some()) + default_system as u32,
+            request.budget.limit(),
+            resolved.descriptor.context_length,
+            config.num_ctx,
+        )?;
+        let options = wire::Options {
+            temperature: request.temperature,
+            seed: request.seed,
+            top_k: request.top_k,
+            top_p: request.top_p,
+            num_predict: request.budget.limit(),
+            stop: &request.stop,
+            num_ctx,
+        };
+        let format = match &request.response_format {
+            ResponseFormat::Text => None,
+            ResponseFormat::Json => Some(serde_json::Value::String("json".into())),
+            ResponseFormat::JsonSchema { schema, .. } => Some(schema.clone()),
+        };
+        let keep_alive = config.keep_alive.as_ref().map(|k| match k {
+            KeepAlive::Duration(d) => serde_json::Value::String(d.clone()),
+            KeepAlive::Seconds(s) => serde_json::Value::from(*s),
+        });
+        let (path, body) = match raw_prompt {
+            Some(prompt) => (
+                "/api/generate",
+                serde_json::to_vec(&wire::GenerateRequest {
+                    model: &self.model,
+                    prompt,
+                    raw: true,
+                    stream: true,
+                    format,
+                    options,
+                    keep_alive,
+                }),
+            ),
+            None => (
+                "/api/chat",
+                serde_json::to_vec(&wire::ChatRequest {
+                    model: &self.model,
+                    messages: request
+                        .messages
+                        .iter()
+                        .map(|m| wire::Message {
+                            role: m.role.as_str(),
+                            content: &m.content,
+                        })
+                        .collect(),
+                    stream: true,
+                    format,
+                    options,
+                    keep_alive,
+                }),
+            ),
+        };
+        let body = body.map_err(|e| {
+            InferenceError::new(
+                ErrorKind::Internal,
+                BACKEND,
+                format!("cannot encode the request: {e}"),
+            )
+        })?;
+
+        let started = Instant::now();
+        let first_token_timeout = config.first_token_timeout;
+        let send = self.client.send(&config.retry, Some(&self.model), || {
+            self.client
+                .request(Method::POST, path)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        });
+        let response = tokio::time::timeout(first_token_timeout, send)
+            .await
+            .map_err(|_| {
+                InferenceError::new(
+                    ErrorKind::Timeout,
+                    BACKEND,
+                    format!("Ollama did not start answering within {first_token_timeout:?}"),
+                )
+                .with_hint(
+                    "raise OllamaConfig::first_token_timeout (it includes loading the model)",
+                )
+            })??;
+        let events = stream::events(
+            response,
+            stream::Expect {
+                started,
+                first_token_deadline: started + first_token_timeout,
+                idle_timeout: config.idle_timeout,
+                num_predict: request.budget.limit(),
+                has_stops: !request.stop.is_empty(),
+                model: self.model.clone(),
+            },
+        );
+        Ok(enforce_response_format(
+            BACKEND,
+            request.response_format,
+            events,
+        ))
+    }
+}
+
+#[async_trait]
+impl LanguageModel for OllamaAdapter {
+    fn descriptor(&self) -> &ModelDescriptor {
+        self.resolved.get().map_or(&self.initial, |r| &r.descriptor)
+    }
+
+    async fn stream(&self, request: GenerationRequest) -> Result<EventStream, InferenceError> {
+        self.start(request, None).await
+    }
+}
