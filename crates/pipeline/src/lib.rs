@@ -1,9 +1,27 @@
 //! The role pipeline: implementations of the application ports (`TaskRouterPort`,
 //! `TaskEnhancementPort`, `TaskDecompositionPort`, `ComprehensionTestPort`) on top of any
-//! `LanguageModel`, and the orchestrator that chains them (route → enhance → test, or
+//! `LanguageModel`, and the [`Orchestrator`] that chains them (route → enhance → test, or
 //! route → decompose).
 //!
-//! Status: not built yet (issue "provider-factory, pipeline, facade and the rigger CLI"); this crate
-//! exposes nothing until then. Invariant: depends on `rigger-ports` and `rigger-domain` only, never
-//! on an adapter — it sees models solely through the port, and never substitutes canned output
-//! for a failed model call.
+//! Each role builds its prompt from the task, asks for JSON with a schema, checks the answer
+//! against the domain's rules, and on an invalid answer makes a bounded repair attempt (the model
+//! sees its answer and what was wrong with it). When that fails too, the caller gets a
+//! `MalformedOutput` error carrying the raw text — never a canned substitute.
+//!
+//! Invariant: depends on `rigger-ports` and `rigger-domain` only, never on an adapter; models are
+//! seen solely through the port. A role's model is a [`ModelChain`]: when a link is unreachable,
+//! crashed or timed out before its first token, the next link is tried.
+
+mod chain;
+mod orchestrator;
+mod roles;
+mod structured;
+
+pub use chain::{FALLS_THROUGH, ModelChain};
+pub use orchestrator::{
+    Orchestrator, PipelineEvent, PipelineFailure, PipelineRun, ProgressObserver, StepReport,
+};
+pub use roles::{
+    LlmComprehensionTester, LlmDecomposer, LlmEnhancer, LlmRouter, RoleSettings, RouterFallback,
+};
+pub use structured::{FailedStepCalls, extract_json, step_calls};

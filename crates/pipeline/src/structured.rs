@@ -1,0 +1,185 @@
+use rigger_domain::ModelRole;
+use rigger_ports::{
+    CallMetrics, ChatMessage, ErrorKind, GenerationRequest, InferenceError, Outcome, ResponseFormat,
+};
+use serde_json::Value;
+
+use crate::chain::ModelChain;
+use crate::roles::RoleSettings;
+
+/// The JSON value in a model's answer: the whole answer, or failing that the first JSON object in
+/// it (models often wrap JSON in a code fence or a sentence). serde_json does the parsing.
+pub fn extract_json(text: &str) -> Option<Value> {
+    let trimmed = text.trim();
+    if let Ok(value) = serde_json::from_str::<Value>(trimmed) {
+        return Some(value);
+    }
+    trimmed
+        .char_indices()
+        .filter(|(_, c)| *c == '{')
+        .find_map(|(start, _)| {
+            serde_json::Deserializer::from_str(&trimmed[start..])
+                .into_iter::<Value>()
+                .next()
+                .and_then(Result::ok)
+                .filter(Value::is_object)
+        })
+}
+
+/// The figures of the calls a failed step made, attached as the source of its error so that a
+/// failure still reports what it cost (see [`step_calls`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedStepCalls {
+    pub calls: Vec<CallMetrics>,
+}
+
+impl std::fmt::Display for FailedStepCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} model call(s) made before the step failed",
+            self.calls.len()
+        )
+    }
+}
+
+impl std::error::Error for FailedStepCalls {}
+
+/// The calls a failed step made, when its error carries them.
+pub fn step_calls(error: &InferenceError) -> &[CallMetrics] {
+    std::error::Error::source(error)
+        .and_then(|s| s.downcast_ref::<FailedStepCalls>())
+        .map_or(&[], |f| f.calls.as_slice())
+}
+
+/// One structured call: ask for JSON matching `schema`, check it with `accept` (the domain's
+/// rules), and on a bad answer ask again, showing the model its answer and what was wrong, up to
+/// `settings.repair_attempts` times. Then: MalformedOutput with the last raw answer.
+///
+/// The schema goes to the backend as the request's response format only when the model declares
+/// native structured output (the backend then constrains decoding); otherwise the request asks for
+/// text, the prompt describes the JSON, and the answer is checked here against the same schema —
+/// so every call's figures are kept, including those of rejected answers.
+pub(crate) async fn call_json<T>(
+    chain: &ModelChain,
+    role: ModelRole,
+    mut messages: Vec<ChatMessage>,
+    schema_name: &str,
+    schema: Value,
+    settings: &RoleSettings,
+    accept: impl Fn(Value) -> Result<T, String>,
+) -> Result<Outcome<T>, InferenceError> {
+    let format = ResponseFormat::JsonSchema {
+        name: schema_name.to_owned(),
+        schema: schema.clone(),
+    };
+    let native = chain
+        .links()
+        .iter()
+        .all(|l| l.descriptor().capabilities.native_structured_output);
+    let requested = if native {
+        format.clone()
+    } else {
+        ResponseFormat::Text
+    };
+    let mut calls: Vec<CallMetrics> = Vec::new();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut request = GenerationRequest::new(messages.clone())
+            .with_max_tokens(settings.max_tokens)
+            .with_response_format(requested.clone());
+        if let Some(t) = settings.temperature {
+            request = request.with_temperature(t);
+        }
+        let (raw, problem, backend) = match chain.generate(request).await {
+            Ok((text, metrics)) => {
+                let backend = metrics.backend.clone();
+                calls.push(metrics);
+                let verdict = match extract_json(&text) {
+                    None => Err("the answer contains no JSON object".to_owned()),
+                    Some(value) => format
+                        .check(&value.to_string())
+                        .and_then(|()| accept(value)),
+                };
+                match verdict {
+                    Ok(value) => return Ok(Outcome { value, calls }),
+                    Err(problem) => (text, problem, backend),
+                }
+            }
+            // The adapter validated the output itself and rejected it: the same case as above,
+            // except that the call's figures went with the rejection.
+            Err(err) if err.kind() == ErrorKind::MalformedOutput && err.raw_output().is_some() => {
+                let raw = err.raw_output().unwrap_or_default().to_owned();
+                (raw, err.message().to_owned(), err.backend().to_owned())
+            }
+            Err(err) => return Err(attach_calls(err, calls)),
+        };
+        tracing::warn!(%role, attempt, %problem, "the model's answer was invalid");
+        if attempt > settings.repair_attempts {
+            return Err(InferenceError::new(
+                ErrorKind::MalformedOutput,
+                backend,
+                format!(
+                    "the {role} model gave no valid answer in {attempt} attempt(s); last problem: {problem}"
+                ),
+            )
+            .with_raw_output(raw)
+            .with_hint(format!(
+                "use a larger or instruction-tuned model for this role \
+                 (TASK_ORCHESTRATOR_{}_MODEL), or allow more repair attempts",
+                role.as_str().to_ascii_uppercase()
+            ))
+            .with_source(FailedStepCalls { calls }));
+        }
+        messages.push(ChatMessage::assistant(raw));
+        messages.push(ChatMessage::user(format!(
+            "That answer is not valid: {problem}. Reply again with only one JSON object that \
+             matches this schema, and nothing else:\n{schema}"
+        )));
+    }
+}
+
+/// `err` with the step's calls attached (when there were any), everything else kept.
+fn attach_calls(err: InferenceError, calls: Vec<CallMetrics>) -> InferenceError {
+    if calls.is_empty() {
+        return err;
+    }
+    let mut out = InferenceError::new(
+        err.kind(),
+        err.backend().to_owned(),
+        err.message().to_owned(),
+    )
+    .with_retryable(err.is_retryable());
+    if let Some(code) = err.code() {
+        out = out.with_code(code);
+    }
+    if let Some(hint) = err.hint() {
+        out = out.with_hint(hint.to_owned());
+    }
+    if let Some(after) = err.retry_after() {
+        out = out.with_retry_after(after);
+    }
+    if let Some(raw) = err.raw_output() {
+        out = out.with_raw_output(raw.to_owned());
+    }
+    out.with_source(FailedStepCalls { calls })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extracts_json_from_fences_and_prose() {
+        assert_eq!(extract_json(r#" {"a": 1} "#).unwrap()["a"], 1);
+        assert_eq!(extract_json("```json\n{\"a\": 2}\n```").unwrap()["a"], 2);
+        assert_eq!(
+            extract_json("Sure! Here it is: {\"a\": {\"b\": 3}} hope it helps").unwrap()["a"]["b"],
+            3
+        );
+        assert_eq!(extract_json("{broken {\"a\": 4}").unwrap()["a"], 4);
+        assert!(extract_json("no json here").is_none());
+        assert!(extract_json("[1, 2").is_none());
+    }
+}
