@@ -1,0 +1,155 @@
+//! Configuration: public fields with defaults, read from the environment by one function that
+//! also takes an explicit lookup (so the provider factory's tests never touch the process env).
+
+use std::time::Duration;
+
+use reqwest::Url;
+use rigger_http_support::{ApiKey, RetryPolicy};
+use rigger_ports::InferenceError;
+
+use crate::{BACKEND, codes};
+
+/// Anthropic's API; the adapter appends `/v1/messages` and `/v1/models`.
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+/// The model used when none is configured. An alias that Anthropic points at its latest
+/// snapshot; like every model id it ages: `rigger models` lists what the server offers now.
+pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+/// The `anthropic-version` header this adapter's wire types are written against.
+pub const API_VERSION: &str = "2023-06-01";
+
+/// The host that always needs a key.
+const ANTHROPIC_HOST: &str = "api.anthropic.com";
+
+pub const ENV_API_KEY: &str = "ANTHROPIC_API_KEY";
+pub const ENV_BASE_URL: &str = "ANTHROPIC_BASE_URL";
+pub const ENV_MODEL: &str = "ANTHROPIC_MODEL";
+
+/// How to reach an Anthropic Messages API server and which model to use.
+///
+/// `Debug` never shows the key ([`ApiKey`] redacts itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnthropicConfig {
+    /// Scheme, host and optional path prefix, without `/v1` (e.g. `https://api.anthropic.com`,
+    /// `http://127.0.0.1:8080` for llama-server).
+    pub base_url: String,
+    /// Sent as `x-api-key`. Required for [`DEFAULT_BASE_URL`]; optional for other servers.
+    pub api_key: Option<ApiKey>,
+    pub model: String,
+    /// Sent as `anthropic-version`.
+    pub api_version: String,
+    /// Overrides the context length the Models API reports (`max_input_tokens`); needed for
+    /// servers whose `/v1/models/{id}` does not report one.
+    pub context_length: Option<u32>,
+    /// Establishing a connection (TCP + TLS).
+    pub connect_timeout: Duration,
+    /// From sending the request to the first event of the response, retries included.
+    pub first_token_timeout: Duration,
+    /// The longest gap between two events of a response (Anthropic sends `ping`s while it works).
+    pub idle_timeout: Duration,
+    /// Retries before the first token: connect errors, 429, 5xx, 529 and `overloaded_error`
+    /// events that arrive before the message starts.
+    pub retry: RetryPolicy,
+}
+
+impl Default for AnthropicConfig {
+    fn default() -> Self {
+        Self {
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            api_key: None,
+            model: DEFAULT_MODEL.to_owned(),
+            api_version: API_VERSION.to_owned(),
+            context_length: None,
+            connect_timeout: Duration::from_secs(10),
+            first_token_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl AnthropicConfig {
+    /// The defaults with this model.
+    pub fn new(model: impl Into<String>) -> Self {
+        Self {
+            model: model.into(),
+            ..Self::default()
+        }
+    }
+
+    /// `ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL`, `ANTHROPIC_MODEL` from the process environment.
+    pub fn from_env() -> Self {
+        Self::from_vars(&|name| std::env::var(name).ok())
+    }
+
+    /// The same as [`from_env`](Self::from_env) with an explicit lookup. Unset and blank
+    /// variables mean the default.
+    pub fn from_vars(lookup: &dyn Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let defaults = Self::default();
+        Self {
+            base_url: var(ENV_BASE_URL).unwrap_or(defaults.base_url.clone()),
+            api_key: lookup(ENV_API_KEY).and_then(ApiKey::new),
+            model: var(ENV_MODEL).unwrap_or(defaults.model.clone()),
+            ..defaults
+        }
+    }
+
+    /// Checks the configuration without any network; returns the base URL without a trailing
+    /// slash.
+    pub(crate) fn checked_base_url(&self) -> Result<Url, InferenceError> {
+        let invalid = |message: String, hint: &str| {
+            Err(InferenceError::invalid_request(BACKEND, message).with_hint(hint))
+        };
+        let trimmed = self.base_url.trim().trim_end_matches('/');
+        let url = match Url::parse(trimmed) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => url,
+            Ok(_) | Err(_) => {
+                return invalid(
+                    format!("the base URL {trimmed:?} is not an http(s) URL"),
+                    &format!("set {ENV_BASE_URL} to e.g. {DEFAULT_BASE_URL}"),
+                );
+            }
+        };
+        if url.path().trim_end_matches('/').ends_with("/v1") {
+            return invalid(
+                format!("the base URL {trimmed:?} ends with /v1"),
+                &format!("remove the /v1 from {ENV_BASE_URL}: the adapter appends /v1/messages"),
+            );
+        }
+        if self.model.trim().is_empty() {
+            return invalid(
+                "no model is configured".to_owned(),
+                &format!("set {ENV_MODEL}, e.g. to {DEFAULT_MODEL}"),
+            );
+        }
+        if self.api_version.trim().is_empty() {
+            return invalid(
+                "the anthropic-version is empty".to_owned(),
+                &format!("leave api_version at its default, {API_VERSION}"),
+            );
+        }
+        if let Some(key) = &self.api_key
+            && reqwest::header::HeaderValue::from_str(key.expose()).is_err()
+        {
+            return invalid(
+                "the API key contains characters that cannot be sent in a header".to_owned(),
+                &format!("check {ENV_API_KEY} for stray characters"),
+            );
+        }
+        if self.api_key.is_none() && url.host_str() == Some(ANTHROPIC_HOST) {
+            return Err(InferenceError::invalid_request(
+                BACKEND,
+                "no API key is configured for the Anthropic API",
+            )
+            .with_code(codes::ANTHROPIC_API_KEY_MISSING)
+            .with_hint(format!(
+                "set {ENV_API_KEY} (console.anthropic.com → API keys)"
+            )));
+        }
+        Ok(url)
+    }
+}
