@@ -138,13 +138,9 @@ pub(crate) enum Block {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum Delta {
     #[serde(rename = "text_delta")]
-    Text {
-        text: String,
-    },
+    Text { text: String },
     #[serde(rename = "input_json_delta")]
-    InputJson {
-        partial_json: String,
-    },
+    InputJson { partial_json: String },
     /// `thinking_delta`, `signature_delta`, `citations_delta`, and later additions.
     #[serde(other)]
     Other,
