@@ -761,6 +761,9 @@ pub(crate) fn error_from_message(
         ErrorKind::ModelLoadFailed => {
             base.with_hint("check the server log; the model may need more memory than is free")
         }
+        ErrorKind::BackendCrashed => base.with_hint(
+            "see the Ollama server log (`journalctl -u ollama`, or ~/.ollama/logs/server.log)",
+        ),
         ErrorKind::Unauthorized => {
             base.with_hint("set OLLAMA_API_KEY to a valid key for this server")
         }
