@@ -310,6 +310,27 @@ impl OllamaAdapter {
     }
 }
 
+/// For the criterion bench only: turns NDJSON lines already in memory into port events through
+/// the adapter's own decoding (JSON parse, deltas, the final record), and counts the events.
+/// Needs a tokio runtime (the per-line timeouts are tokio timers).
+#[doc(hidden)]
+pub async fn decode_lines_for_bench(lines: &[String]) -> usize {
+    use futures::StreamExt;
+    let now = Instant::now();
+    // Owned lines, as the line codec yields them.
+    let owned: Vec<Result<String, InferenceError>> = lines.iter().cloned().map(Ok).collect();
+    let lines = futures::stream::iter(owned).boxed();
+    let expect = stream::Expect {
+        started: now,
+        first_token_deadline: now + Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
+        num_predict: u32::MAX,
+        has_stops: false,
+        model: String::new(),
+    };
+    stream::events_from_lines(lines, expect).count().await
+}
+
 #[async_trait]
 impl LanguageModel for OllamaAdapter {
     fn descriptor(&self) -> &ModelDescriptor {

@@ -42,8 +42,16 @@ struct State {
 }
 
 pub(crate) fn events(response: Response, expect: Expect) -> EventStream {
+    events_from_lines(ndjson_lines(BACKEND, response, MAX_LINE), expect)
+}
+
+/// The same, from lines already framed (the bench feeds them from memory).
+pub(crate) fn events_from_lines(
+    lines: BoxStream<'static, Result<String, InferenceError>>,
+    expect: Expect,
+) -> EventStream {
     let state = State {
-        lines: ndjson_lines(BACKEND, response, MAX_LINE),
+        lines,
         expect,
         first_text: None,
         pending_done: None,
