@@ -208,7 +208,8 @@ impl OllamaAdapter {
             resolved.default_system_bytes
         };
         let num_ctx = context::size_num_ctx(
-            estimate_prompt_tokens(&request.messages, raw_prompt.is_some()) + default_system as u32,
+            estimate_prompt_tokens(&request.messages, raw_prompt.is_some())
+                .saturating_add(u32::try_from(default_system).unwrap_or(u32::MAX)),
             request.budget.limit(),
             resolved.descriptor.context_length,
             config.num_ctx,
