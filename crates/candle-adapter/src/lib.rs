@@ -253,6 +253,15 @@ pub struct CandleAdapter {
 }
 
 impl CandleAdapter {
+    /// What the engine supports, known before any model is loaded: every sampling control and
+    /// the exact token budget; JSON output is validated, not constrained during decoding.
+    pub fn capabilities() -> Capabilities {
+        Capabilities {
+            native_structured_output: false,
+            ..Capabilities::all()
+        }
+    }
+
     /// Resolves and loads the model (or reuses the copy another adapter already loaded).
     pub async fn load(config: CandleConfig) -> Result<Self, InferenceError> {
         let files = source::resolve(&config.model, config.tokenizer.as_deref()).await?;
@@ -262,10 +271,7 @@ impl CandleAdapter {
                 backend: BACKEND.into(),
                 model_id: config.model.clone(),
                 context_length: Some(engine.info.context_length),
-                capabilities: Capabilities {
-                    native_structured_output: false,
-                    ..Capabilities::all()
-                },
+                capabilities: Self::capabilities(),
             },
             engine,
             repeat_penalty: config.repeat_penalty,

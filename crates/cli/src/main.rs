@@ -1,10 +1,21 @@
-//! `rigger`: the command line over the facade. For now `doctor`, which reports the machine, the
-//! roles and a quick look at each backend compiled in; `enhance`, `decompose`, `run` and `models`
-//! arrive with the pipeline and the factory.
+//! `rigger`: the command line over the facade — the detection report, single pipeline steps,
+//! the whole pipeline with progress, and the models each backend offers.
+//!
+//! Exit codes (for scripts): 0 success; 2 usage error; 3 bad input or configuration; 4 backend
+//! or model not available; 5 the model's output was malformed; 6 the backend failed while
+//! generating (timeout, crash, rate limit, protocol).
 
-use clap::{Parser, Subcommand};
-use task_orchestrator::adapters::backend_reports;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use task_orchestrator::adapters::provider_factory::{ProviderFactory, Vars};
 use task_orchestrator::domain::model_role::ModelRole;
+use task_orchestrator::domain::{Task, TaskId};
+use task_orchestrator::pipeline::{PipelineEvent, PipelineRun};
+use task_orchestrator::ports::{CallMetrics, ErrorKind, InferenceError, Outcome};
 
 #[derive(Parser)]
 #[command(
@@ -15,45 +26,478 @@ use task_orchestrator::domain::model_role::ModelRole;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Report this machine, the pipeline roles and which backends are usable.
+    /// Report this machine, every backend (usable or not, and the fix), and each role's model.
     Doctor,
+    /// Rewrite a task so it is clear and actionable (the Enhancer).
+    Enhance(TaskArgs),
+    /// Split a task into 3-5 subtasks (the Decomposer).
+    Decompose(TaskArgs),
+    /// The whole pipeline: route, then enhance and test, or decompose.
+    Run(TaskArgs),
+    /// The models each role uses and those each reachable backend offers.
+    Models(Choice),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Doctor => doctor(),
+#[derive(Args, Clone, Default)]
+struct Choice {
+    /// Use this provider for every role (mlx, ollama, candle, openai, anthropic).
+    #[arg(long)]
+    provider: Option<String>,
+    /// Use this model for every role.
+    #[arg(long)]
+    model: Option<String>,
+}
+
+#[derive(Args)]
+struct TaskArgs {
+    /// The task's title (or its whole text).
+    task: String,
+    /// A longer description.
+    #[arg(long, short)]
+    description: Option<String>,
+    #[command(flatten)]
+    choice: Choice,
+}
+
+/// A failure with the exit code it maps to.
+struct Failure {
+    code: u8,
+    json: serde_json::Value,
+    text: String,
+}
+
+fn exit_code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::InvalidRequest | ErrorKind::ContextLengthExceeded | ErrorKind::Unsupported => 3,
+        ErrorKind::NotAvailable
+        | ErrorKind::ModelNotFound
+        | ErrorKind::ModelLoadFailed
+        | ErrorKind::Unauthorized => 4,
+        ErrorKind::MalformedOutput => 5,
+        _ => 6,
     }
 }
 
-fn doctor() -> anyhow::Result<()> {
-    println!("rigger {}", env!("CARGO_PKG_VERSION"));
-    println!(
-        "machine: {} {}, {} logical CPUs",
-        std::env::consts::OS,
-        std::env::consts::ARCH,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!("\nroles:");
-    for role in ModelRole::ALL {
-        let speed = if role.needs_fast_inference() {
-            " (fast model)"
-        } else {
-            ""
-        };
-        println!("  {role:<11}{}{speed}", role.description());
+fn error_json(e: &InferenceError) -> serde_json::Value {
+    json!({
+        "kind": format!("{:?}", e.kind()),
+        "backend": e.backend(),
+        "code": e.code(),
+        "message": e.message(),
+        "hint": e.hint(),
+        "raw_output": e.raw_output(),
+    })
+}
+
+impl From<InferenceError> for Failure {
+    fn from(e: InferenceError) -> Self {
+        let mut text = format!("error: {e}");
+        if let Some(raw) = e.raw_output() {
+            text.push_str(&format!("\nthe model's raw output was:\n{raw}"));
+        }
+        Failure {
+            code: exit_code(e.kind()),
+            json: json!({ "error": error_json(&e) }),
+            text,
+        }
     }
-    println!("\nbackends compiled in:");
-    let reports = backend_reports();
-    for r in &reports {
-        let state = if r.usable { "usable  " } else { "unusable" };
-        println!("  {:<10} {state}  {}", r.name, r.detail);
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let json = cli.json;
+    let result = match cli.command {
+        Command::Doctor => doctor(json).await,
+        Command::Enhance(args) => enhance(args, json).await,
+        Command::Decompose(args) => decompose(args, json).await,
+        Command::Run(args) => run(args, json).await,
+        Command::Models(choice) => models(choice, json).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&failure.json).unwrap_or_default()
+                );
+            }
+            eprintln!("{}", failure.text);
+            ExitCode::from(failure.code)
+        }
     }
-    if !reports.iter().any(|r| r.usable) {
-        println!("\nno backend is usable yet: follow one of the fixes above");
+}
+
+fn factory(choice: &Choice) -> Result<ProviderFactory, InferenceError> {
+    let env = Vars::process_env();
+    match (&choice.provider, &choice.model) {
+        (Some(provider), model) => {
+            ProviderFactory::new_with_vars(provider, model.as_deref().unwrap_or(""), env)
+        }
+        (None, Some(model)) => {
+            // --model alone: every role's model, on whatever provider the rest chooses.
+            let model = model.clone();
+            let overrides: Vec<String> = ModelRole::ALL
+                .iter()
+                .map(|r| {
+                    format!(
+                        "TASK_ORCHESTRATOR_{}_MODEL",
+                        r.as_str().to_ascii_uppercase()
+                    )
+                })
+                .collect();
+            ProviderFactory::from_vars(Vars::from_fn(move |k| {
+                if overrides.iter().any(|o| o == k) {
+                    Some(model.clone())
+                } else {
+                    env.get(k)
+                }
+            }))
+        }
+        (None, None) => ProviderFactory::from_vars(env),
+    }
+}
+
+fn task(args: &TaskArgs) -> Result<Task, InferenceError> {
+    let invalid = |e: task_orchestrator::domain::DomainError| {
+        InferenceError::invalid_request("rigger", e.to_string())
+            .with_hint("give the task a non-empty title")
+    };
+    let id = TaskId::new("task-1").map_err(invalid)?;
+    let mut task = Task::new(id, args.task.trim(), chrono::Utc::now()).map_err(invalid)?;
+    if let Some(d) = &args.description {
+        task = task.with_description(d.trim());
+    }
+    Ok(task)
+}
+
+fn describe_calls(calls: &[CallMetrics]) -> String {
+    let tokens: u32 = calls
+        .iter()
+        .map(|c| c.usage.prompt_tokens + c.usage.completion_tokens)
+        .sum();
+    let time: Duration = calls
+        .iter()
+        .map(|c| c.timings.prompt_duration + c.timings.generation_duration)
+        .sum();
+    let via: Vec<String> = calls
+        .iter()
+        .map(|c| format!("{}:{}", c.backend, c.model_id))
+        .collect();
+    let mut via = via;
+    via.dedup();
+    format!(
+        "{} call(s), {tokens} tokens, {:.2} s via {}",
+        calls.len(),
+        time.as_secs_f64(),
+        via.join(", ")
+    )
+}
+
+async fn doctor(json: bool) -> Result<(), Failure> {
+    let report = ProviderFactory::detect().await;
+    let factory = ProviderFactory::from_env();
+    if json {
+        let plans = factory.as_ref().ok().map(|f| f.plans().to_vec());
+        let value = json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "os": std::env::consts::OS,
+            "arch": std::env::consts::ARCH,
+            "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+            "backends": report.backends,
+            "auto_selected": report.chosen().map(|b| b.provider),
+            "roles": plans,
+            "error": factory.as_ref().err().map(error_json),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else {
+        println!("rigger {}", env!("CARGO_PKG_VERSION"));
+        println!(
+            "machine: {} {}, {} logical CPUs",
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        println!("\nbackends:");
+        print!("{report}");
+        match &factory {
+            Ok(f) => {
+                if let Some(c) = f.config() {
+                    println!("\nconfig: {}", c.path.display());
+                }
+                println!("\nroles:");
+                for plan in f.plans() {
+                    let chain: Vec<String> = plan
+                        .links
+                        .iter()
+                        .map(|l| format!("{}:{}", l.provider, l.model))
+                        .collect();
+                    println!(
+                        "  {:<11}{}  ({})",
+                        plan.role.as_str(),
+                        chain.join(" → "),
+                        plan.provider_source
+                    );
+                }
+            }
+            Err(e) => println!("\nroles: none can be set up: {e}"),
+        }
+    }
+    if report.backends.iter().any(|b| b.usable) {
+        Ok(())
+    } else {
+        Err(Failure {
+            code: 4,
+            json: json!({"error": "no backend is usable"}),
+            text: "no backend is usable on this machine: follow one of the fixes above".into(),
+        })
+    }
+}
+
+fn progress(
+    factory: &ProviderFactory,
+    json: bool,
+) -> task_orchestrator::pipeline::ProgressObserver {
+    let chains: Vec<(ModelRole, String)> = factory
+        .plans()
+        .iter()
+        .map(|p| {
+            let chain: Vec<String> = p
+                .links
+                .iter()
+                .map(|l| format!("{}:{}", l.provider, l.model))
+                .collect();
+            (p.role, chain.join(" → "))
+        })
+        .collect();
+    Arc::new(move |event: &PipelineEvent<'_>| {
+        if json {
+            return;
+        }
+        match event {
+            PipelineEvent::StepStarted { role } => {
+                let chain = chains
+                    .iter()
+                    .find(|(r, _)| r == role)
+                    .map_or("", |(_, c)| c.as_str());
+                eprintln!("… {role:<11}on {chain}");
+            }
+            PipelineEvent::StepFinished { role, calls } => {
+                eprintln!("✓ {role:<11}{}", describe_calls(calls));
+            }
+            PipelineEvent::StepFailed { role, error } => {
+                eprintln!("✗ {role:<11}{}", error.kind());
+            }
+        }
+    })
+}
+
+async fn enhance(args: TaskArgs, json: bool) -> Result<(), Failure> {
+    let factory = factory(&args.choice)?;
+    let task = task(&args)?;
+    let enhancer = factory.create_enhancement_adapter()?;
+    let observer = progress(&factory, json);
+    observer(&PipelineEvent::StepStarted {
+        role: ModelRole::Enhancer,
+    });
+    let outcome = step_result(
+        enhancer.enhance(&task).await,
+        ModelRole::Enhancer,
+        &observer,
+    )?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome).unwrap_or_default()
+        );
+    } else {
+        let e = &outcome.value;
+        println!(
+            "{}\n\n{}",
+            e.title.as_deref().unwrap_or(&task.title),
+            e.description
+        );
+    }
+    Ok(())
+}
+
+async fn decompose(args: TaskArgs, json: bool) -> Result<(), Failure> {
+    let factory = factory(&args.choice)?;
+    let task = task(&args)?;
+    let decomposer = factory.create_task_decomposition_adapter()?;
+    let observer = progress(&factory, json);
+    observer(&PipelineEvent::StepStarted {
+        role: ModelRole::Decomposer,
+    });
+    let outcome = step_result(
+        decomposer.decompose(&task).await,
+        ModelRole::Decomposer,
+        &observer,
+    )?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome).unwrap_or_default()
+        );
+    } else {
+        for (n, s) in outcome.value.subtasks().iter().enumerate() {
+            println!("{}. {}\n   {}", n + 1, s.title, s.description);
+        }
+    }
+    Ok(())
+}
+
+fn step_result<T>(
+    result: Result<Outcome<T>, InferenceError>,
+    role: ModelRole,
+    observer: &task_orchestrator::pipeline::ProgressObserver,
+) -> Result<Outcome<T>, Failure> {
+    match result {
+        Ok(outcome) => {
+            observer(&PipelineEvent::StepFinished {
+                role,
+                calls: &outcome.calls,
+            });
+            Ok(outcome)
+        }
+        Err(error) => {
+            observer(&PipelineEvent::StepFailed {
+                role,
+                error: &error,
+            });
+            let calls = task_orchestrator::pipeline::step_calls(&error).to_vec();
+            let mut failure = Failure::from(error);
+            failure.json["calls"] = serde_json::to_value(&calls).unwrap_or_default();
+            Err(failure)
+        }
+    }
+}
+
+fn print_run(run: &PipelineRun) {
+    let t = &run.task;
+    println!("task {} — {} [{}]", t.id, t.title, t.status);
+    if let Some(r) = &run.routing {
+        println!(
+            "routing: complexity {} → {:?}: {}",
+            r.complexity.get(),
+            r.route,
+            r.reason
+        );
+    }
+    if let Some(e) = &run.enhancement {
+        println!(
+            "enhanced: {}\n  {}",
+            e.title.as_deref().unwrap_or(&t.title),
+            e.description
+        );
+    }
+    if let Some(q) = &run.comprehension_test {
+        println!("comprehension test: {}", q.question);
+        for o in &q.options {
+            let mark = if q.answer.as_deref() == Some(o.as_str()) {
+                "*"
+            } else {
+                " "
+            };
+            println!("  {mark} {o}");
+        }
+    }
+    for s in &run.subtasks {
+        println!("subtask {}: {}\n  {}", s.id, s.title, s.description);
+    }
+    for step in &run.steps {
+        println!("{:<11}{}", step.role.as_str(), describe_calls(&step.calls));
+    }
+}
+
+async fn run(args: TaskArgs, json: bool) -> Result<(), Failure> {
+    let factory = factory(&args.choice)?;
+    let task = task(&args)?;
+    let orchestrator = factory
+        .orchestrator()?
+        .with_observer(progress(&factory, json));
+    match orchestrator.run(task).await {
+        Ok(run) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
+            } else {
+                print_run(&run);
+            }
+            Ok(())
+        }
+        Err(failure) => {
+            if !json {
+                print_run(&failure.partial);
+            }
+            let mut out = Failure::from(failure.error);
+            out.json["failed_step"] = json!(failure.role);
+            out.json["partial"] = serde_json::to_value(&*failure.partial).unwrap_or_default();
+            out.text = format!(
+                "the {} step failed: {}",
+                failure.role,
+                out.text.trim_start_matches("error: ")
+            );
+            Err(out)
+        }
+    }
+}
+
+async fn models(choice: Choice, json: bool) -> Result<(), Failure> {
+    let factory = factory(&choice)?;
+    let listed = task_orchestrator::adapters::provider_factory::list_models(factory.vars()).await;
+    if json {
+        let value = json!({
+            "roles": factory.plans(),
+            "backends": listed.iter().map(|(p, r)| match r {
+                Ok(models) => json!({"provider": p, "models": models}),
+                Err(e) => json!({"provider": p, "error": error_json(e)}),
+            }).collect::<Vec<_>>(),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    println!("roles:");
+    for plan in factory.plans() {
+        let chain: Vec<String> = plan
+            .links
+            .iter()
+            .map(|l| format!("{}:{}", l.provider, l.model))
+            .collect();
+        println!("  {:<11}{}", plan.role.as_str(), chain.join(" → "));
+    }
+    println!("\nbackends:");
+    for (provider, result) in listed {
+        match result {
+            Ok(models) if models.is_empty() => println!("  {provider:<10}(no models)"),
+            Ok(models) => {
+                println!("  {provider}:");
+                for m in models {
+                    println!("    {m}");
+                }
+            }
+            Err(e) => println!("  {provider:<10}unavailable: {e}"),
+        }
     }
     Ok(())
 }

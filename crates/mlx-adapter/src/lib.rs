@@ -37,7 +37,7 @@ use rigger_ports::{
 };
 use tokio::sync::mpsc;
 
-pub use python::{Availability, availability};
+pub use python::{Availability, availability, check as check_availability};
 pub use worker::{Hello, PROTOCOL};
 
 /// The backend's name in descriptors and errors.

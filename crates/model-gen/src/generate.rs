@@ -18,7 +18,7 @@ use crate::tokenizer::{self, Vocabulary};
 use crate::{GenError, Shape};
 
 /// Bumped whenever the bytes written for a given shape and seed change.
-pub const GENERATOR_REVISION: u32 = 2;
+pub const GENERATOR_REVISION: u32 = 3;
 
 /// A file format to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,10 +1,10 @@
 //! The facade: one dependency for applications, exposing Rigger under the module paths the
-//! user-facing guide (`MLX_SETUP.md`) uses, e.g. `task_orchestrator::domain::model_role::ModelRole`.
+//! user-facing guide (`MLX_SETUP.md`) uses, e.g.
+//! `task_orchestrator::adapters::provider_factory::ProviderFactory` and
+//! `task_orchestrator::domain::model_role::ModelRole`.
 //!
-//! Invariant: re-exports only; no logic lives here. The adapter paths
-//! (`task_orchestrator::adapters::provider_factory::ProviderFactory`,
-//! `task_orchestrator::adapters::mlx_subprocess_adapter::MlxSubprocessAdapter`) arrive with the
-//! factory and MLX issues.
+//! Invariant: re-exports only; no logic lives here. Each adapter module exists when its cargo
+//! feature is on (all are by default).
 
 /// The domain: roles, tasks and their rules.
 pub mod domain {
@@ -29,11 +29,48 @@ pub mod ports {
     pub use rigger_ports::*;
 }
 
+/// The LLM-backed role implementations and the orchestrator that chains them.
+pub mod pipeline {
+    pub use rigger_pipeline::*;
+}
+
 /// Backends and the factory that picks among them.
 pub mod adapters {
-    /// The backends compiled into this build, and a quick report on each.
-    pub use rigger_provider_factory::{BackendReport, backend_reports, compiled_backends};
+    pub use rigger_provider_factory::{ProviderFactory, compiled_backends};
+
+    /// `task_orchestrator::adapters::provider_factory::ProviderFactory`, as the guide writes it.
+    pub mod provider_factory {
+        pub use rigger_provider_factory::*;
+    }
+
+    /// `task_orchestrator::adapters::mlx_subprocess_adapter::MlxSubprocessAdapter`.
+    #[cfg(feature = "mlx")]
+    pub mod mlx_subprocess_adapter {
+        pub use rigger_mlx_adapter::*;
+    }
+
+    #[cfg(feature = "candle")]
+    pub mod candle_adapter {
+        pub use rigger_candle_adapter::*;
+    }
+
+    #[cfg(feature = "ollama")]
+    pub mod ollama_adapter {
+        pub use rigger_ollama_adapter::*;
+    }
+
+    #[cfg(feature = "openai")]
+    pub mod openai_adapter {
+        pub use rigger_openai_adapter::*;
+    }
+
+    #[cfg(feature = "anthropic")]
+    pub mod anthropic_adapter {
+        pub use rigger_anthropic_adapter::*;
+    }
 }
+
+pub mod spec;
 
 /// The README's Rust snippets compile as doctests.
 #[cfg(doctest)]

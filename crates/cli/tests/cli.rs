@@ -1,0 +1,211 @@
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+//! `rigger` end to end on the project's tiny generated model: through Candle in-process, and
+//! through the MLX worker (the venv from `cargo xtask setup-mlx`, which CI makes first). Random
+//! weights write nonsense, so these assert the typed MalformedOutput path, the exit codes and
+//! the per-step figures — never content.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn tiny() -> PathBuf {
+    rigger_model_gen::tiny_model().unwrap()
+}
+
+fn venv_python() -> PathBuf {
+    let python = std::env::var_os("RIGGER_MLX_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
+    assert!(
+        python.exists(),
+        "no MLX venv at {}: run `cargo xtask setup-mlx` (or set RIGGER_MLX_PYTHON)",
+        python.display()
+    );
+    python
+}
+
+/// Short answers keep the tiny model's runs quick; one repair attempt, as by default.
+fn config() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-rigger.toml");
+    let mut text = String::new();
+    for role in ["router", "decomposer", "enhancer", "tester"] {
+        text.push_str(&format!(
+            "[roles.{role}]\nmax_tokens = 24\nrepair_attempts = 1\n\n"
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `rigger` with exactly `env` (plus PATH and HOME), from a scratch directory.
+fn rigger(args: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rigger"));
+    cmd.args(args)
+        .env_clear()
+        .current_dir(env!("CARGO_TARGET_TMPDIR"));
+    for key in ["PATH", "HOME"] {
+        if let Some(v) = std::env::var_os(key) {
+            cmd.env(key, v);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        status.code().unwrap_or(-1),
+        json,
+        format!("stdout:\n{stdout}\nstderr:\n{stderr}"),
+    )
+}
+
+fn assert_malformed_router(code: i32, out: &Value, log: &str, backend: &str) {
+    assert_eq!(code, 5, "{log}");
+    assert_eq!(out["error"]["kind"], "MalformedOutput", "{log}");
+    assert!(
+        !out["error"]["raw_output"].as_str().unwrap_or("").is_empty(),
+        "{log}"
+    );
+    assert_eq!(out["failed_step"], "router", "{log}");
+    let partial = &out["partial"];
+    assert_eq!(partial["task"]["status"], "errored", "{log}");
+    let calls = partial["steps"][0]["calls"].as_array().unwrap();
+    assert_eq!(partial["steps"][0]["role"], "router", "{log}");
+    assert_eq!(calls.len(), 2, "the first answer and one repair: {log}");
+    for call in calls {
+        assert_eq!(call["backend"], backend, "{log}");
+        let generated = call["usage"]["completion_tokens"].as_u64().unwrap();
+        assert!(generated > 0 && generated <= 24, "{log}");
+        assert!(
+            call["usage"]["prompt_tokens"].as_u64().unwrap() > 100,
+            "{log}"
+        );
+        assert_eq!(
+            call["timings"]["generated_tokens"].as_u64(),
+            Some(generated),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn run_through_candle_fails_typed_with_the_calls_it_made() {
+    let model = tiny().join("model-q8_0.gguf");
+    let config = config();
+    let (code, out, log) = rigger(
+        &["run", "Write the release notes for version 2.0", "--json"],
+        &[
+            ("TASK_ORCHESTRATOR_PROVIDER", "candle"),
+            ("CANDLE_MODEL", model.to_str().unwrap()),
+            ("RIGGER_CONFIG", config.to_str().unwrap()),
+        ],
+    );
+    assert_malformed_router(code, &out, &log, "candle");
+}
+
+#[test]
+fn run_through_mlx_fails_typed_with_the_calls_it_made() {
+    let python = venv_python();
+    let model = tiny();
+    let config = config();
+    let (code, out, log) = rigger(
+        &["run", "Write the release notes for version 2.0", "--json"],
+        &[
+            ("TASK_ORCHESTRATOR_PROVIDER", "mlx"),
+            ("MLX_MODEL", model.to_str().unwrap()),
+            ("PYTHON_PATH", python.to_str().unwrap()),
+            ("RIGGER_CONFIG", config.to_str().unwrap()),
+        ],
+    );
+    assert_malformed_router(code, &out, &log, "mlx");
+}
+
+#[test]
+fn the_heuristic_router_fallback_is_used_only_when_asked_and_says_so() {
+    let model = tiny().join("model-q8_0.gguf");
+    let config = config();
+    let (code, out, log) = rigger(
+        &["run", "Fix the typo in the README", "--json"],
+        &[
+            ("TASK_ORCHESTRATOR_PROVIDER", "candle"),
+            ("CANDLE_MODEL", model.to_str().unwrap()),
+            ("RIGGER_CONFIG", config.to_str().unwrap()),
+            ("TASK_ORCHESTRATOR_ROUTER_ON_FAILURE", "heuristic"),
+        ],
+    );
+    assert_eq!(code, 5, "{log}");
+    let reason = out["partial"]["routing"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("heuristic fallback"), "{log}");
+    assert_eq!(
+        out["failed_step"], "enhancer",
+        "a short task is enhanced: {log}"
+    );
+}
+
+#[test]
+fn doctor_reports_candle_and_mlx_usable_here() {
+    let python = venv_python();
+    let model = tiny().join("model-q8_0.gguf");
+    let (code, out, log) = rigger(
+        &["doctor", "--json"],
+        &[
+            ("CANDLE_MODEL", model.to_str().unwrap()),
+            ("PYTHON_PATH", python.to_str().unwrap()),
+            ("OLLAMA_HOST", "127.0.0.1:9"),
+        ],
+    );
+    assert_eq!(code, 0, "{log}");
+    let backends = out["backends"].as_array().unwrap();
+    let usable =
+        |name: &str| backends.iter().find(|b| b["provider"] == name).unwrap()["usable"] == true;
+    assert!(usable("candle") && usable("mlx"), "{log}");
+    assert!(!usable("ollama"), "{log}");
+    // Off Apple Silicon MLX is usable but not auto-selected: Candle is.
+    if !cfg!(all(target_os = "macos", target_arch = "aarch64")) {
+        assert_eq!(out["auto_selected"], "candle", "{log}");
+    }
+    assert_eq!(out["roles"].as_array().unwrap().len(), 4, "{log}");
+
+    let (code, _, text) = rigger(
+        &["doctor"],
+        &[
+            ("CANDLE_MODEL", model.to_str().unwrap()),
+            ("PYTHON_PATH", python.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    let candle_line = text.lines().find(|l| l.contains("candle")).unwrap_or("");
+    assert!(
+        cfg!(target_os = "macos") || candle_line.contains("(auto-selected)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn exit_codes_tell_scripts_what_went_wrong() {
+    let (code, _, log) = rigger(&["run", "x", "--provider", "llamafile"], &[]);
+    assert_eq!(code, 3, "{log}");
+    assert!(
+        log.contains("mlx, ollama, candle, openai, anthropic"),
+        "{log}"
+    );
+
+    let (code, out, log) = rigger(
+        &["enhance", "x", "--json"],
+        &[
+            ("PYTHON_PATH", "/nonexistent/python"),
+            ("OLLAMA_HOST", "127.0.0.1:9"),
+        ],
+    );
+    assert_eq!(code, 4, "nothing usable: {log}");
+    assert_eq!(out["error"]["kind"], "NotAvailable", "{log}");
+
+    let (code, _, log) = rigger(&["frobnicate"], &[]);
+    assert_eq!(code, 2, "{log}");
+}

@@ -1,0 +1,317 @@
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+//! The factory's choices, each from an explicit environment (no test touches the process
+//! environment, so tests cannot race).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rigger_domain::ModelRole;
+use rigger_ports::ErrorKind;
+use rigger_provider_factory::{Provider, ProviderFactory, Vars};
+
+/// A base environment that makes detection deterministic: MLX's Python does not exist.
+fn env(pairs: &[(&str, &str)]) -> Vars {
+    let mut all: Vec<(String, String)> =
+        vec![("PYTHON_PATH".into(), "/nonexistent/python3".into())];
+    all.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Vars::from_map(all)
+}
+
+fn chain(f: &ProviderFactory, role: ModelRole) -> Vec<(Provider, String)> {
+    f.plan(role)
+        .links
+        .iter()
+        .map(|l| (l.provider, l.model.clone()))
+        .collect()
+}
+
+fn config_file(name: &str, text: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn new_puts_every_role_on_the_given_provider_and_model() {
+    let f = ProviderFactory::new_with_vars(
+        "mlx",
+        "mlx-community/Phi-3-mini-4k-instruct",
+        env(&[
+            ("TASK_ORCHESTRATOR_PROVIDER", "ollama"),
+            ("TASK_ORCHESTRATOR_ROUTER_MODEL", "ignored"),
+        ]),
+    )
+    .unwrap();
+    for role in ModelRole::ALL {
+        assert_eq!(
+            chain(&f, role),
+            [(
+                Provider::Mlx,
+                "mlx-community/Phi-3-mini-4k-instruct".to_owned()
+            )]
+        );
+        assert_eq!(f.plan(role).provider_source, "set in code");
+    }
+}
+
+#[test]
+fn unknown_providers_list_what_is_compiled_in() {
+    let err = ProviderFactory::new_with_vars("llamafile", "", env(&[])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+    assert!(
+        err.message()
+            .contains("mlx, ollama, candle, openai, anthropic"),
+        "{err}"
+    );
+    let err =
+        ProviderFactory::from_vars(env(&[("TASK_ORCHESTRATOR_PROVIDER", "olama")])).unwrap_err();
+    assert!(
+        err.message()
+            .starts_with("TASK_ORCHESTRATOR_PROVIDER: unknown provider"),
+        "{err}"
+    );
+}
+
+#[test]
+fn role_defaults_are_real_ids_per_backend() {
+    let f = ProviderFactory::from_vars(env(&[("TASK_ORCHESTRATOR_PROVIDER", "ollama")])).unwrap();
+    let models: Vec<String> = ModelRole::ALL
+        .iter()
+        .map(|r| chain(&f, *r)[0].1.clone())
+        .collect();
+    assert_eq!(models, ["phi3", "orca2", "llama3.1", "mistral"]);
+
+    let f = ProviderFactory::from_vars(env(&[("TASK_ORCHESTRATOR_PROVIDER", "MLX")])).unwrap();
+    assert_eq!(
+        chain(&f, ModelRole::Router)[0].1,
+        "mlx-community/Phi-3-mini-4k-instruct"
+    );
+    assert_eq!(
+        chain(&f, ModelRole::Decomposer)[0].1,
+        "mlx-community/orca-2-7b"
+    );
+    assert!(
+        ModelRole::ALL
+            .iter()
+            .all(|r| chain(&f, *r)[0].1.starts_with("mlx-community/"))
+    );
+}
+
+#[test]
+fn the_backend_model_variable_applies_to_every_role_and_role_overrides_win() {
+    let f = ProviderFactory::from_vars(env(&[
+        ("TASK_ORCHESTRATOR_PROVIDER", "mlx"),
+        ("MLX_MODEL", "me/my-model"),
+        (
+            "TASK_ORCHESTRATOR_DECOMPOSER_MODEL",
+            "mlx-community/orca-2-7b",
+        ),
+        ("TASK_ORCHESTRATOR_TESTER_PROVIDER", "ollama"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        chain(&f, ModelRole::Router),
+        [(Provider::Mlx, "me/my-model".to_owned())]
+    );
+    assert_eq!(
+        chain(&f, ModelRole::Decomposer),
+        [(Provider::Mlx, "mlx-community/orca-2-7b".to_owned())]
+    );
+    assert_eq!(
+        chain(&f, ModelRole::Tester),
+        [(Provider::Ollama, "mistral".to_owned())]
+    );
+    assert_eq!(
+        f.plan(ModelRole::Tester).provider_source,
+        "TASK_ORCHESTRATOR_TESTER_PROVIDER"
+    );
+}
+
+#[test]
+fn a_provider_without_a_default_model_says_which_variable_to_set() {
+    let err =
+        ProviderFactory::from_vars(env(&[("TASK_ORCHESTRATOR_PROVIDER", "candle")])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+    assert!(err.hint().unwrap().contains("CANDLE_MODEL"), "{err}");
+}
+
+#[test]
+fn fallback_chains_parse_provider_and_model_with_colons() {
+    let f = ProviderFactory::from_vars(env(&[
+        ("TASK_ORCHESTRATOR_PROVIDER", "mlx"),
+        ("TASK_ORCHESTRATOR_FALLBACK", "ollama:llama3.1:8b, candle"),
+        ("CANDLE_MODEL", "/models/tiny.gguf"),
+        ("TASK_ORCHESTRATOR_ROUTER_FALLBACK", "ollama"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        chain(&f, ModelRole::Decomposer),
+        [
+            (Provider::Mlx, "mlx-community/orca-2-7b".to_owned()),
+            (Provider::Ollama, "llama3.1:8b".to_owned()),
+            (Provider::Candle, "/models/tiny.gguf".to_owned()),
+        ]
+    );
+    assert_eq!(
+        chain(&f, ModelRole::Router),
+        [
+            (
+                Provider::Mlx,
+                "mlx-community/Phi-3-mini-4k-instruct".to_owned()
+            ),
+            (Provider::Ollama, "phi3".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn the_config_file_sets_roles_providers_and_chains_and_the_environment_wins() {
+    let path = config_file(
+        "roles.toml",
+        r#"
+provider = "ollama"
+fallback = ["candle"]
+
+[roles.router]
+provider = "mlx"
+model = "mlx-community/Phi-3-mini-4k-instruct"
+temperature = 0.0
+max_tokens = 64
+
+[roles.decomposer]
+model = "orca2:13b"
+fallback = []
+
+[providers.candle]
+model = "/models/from-config.gguf"
+
+[providers.ollama]
+host = "127.0.0.1:9999"
+"#,
+    );
+    let p = path.to_str().unwrap();
+    let f = ProviderFactory::from_vars(env(&[("RIGGER_CONFIG", p)])).unwrap();
+    assert_eq!(f.config().unwrap().path, path);
+    assert_eq!(
+        chain(&f, ModelRole::Router),
+        [
+            (
+                Provider::Mlx,
+                "mlx-community/Phi-3-mini-4k-instruct".to_owned()
+            ),
+            (Provider::Candle, "/models/from-config.gguf".to_owned())
+        ]
+    );
+    assert_eq!(f.plan(ModelRole::Router).settings.max_tokens, 64);
+    assert_eq!(f.plan(ModelRole::Router).settings.temperature, Some(0.0));
+    assert_eq!(
+        chain(&f, ModelRole::Decomposer),
+        [(Provider::Ollama, "orca2:13b".to_owned())]
+    );
+    assert_eq!(
+        f.vars().get("OLLAMA_HOST").as_deref(),
+        Some("127.0.0.1:9999")
+    );
+
+    // The environment overrides the file.
+    let f = ProviderFactory::from_vars(env(&[
+        ("RIGGER_CONFIG", p),
+        ("TASK_ORCHESTRATOR_ROUTER_PROVIDER", "ollama"),
+        ("CANDLE_MODEL", "/models/from-env.gguf"),
+        ("OLLAMA_HOST", "127.0.0.1:1234"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        chain(&f, ModelRole::Router)[0],
+        (Provider::Ollama, "phi3".to_owned())
+    );
+    assert_eq!(
+        chain(&f, ModelRole::Enhancer)[1],
+        (Provider::Candle, "/models/from-env.gguf".to_owned())
+    );
+    assert_eq!(
+        f.vars().get("OLLAMA_HOST").as_deref(),
+        Some("127.0.0.1:1234")
+    );
+}
+
+#[test]
+fn a_malformed_config_names_the_file_the_line_and_the_key() {
+    let path = config_file(
+        "typo.toml",
+        "provider = \"mlx\"\n\n[roles.router]\nmodle = \"x\"\n",
+    );
+    let err =
+        ProviderFactory::from_vars(env(&[("RIGGER_CONFIG", path.to_str().unwrap())])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+    let message = err.message();
+    assert!(message.contains("typo.toml"), "{message}");
+    assert!(message.contains("line 4"), "{message}");
+    assert!(message.contains("modle"), "{message}");
+
+    let path = config_file("role.toml", "[roles.planner]\nmodel = \"x\"\n");
+    let err =
+        ProviderFactory::from_vars(env(&[("RIGGER_CONFIG", path.to_str().unwrap())])).unwrap_err();
+    assert!(
+        err.message().contains("unknown role [roles.planner]"),
+        "{err}"
+    );
+
+    let err = ProviderFactory::from_vars(env(&[("RIGGER_CONFIG", "/nonexistent/rigger.toml")]))
+        .unwrap_err();
+    assert!(err.message().contains("/nonexistent/rigger.toml"), "{err}");
+}
+
+#[test]
+fn auto_detection_picks_a_configured_candle_model_here_and_reports_every_backend() {
+    let tiny = rigger_model_gen::tiny_model()
+        .unwrap()
+        .join("model-q8_0.gguf");
+    let f = ProviderFactory::from_vars(env(&[
+        ("CANDLE_MODEL", tiny.to_str().unwrap()),
+        ("OLLAMA_HOST", "127.0.0.1:9"),
+    ]))
+    .unwrap();
+    let plan = f.plan(ModelRole::Router);
+    assert_eq!(plan.links[0].provider, Provider::Candle);
+    assert!(
+        plan.provider_source.starts_with("auto-detected"),
+        "{}",
+        plan.provider_source
+    );
+    let report = f.detection().unwrap();
+    let names: Vec<Provider> = report.backends.iter().map(|b| b.provider).collect();
+    assert_eq!(names, Provider::ALL);
+    let mlx = report.status(Provider::Mlx).unwrap();
+    assert!(!mlx.usable && mlx.fix.is_some(), "{mlx:?}");
+}
+
+#[test]
+fn nothing_usable_is_not_available_with_the_report() {
+    let err = ProviderFactory::from_vars(env(&[("OLLAMA_HOST", "127.0.0.1:9")])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotAvailable);
+    assert!(err.message().contains("no backend is usable"), "{err}");
+    assert!(err.message().contains("CANDLE_MODEL is not set"), "{err}");
+}
+
+#[test]
+fn roles_on_the_same_model_share_one_adapter_and_adapters_are_trait_objects() {
+    let f = ProviderFactory::new_with_vars(
+        "mlx",
+        "mlx-community/Phi-3-mini-4k-instruct",
+        env(&[("PYTHON_PATH", "python3")]),
+    )
+    .unwrap();
+    let a = f.model_chain_for_role(ModelRole::Router).unwrap();
+    let b = f.model_chain_for_role(ModelRole::Tester).unwrap();
+    assert!(Arc::ptr_eq(&a.links()[0], &b.links()[0]));
+    let _router: Arc<dyn rigger_ports::TaskRouterPort> = f.create_router_adapter().unwrap();
+    let _enhancer: Arc<dyn rigger_ports::TaskEnhancementPort> = f
+        .create_enhancement_adapter_for_role(ModelRole::Router)
+        .unwrap();
+    let _decomposer: Arc<dyn rigger_ports::TaskDecompositionPort> =
+        f.create_task_decomposition_adapter().unwrap();
+    let _tester: Arc<dyn rigger_ports::ComprehensionTestPort> =
+        f.create_comprehension_test_adapter().unwrap();
+    f.orchestrator().unwrap();
+}
