@@ -46,6 +46,29 @@ pub(crate) fn build(link: &Link, vars: &Vars) -> Result<Arc<dyn LanguageModel>, 
                 }),
             )))
         }
+        #[cfg(feature = "ollama")]
+        Provider::Ollama => {
+            let lookup = vars.lookup();
+            let mut config = rigger_ollama_adapter::OllamaConfig::from_vars(&lookup)?;
+            config.model = link.model.clone();
+            Ok(Arc::new(rigger_ollama_adapter::OllamaAdapter::new(config)?))
+        }
+        #[cfg(feature = "openai")]
+        Provider::OpenAi => {
+            let lookup = vars.lookup();
+            let mut config = rigger_openai_adapter::OpenAiConfig::from_vars(&lookup)?;
+            config.model = Some(link.model.clone());
+            Ok(Arc::new(rigger_openai_adapter::OpenAiAdapter::new(config)?))
+        }
+        #[cfg(feature = "anthropic")]
+        Provider::Anthropic => {
+            let lookup = vars.lookup();
+            let mut config = rigger_anthropic_adapter::AnthropicConfig::from_vars(&lookup);
+            config.model = link.model.clone();
+            Ok(Arc::new(rigger_anthropic_adapter::AnthropicAdapter::new(
+                config,
+            )?))
+        }
         #[allow(unreachable_patterns)] // every arm above is behind a feature
         other => Err(InferenceError::new(
             ErrorKind::NotAvailable,

@@ -217,38 +217,90 @@ async fn probe_candle(vars: &Vars) -> BackendStatus {
     }
 }
 
-async fn probe_ollama(_vars: &Vars) -> BackendStatus {
-    if !Provider::Ollama.is_compiled() {
-        return not_compiled(Provider::Ollama);
+async fn probe_ollama(vars: &Vars) -> BackendStatus {
+    #[cfg(feature = "ollama")]
+    {
+        use rigger_ollama_adapter::{OllamaConfig, probe};
+        let fix = Some("start Ollama (`ollama serve`), or point OLLAMA_HOST at it".to_owned());
+        let lookup = vars.lookup();
+        match OllamaConfig::from_vars(&lookup) {
+            Err(e) => status(
+                Provider::Ollama,
+                false,
+                e.message().to_owned(),
+                Some("fix OLLAMA_HOST".into()),
+            ),
+            Ok(config) => match probe(&config, PROBE_TIMEOUT).await {
+                Ok(found) => status(Provider::Ollama, true, found, None),
+                Err(e) => status(Provider::Ollama, false, e.message().to_owned(), fix),
+            },
+        }
     }
-    status(
-        Provider::Ollama,
-        false,
-        "adapter not wired into the factory yet",
-        None,
-    )
+    #[cfg(not(feature = "ollama"))]
+    {
+        let _ = vars;
+        not_compiled(Provider::Ollama)
+    }
 }
 
-async fn probe_openai(_vars: &Vars) -> BackendStatus {
-    if !Provider::OpenAi.is_compiled() {
-        return not_compiled(Provider::OpenAi);
+/// OpenAI-compatible: usable when a key or a base URL is set and the server answers.
+async fn probe_openai(vars: &Vars) -> BackendStatus {
+    #[cfg(feature = "openai")]
+    {
+        use rigger_openai_adapter::{OpenAiConfig, probe};
+        if vars.get("OPENAI_API_KEY").is_none() && vars.get("OPENAI_BASE_URL").is_none() {
+            return status(
+                Provider::OpenAi,
+                false,
+                "OPENAI_API_KEY and OPENAI_BASE_URL are not set",
+                Some("set OPENAI_BASE_URL to a server's /v1 base (vLLM, llama-server, mlx_lm.server) or OPENAI_API_KEY".into()),
+            );
+        }
+        let lookup = vars.lookup();
+        let fix = Some("check OPENAI_BASE_URL, OPENAI_API_KEY and that the server runs".to_owned());
+        match OpenAiConfig::from_vars(&lookup) {
+            Err(e) => status(Provider::OpenAi, false, e.message().to_owned(), fix),
+            Ok(config) => match probe(&config, PROBE_TIMEOUT).await {
+                Ok(found) => status(Provider::OpenAi, true, found, None),
+                Err(e) => status(Provider::OpenAi, false, e.message().to_owned(), fix),
+            },
+        }
     }
-    status(
-        Provider::OpenAi,
-        false,
-        "adapter not wired into the factory yet",
-        None,
-    )
+    #[cfg(not(feature = "openai"))]
+    {
+        let _ = vars;
+        not_compiled(Provider::OpenAi)
+    }
 }
 
-async fn probe_anthropic(_vars: &Vars) -> BackendStatus {
-    if !Provider::Anthropic.is_compiled() {
-        return not_compiled(Provider::Anthropic);
+/// Anthropic: usable when `ANTHROPIC_API_KEY` is set and the API answers.
+async fn probe_anthropic(vars: &Vars) -> BackendStatus {
+    #[cfg(feature = "anthropic")]
+    {
+        use rigger_anthropic_adapter::{AnthropicConfig, probe};
+        if vars.get("ANTHROPIC_API_KEY").is_none() {
+            return status(
+                Provider::Anthropic,
+                false,
+                "ANTHROPIC_API_KEY is not set",
+                Some("set ANTHROPIC_API_KEY".into()),
+            );
+        }
+        let lookup = vars.lookup();
+        let config = AnthropicConfig::from_vars(&lookup);
+        match probe(&config, PROBE_TIMEOUT).await {
+            Ok(found) => status(Provider::Anthropic, true, found, None),
+            Err(e) => status(
+                Provider::Anthropic,
+                false,
+                e.message().to_owned(),
+                Some("check ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL and the network".into()),
+            ),
+        }
     }
-    status(
-        Provider::Anthropic,
-        false,
-        "adapter not wired into the factory yet",
-        None,
-    )
+    #[cfg(not(feature = "anthropic"))]
+    {
+        let _ = vars;
+        not_compiled(Provider::Anthropic)
+    }
 }

@@ -11,13 +11,12 @@ use crate::{BACKEND, Provider};
 pub async fn list_models(vars: &Vars) -> Vec<(Provider, Result<Vec<String>, InferenceError>)> {
     let mut out = Vec::new();
     for provider in Provider::compiled() {
+        // Only compiled-in providers are listed, so the feature-gated arms below always exist.
         let listed = match provider {
             Provider::Mlx | Provider::Candle => Ok(hub_cache_models(vars)),
-            Provider::Ollama | Provider::OpenAi | Provider::Anthropic => Err(InferenceError::new(
-                ErrorKind::NotAvailable,
-                BACKEND,
-                "listing is not wired for this backend yet",
-            )),
+            Provider::Ollama => list_ollama(vars).await,
+            Provider::OpenAi => list_openai(vars).await,
+            Provider::Anthropic => list_anthropic(vars).await,
         };
         let listed = listed.map(|mut models| {
             if provider == Provider::Candle
@@ -57,4 +56,63 @@ fn hub_cache_models(vars: &Vars) -> Vec<String> {
         .collect();
     models.sort();
     models
+}
+
+#[cfg(feature = "ollama")]
+async fn list_ollama(vars: &Vars) -> Result<Vec<String>, InferenceError> {
+    let lookup = vars.lookup();
+    let config = rigger_ollama_adapter::OllamaConfig::from_vars(&lookup)?;
+    rigger_ollama_adapter::list_models(&config).await
+}
+
+#[cfg(feature = "openai")]
+async fn list_openai(vars: &Vars) -> Result<Vec<String>, InferenceError> {
+    if vars.get("OPENAI_API_KEY").is_none() && vars.get("OPENAI_BASE_URL").is_none() {
+        return Err(InferenceError::new(
+            ErrorKind::NotAvailable,
+            BACKEND,
+            "OPENAI_API_KEY and OPENAI_BASE_URL are not set",
+        ));
+    }
+    let lookup = vars.lookup();
+    let config = rigger_openai_adapter::OpenAiConfig::from_vars(&lookup)?;
+    rigger_openai_adapter::list_models(&config).await
+}
+
+#[cfg(feature = "anthropic")]
+async fn list_anthropic(vars: &Vars) -> Result<Vec<String>, InferenceError> {
+    if vars.get("ANTHROPIC_API_KEY").is_none() {
+        return Err(InferenceError::new(
+            ErrorKind::NotAvailable,
+            BACKEND,
+            "ANTHROPIC_API_KEY is not set",
+        ));
+    }
+    let lookup = vars.lookup();
+    let config = rigger_anthropic_adapter::AnthropicConfig::from_vars(&lookup);
+    rigger_anthropic_adapter::list_models(&config).await
+}
+
+#[cfg(not(feature = "ollama"))]
+async fn list_ollama(_: &Vars) -> Result<Vec<String>, InferenceError> {
+    Err(not_compiled(Provider::Ollama))
+}
+
+#[cfg(not(feature = "openai"))]
+async fn list_openai(_: &Vars) -> Result<Vec<String>, InferenceError> {
+    Err(not_compiled(Provider::OpenAi))
+}
+
+#[cfg(not(feature = "anthropic"))]
+async fn list_anthropic(_: &Vars) -> Result<Vec<String>, InferenceError> {
+    Err(not_compiled(Provider::Anthropic))
+}
+
+#[allow(dead_code)] // used only in builds without some adapters
+fn not_compiled(provider: Provider) -> InferenceError {
+    InferenceError::new(
+        ErrorKind::NotAvailable,
+        BACKEND,
+        format!("{provider} is not compiled into this build"),
+    )
 }
