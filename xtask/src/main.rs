@@ -4,7 +4,9 @@
 //! - `tidy`: the architecture invariants over the dependency graph (also run as a test).
 //! - `gen-model`: a synthetic model of a real architecture, in HF and GGUF formats.
 //! - `setup-mlx`: a project-local venv with pinned mlx-lm.
+//! - `bench`: one model on every backend, side by side (docs/bench.md).
 
+mod bench;
 mod ci;
 mod gen_model;
 mod setup_mlx;
@@ -29,6 +31,8 @@ enum Task {
     GenModel(gen_model::Args),
     /// Create or update the project's MLX venv (.venv) with pinned mlx-lm.
     SetupMlx(setup_mlx::Args),
+    /// One model on every backend, side by side: tokens/s, TTFT, memory, against the ceiling.
+    Bench(bench::Args),
 }
 
 fn main() {
@@ -43,6 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Task::Ci => ci::run(),
         Task::GenModel(args) => gen_model::run(args),
         Task::SetupMlx(args) => setup_mlx::run(args).map(drop),
+        Task::Bench(args) => bench::run(args),
         Task::Tidy => {
             let violations = tidy::check_workspace()?;
             if violations.is_empty() {
