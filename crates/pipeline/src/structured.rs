@@ -115,7 +115,7 @@ pub(crate) async fn call_json<T>(
             }
             Err(err) => return Err(attach_calls(err, calls)),
         };
-        tracing::warn!(%role, attempt, %problem, "the model's answer was invalid");
+        tracing::debug!(%role, attempt, %problem, "the model's answer was invalid");
         if attempt > settings.repair_attempts {
             return Err(InferenceError::new(
                 ErrorKind::MalformedOutput,
