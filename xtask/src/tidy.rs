@@ -2,6 +2,7 @@
 //!
 //! - `rigger-domain` pulls in no async runtime or transport (no tokio, reqwest, hyper).
 //! - `rigger-ports` pulls in no transport or engine (no reqwest, hyper, candle, pyo3).
+//! - `rigger-pipeline` pulls in no transport, engine or runtime; `rigger-http-support` no engine.
 //! - no adapter depends on another adapter;
 //! - only `rigger-provider-factory` and the facade depend on adapters (plus the tooling crates,
 //!   `xtask` and `rigger-benches`, which measure adapters directly).
@@ -26,6 +27,17 @@ const MAY_DEPEND_ON_ADAPTERS: [&str; 4] = [
     "rigger-benches",
 ];
 const DOMAIN_FORBIDS: [&str; 4] = ["tokio", "reqwest", "hyper", "mio"];
+/// The pipeline reaches models only through the port: no transport, engine or runtime.
+const PIPELINE_FORBIDS: [&str; 6] = [
+    "reqwest",
+    "hyper",
+    "candle-core",
+    "candle-transformers",
+    "pyo3",
+    "tokio",
+];
+/// Shared HTTP plumbing carries no engine.
+const HTTP_SUPPORT_FORBIDS: [&str; 3] = ["candle-core", "candle-transformers", "pyo3"];
 const PORTS_FORBIDS: [&str; 6] = [
     "reqwest",
     "hyper",
@@ -92,6 +104,8 @@ pub fn check(graph: &Graph, members: &BTreeSet<String>) -> Vec<String> {
     for (package, forbidden) in [
         ("rigger-domain", &DOMAIN_FORBIDS[..]),
         ("rigger-ports", &PORTS_FORBIDS[..]),
+        ("rigger-pipeline", &PIPELINE_FORBIDS[..]),
+        ("rigger-http-support", &HTTP_SUPPORT_FORBIDS[..]),
     ] {
         if !graph.contains_key(package) {
             violations.push(format!("{package} is missing from the workspace"));
@@ -168,6 +182,9 @@ mod tests {
             ("rigger-ollama-adapter", "rigger-openai-adapter"),
             ("rigger-pipeline", "rigger-candle-adapter"),
             ("rigger-provider-factory", "rigger-mlx-adapter"),
+            ("rigger-http-support", "reqwest"),
+            ("rigger-pipeline", "rigger-ports"),
+            ("rigger-pipeline", "tokio"),
         ]);
         let v = check(&g, &m);
         let has = |s: &str| v.iter().any(|x| x.contains(s));
@@ -183,11 +200,17 @@ mod tests {
             "adapter rigger-ollama-adapter depends on adapter rigger-openai-adapter"
         ));
         assert!(has("rigger-pipeline depends on rigger-candle-adapter"));
+        assert!(
+            has("rigger-pipeline depends (transitively) on tokio"),
+            "{v:#?}"
+        );
+        assert!(!has("rigger-http-support"), "reqwest is its job: {v:#?}");
         assert!(!has("rigger-provider-factory"), "{v:#?}");
         assert!(
             has("rigger-ports depends (transitively) on reqwest"),
             "inherited from domain"
         );
-        assert_eq!(v.len(), 5, "{v:#?}");
+        // The pipeline inherits reqwest and candle-core from ports in this graph.
+        assert_eq!(v.len(), 8, "{v:#?}");
     }
 }
