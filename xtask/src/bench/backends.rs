@@ -147,6 +147,12 @@ pub async fn measure_port(
         work.bar.inc(1);
     }
     fill_from_samples(row, &samples, work);
+    if !exact && row.comparable {
+        row.notes.push(format!(
+            "every run still generated exactly {} tokens, so the work matches",
+            work.gen_tokens
+        ));
+    }
     Ok(())
 }
 
@@ -556,7 +562,7 @@ pub async fn openai(work: &Work<'_>, kind: &str, url: &str, row: &mut Row) -> Re
         }
     }
     row.notes.push(format!(
-        "{} server, model {}; weights are whatever the server loaded (give it the same GGUF)",
+        "{} server, model {}; weights are whatever the server loaded (serve it this model's files)",
         config.server_kind(),
         config.model.as_deref().unwrap_or_default()
     ));
