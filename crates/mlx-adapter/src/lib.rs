@@ -38,7 +38,7 @@ use rigger_ports::{
 use tokio::sync::mpsc;
 
 pub use python::{Availability, availability, check as check_availability};
-pub use worker::{Hello, PROTOCOL};
+pub use worker::{Hello, PROTOCOL, openblas as openblas_preload};
 
 /// The backend's name in descriptors and errors.
 pub const BACKEND: &str = "mlx";

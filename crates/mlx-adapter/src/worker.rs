@@ -91,7 +91,7 @@ fn crashed(message: impl Into<String>) -> InferenceError {
 
 /// Debian/Ubuntu's OpenBLAS: preloaded on Linux because mlx's CPU wheel otherwise uses a
 /// reference BLAS (measured: prompt processing 48x and decode 3x faster on f32 with it).
-fn openblas() -> Option<&'static str> {
+pub fn openblas() -> Option<&'static str> {
     const PATHS: [&str; 4] = [
         "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
         "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",

@@ -63,7 +63,7 @@ pub struct Row {
     pub framework: String,
     /// The `--backends` name that produced it.
     pub backend: String,
-    /// The weights it ran: `q4_0`, `q8_0`, `f16` (GGUF) or `safetensors f16` (MLX).
+    /// The weights it ran: `q4_0`, `q8_0`, `f16` (GGUF) or `safetensors` (MLX; the notes say the dtype it ran in).
     pub format: Option<String>,
     #[serde(flatten)]
     pub status: Status,
