@@ -224,12 +224,36 @@ fn escape(text: &str) -> String {
 /// bandwidth ceiling as a dashed mark. Hand-written SVG: labels are `<text>` the viewer renders,
 /// so nothing here needs a font.
 pub fn svg_chart(rows: &[Row], title: &str, subtitle: &str) -> String {
-    const LABEL_W: f64 = 300.0;
     const PLOT_W: f64 = 520.0;
+    // No font metrics without a font library: size text by a generous average glyph width for
+    // 13px sans-serif, so no label, title or legend is cut off.
+    const GLYPH_W: f64 = 7.4;
+    const LEGEND: &str = "tokens/s (decode; per-call row: per whole call): bar = median, line = min–max, red dashes = bandwidth ceiling";
+    let label_of = |row: &Row| match &row.format {
+        Some(f) => format!("{} · {f}", row.framework),
+        None => row.framework.clone(),
+    };
+    let longest = rows
+        .iter()
+        .map(|r| label_of(r).chars().count())
+        .max()
+        .unwrap_or(0);
+    let label_w = (longest as f64 * GLYPH_W + 30.0).max(200.0);
     const BAR_H: f64 = 22.0;
     const GAP: f64 = 12.0;
     const TOP: f64 = 70.0;
-    let width = LABEL_W + PLOT_W + 120.0;
+    let width = (label_w + PLOT_W + 120.0)
+        .max(label_w + LEGEND.chars().count() as f64 * GLYPH_W + 20.0)
+        .max(subtitle.chars().count() as f64 * GLYPH_W + 40.0)
+        .max(
+            rows.iter()
+                .filter_map(|r| match &r.status {
+                    Status::Unavailable(t) | Status::Failed(t) => Some(t.chars().count()),
+                    Status::Measured => None,
+                })
+                .map(|n| label_w + n as f64 * GLYPH_W + 20.0)
+                .fold(0.0, f64::max),
+        );
     let height = TOP + rows.len() as f64 * (BAR_H + GAP) + 50.0;
     let max = rows
         .iter()
@@ -238,7 +262,7 @@ pub fn svg_chart(rows: &[Row], title: &str, subtitle: &str) -> String {
         .flatten()
         .fold(0.0f64, f64::max)
         .max(1.0);
-    let x = |v: f64| LABEL_W + v / max * PLOT_W;
+    let x = |v: f64| label_w + v / max * PLOT_W;
     let mut svg = String::new();
     let _ = writeln!(
         svg,
@@ -260,14 +284,11 @@ pub fn svg_chart(rows: &[Row], title: &str, subtitle: &str) -> String {
     );
     for (i, row) in rows.iter().enumerate() {
         let y = TOP + i as f64 * (BAR_H + GAP);
-        let label = match &row.format {
-            Some(f) => format!("{} · {f}", row.framework),
-            None => row.framework.clone(),
-        };
+        let label = label_of(row);
         let _ = writeln!(
             svg,
             r##"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            LABEL_W - 10.0,
+            label_w - 10.0,
             y + BAR_H * 0.7,
             escape(&label)
         );
@@ -276,8 +297,8 @@ pub fn svg_chart(rows: &[Row], title: &str, subtitle: &str) -> String {
                 let colour = if row.comparable { "#3b7dd8" } else { "#b0b0b0" };
                 let _ = writeln!(
                     svg,
-                    r##"<rect x="{LABEL_W}" y="{y:.1}" width="{:.1}" height="{BAR_H}" fill="{colour}"><title>{:.1} t/s (min {:.1}, max {:.1})</title></rect>"##,
-                    x(s.median) - LABEL_W,
+                    r##"<rect x="{label_w}" y="{y:.1}" width="{:.1}" height="{BAR_H}" fill="{colour}"><title>{:.1} t/s (min {:.1}, max {:.1})</title></rect>"##,
+                    x(s.median) - label_w,
                     s.median,
                     s.min,
                     s.max
@@ -315,7 +336,7 @@ pub fn svg_chart(rows: &[Row], title: &str, subtitle: &str) -> String {
             (Status::Measured, None) => {
                 let _ = writeln!(
                     svg,
-                    r##"<text x="{LABEL_W}" y="{:.1}" fill="#777777">no decode figure</text>"##,
+                    r##"<text x="{label_w}" y="{:.1}" fill="#777777">no decode figure</text>"##,
                     y + BAR_H * 0.7
                 );
             }
@@ -323,7 +344,7 @@ pub fn svg_chart(rows: &[Row], title: &str, subtitle: &str) -> String {
                 let short: String = reason.chars().take(70).collect();
                 let _ = writeln!(
                     svg,
-                    r##"<text x="{LABEL_W}" y="{:.1}" fill="#a94442">{}</text>"##,
+                    r##"<text x="{label_w}" y="{:.1}" fill="#a94442">{}</text>"##,
                     y + BAR_H * 0.7,
                     escape(&short)
                 );
@@ -333,7 +354,7 @@ pub fn svg_chart(rows: &[Row], title: &str, subtitle: &str) -> String {
     let legend_y = height - 20.0;
     let _ = writeln!(
         svg,
-        r##"<text x="{LABEL_W}" y="{legend_y:.1}" fill="#555555">tokens/s (decode; per-call row: per whole call): bar = median, line = min–max, red dashes = bandwidth ceiling</text>"##
+        r##"<text x="{label_w}" y="{legend_y:.1}" fill="#555555">{LEGEND}</text>"##
     );
     svg.push_str("</svg>\n");
     svg
