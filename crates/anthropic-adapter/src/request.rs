@@ -85,7 +85,7 @@ pub(crate) fn prepare(
     let (tools, output) = match &request.response_format {
         ResponseFormat::JsonSchema { name, schema } => {
             check_object_schema(schema)?;
-            let name = tool_name(name);
+            let name = rigger_http_support::api_identifier(name, "reply");
             let tool = Tool {
                 name: name.clone(),
                 description: TOOL_DESCRIPTION,
@@ -141,26 +141,6 @@ fn check_object_schema(schema: &serde_json::Value) -> Result<(), InferenceError>
              is an object",
         )
         .with_hint("wrap the value in an object schema, e.g. {\"type\":\"object\",\"properties\":{\"value\":…}}"))
-    }
-}
-
-/// Tool names must match `^[a-zA-Z0-9_-]{1,64}$`.
-fn tool_name(schema_name: &str) -> String {
-    let name: String = schema_name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
-    if name.is_empty() {
-        "reply".to_owned()
-    } else {
-        name
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
-use task_orchestrator::adapters::provider_factory::{ProviderFactory, Vars};
+use task_orchestrator::adapters::provider_factory::{ProviderFactory, RolePlan, Vars};
 use task_orchestrator::domain::model_role::ModelRole;
 use task_orchestrator::domain::{Task, TaskId};
 use task_orchestrator::pipeline::{PipelineEvent, PipelineRun};
@@ -186,6 +186,16 @@ fn task(args: &TaskArgs) -> Result<Task, InferenceError> {
     Ok(task)
 }
 
+/// A role's chain as `provider:model → provider:model`.
+fn chain_text(plan: &RolePlan) -> String {
+    let links: Vec<String> = plan
+        .links
+        .iter()
+        .map(|l| format!("{}:{}", l.provider, l.model))
+        .collect();
+    links.join(" → ")
+}
+
 fn describe_calls(calls: &[CallMetrics]) -> String {
     let tokens: u32 = calls
         .iter()
@@ -245,15 +255,11 @@ async fn doctor(json: bool) -> Result<(), Failure> {
                 }
                 println!("\nroles:");
                 for plan in f.plans() {
-                    let chain: Vec<String> = plan
-                        .links
-                        .iter()
-                        .map(|l| format!("{}:{}", l.provider, l.model))
-                        .collect();
+                    let chain = chain_text(plan);
                     println!(
                         "  {:<11}{}  ({})",
                         plan.role.as_str(),
-                        chain.join(" → "),
+                        chain,
                         plan.provider_source
                     );
                 }
@@ -280,12 +286,8 @@ fn progress(
         .plans()
         .iter()
         .map(|p| {
-            let chain: Vec<String> = p
-                .links
-                .iter()
-                .map(|l| format!("{}:{}", l.provider, l.model))
-                .collect();
-            (p.role, chain.join(" → "))
+            let chain = chain_text(p);
+            (p.role, chain)
         })
         .collect();
     Arc::new(move |event: &PipelineEvent<'_>| {
@@ -479,12 +481,8 @@ async fn models(choice: Choice, json: bool) -> Result<(), Failure> {
     }
     println!("roles:");
     for plan in factory.plans() {
-        let chain: Vec<String> = plan
-            .links
-            .iter()
-            .map(|l| format!("{}:{}", l.provider, l.model))
-            .collect();
-        println!("  {:<11}{}", plan.role.as_str(), chain.join(" → "));
+        let chain = chain_text(plan);
+        println!("  {:<11}{}", plan.role.as_str(), chain);
     }
     println!("\nbackends:");
     for (provider, result) in listed {

@@ -23,5 +23,37 @@ pub use retry::{RetryPolicy, parse_retry_after};
 pub use secret::ApiKey;
 pub use send::{ErrorResponse, kind_for_status, send_with_retries, transport_error};
 
+/// `name` made fit for the APIs' identifier rule `^[a-zA-Z0-9_-]{1,64}$` (OpenAI schema names,
+/// Anthropic tool names): other characters become `_`, at most 64 are kept, and an empty result
+/// becomes `fallback`.
+pub fn api_identifier(name: &str, fallback: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if cleaned.is_empty() {
+        fallback.to_owned()
+    } else {
+        cleaned
+    }
+}
+
 /// The largest error body read into memory; longer bodies are cut (the status still tells).
 pub const MAX_ERROR_BODY: usize = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn identifiers_follow_the_api_rule() {
+        assert_eq!(super::api_identifier("task plan/v2", "x"), "task_plan_v2");
+        assert_eq!(super::api_identifier("", "reply"), "reply");
+        assert_eq!(super::api_identifier(&"a".repeat(80), "x").len(), 64);
+    }
+}

@@ -115,28 +115,8 @@ fn response_format(format: &ResponseFormat) -> Option<Value> {
         ResponseFormat::Json => Some(serde_json::json!({"type": "json_object"})),
         ResponseFormat::JsonSchema { name, schema } => Some(serde_json::json!({
             "type": "json_schema",
-            "json_schema": {"name": schema_name(name), "schema": schema, "strict": true},
+            "json_schema": {"name": rigger_http_support::api_identifier(name, "response"), "schema": schema, "strict": true},
         })),
-    }
-}
-
-/// OpenAI requires `^[a-zA-Z0-9_-]{1,64}$` for the schema name.
-fn schema_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
-    if cleaned.is_empty() {
-        "response".to_owned()
-    } else {
-        cleaned
     }
 }
 
