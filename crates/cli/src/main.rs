@@ -131,7 +131,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            if json {
+            if json && !failure.json.is_null() {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&failure.json).unwrap_or_default()
@@ -272,7 +272,8 @@ async fn doctor(json: bool) -> Result<(), Failure> {
     } else {
         Err(Failure {
             code: 4,
-            json: json!({"error": "no backend is usable"}),
+            // The report above is the JSON document; a second one would break parsers.
+            json: serde_json::Value::Null,
             text: "no backend is usable on this machine: follow one of the fixes above".into(),
         })
     }

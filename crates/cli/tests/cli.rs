@@ -206,6 +206,22 @@ fn exit_codes_tell_scripts_what_went_wrong() {
     assert_eq!(code, 4, "nothing usable: {log}");
     assert_eq!(out["error"]["kind"], "NotAvailable", "{log}");
 
+    // Nothing usable: doctor says so with code 4, and its --json output stays one document.
+    let (code, out, log) = rigger(
+        &["doctor", "--json"],
+        &[
+            ("PYTHON_PATH", "/nonexistent/python"),
+            ("OLLAMA_HOST", "127.0.0.1:9"),
+        ],
+    );
+    assert_eq!(code, 4, "{log}");
+    assert!(
+        out["backends"]
+            .as_array()
+            .is_some_and(|b| b.iter().all(|b| b["usable"] == false)),
+        "{log}"
+    );
+
     let (code, _, log) = rigger(&["frobnicate"], &[]);
     assert_eq!(code, 2, "{log}");
 }
