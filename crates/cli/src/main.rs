@@ -220,8 +220,12 @@ fn describe_calls(calls: &[CallMetrics]) -> String {
 }
 
 async fn doctor(json: bool) -> Result<(), Failure> {
-    let report = ProviderFactory::detect().await;
     let factory = ProviderFactory::from_env();
+    // Building the factory probed the backends already when it had to auto-detect: reuse that.
+    let report = match factory.as_ref().ok().and_then(|f| f.detection().cloned()) {
+        Some(report) => report,
+        None => ProviderFactory::detect().await,
+    };
     if json {
         let plans = factory.as_ref().ok().map(|f| f.plans().to_vec());
         let value = json!({
@@ -318,14 +322,7 @@ async fn enhance(args: TaskArgs, json: bool) -> Result<(), Failure> {
     let task = task(&args)?;
     let enhancer = factory.create_enhancement_adapter()?;
     let observer = progress(&factory, json);
-    observer(&PipelineEvent::StepStarted {
-        role: ModelRole::Enhancer,
-    });
-    let outcome = step_result(
-        enhancer.enhance(&task).await,
-        ModelRole::Enhancer,
-        &observer,
-    )?;
+    let outcome = run_step(ModelRole::Enhancer, &observer, enhancer.enhance(&task)).await?;
     if json {
         println!(
             "{}",
@@ -347,14 +344,12 @@ async fn decompose(args: TaskArgs, json: bool) -> Result<(), Failure> {
     let task = task(&args)?;
     let decomposer = factory.create_task_decomposition_adapter()?;
     let observer = progress(&factory, json);
-    observer(&PipelineEvent::StepStarted {
-        role: ModelRole::Decomposer,
-    });
-    let outcome = step_result(
-        decomposer.decompose(&task).await,
+    let outcome = run_step(
         ModelRole::Decomposer,
         &observer,
-    )?;
+        decomposer.decompose(&task),
+    )
+    .await?;
     if json {
         println!(
             "{}",
@@ -368,12 +363,14 @@ async fn decompose(args: TaskArgs, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-fn step_result<T>(
-    result: Result<Outcome<T>, InferenceError>,
+/// Runs one pipeline step outside the orchestrator, reporting progress as the orchestrator does.
+async fn run_step<T>(
     role: ModelRole,
     observer: &task_orchestrator::pipeline::ProgressObserver,
+    step: impl std::future::Future<Output = Result<Outcome<T>, InferenceError>>,
 ) -> Result<Outcome<T>, Failure> {
-    match result {
+    observer(&PipelineEvent::StepStarted { role });
+    match step.await {
         Ok(outcome) => {
             observer(&PipelineEvent::StepFinished {
                 role,

@@ -109,7 +109,7 @@ pub async fn send_with_retries(
             return Err(if retry > 0 {
                 let attempts = retry + 1;
                 let message = format!("{} (after {attempts} attempts)", error.message());
-                rebuild_with_message(error, message)
+                error.with_message(message)
             } else {
                 error
             });
@@ -142,24 +142,6 @@ async fn read_error(response: Response) -> ErrorResponse {
         body,
         retry_after,
     }
-}
-
-fn rebuild_with_message(error: InferenceError, message: String) -> InferenceError {
-    let mut rebuilt = InferenceError::new(error.kind(), error.backend().to_owned(), message)
-        .with_retryable(error.is_retryable());
-    if let Some(code) = error.code() {
-        rebuilt = rebuilt.with_code(code);
-    }
-    if let Some(hint) = error.hint() {
-        rebuilt = rebuilt.with_hint(hint.to_owned());
-    }
-    if let Some(after) = error.retry_after() {
-        rebuilt = rebuilt.with_retry_after(after);
-    }
-    if let Some(raw) = error.raw_output() {
-        rebuilt = rebuilt.with_raw_output(raw.to_owned());
-    }
-    rebuilt.with_source(error)
 }
 
 #[cfg(test)]

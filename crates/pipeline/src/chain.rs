@@ -134,16 +134,5 @@ fn with_attempts(err: InferenceError, attempts: &[(String, InferenceError)]) -> 
         .map(|(name, e)| format!("{name} failed: {e}"))
         .collect();
     let message = format!("{} (after fallback: {})", err.message(), tried.join("; "));
-    let mut merged = InferenceError::new(err.kind(), err.backend().to_owned(), message)
-        .with_retryable(err.is_retryable());
-    if let Some(code) = err.code() {
-        merged = merged.with_code(code);
-    }
-    if let Some(hint) = err.hint() {
-        merged = merged.with_hint(hint.to_owned());
-    }
-    if let Some(raw) = err.raw_output() {
-        merged = merged.with_raw_output(raw.to_owned());
-    }
-    merged.with_source(err)
+    err.with_message(message)
 }

@@ -140,30 +140,12 @@ pub(crate) async fn call_json<T>(
     }
 }
 
-/// `err` with the step's calls attached (when there were any), everything else kept.
+/// `err` with the step's calls attached as its source (when there were any), everything else kept.
 fn attach_calls(err: InferenceError, calls: Vec<CallMetrics>) -> InferenceError {
     if calls.is_empty() {
         return err;
     }
-    let mut out = InferenceError::new(
-        err.kind(),
-        err.backend().to_owned(),
-        err.message().to_owned(),
-    )
-    .with_retryable(err.is_retryable());
-    if let Some(code) = err.code() {
-        out = out.with_code(code);
-    }
-    if let Some(hint) = err.hint() {
-        out = out.with_hint(hint.to_owned());
-    }
-    if let Some(after) = err.retry_after() {
-        out = out.with_retry_after(after);
-    }
-    if let Some(raw) = err.raw_output() {
-        out = out.with_raw_output(raw.to_owned());
-    }
-    out.with_source(FailedStepCalls { calls })
+    err.with_source(FailedStepCalls { calls })
 }
 
 #[cfg(test)]

@@ -116,6 +116,12 @@ impl InferenceError {
         Self::new(ErrorKind::Protocol, backend, message)
     }
 
+    /// The same error with a new message (e.g. with context added); everything else is kept.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.0.message = message.into();
+        self
+    }
+
     /// A stable code for scripts and docs, e.g. `MLX_NOT_AVAILABLE`.
     pub fn with_code(mut self, code: &'static str) -> Self {
         self.0.code = Some(code);
@@ -214,6 +220,24 @@ impl std::error::Error for InferenceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_message_keeps_everything_else() {
+        let err = InferenceError::new(ErrorKind::RateLimited, "b", "slow down")
+            .with_code("CODE")
+            .with_hint("wait")
+            .with_retry_after(Duration::from_secs(3))
+            .with_raw_output("raw")
+            .with_message("slow down (after 3 attempts)");
+        assert_eq!(err.message(), "slow down (after 3 attempts)");
+        assert_eq!(
+            (err.kind(), err.backend(), err.code()),
+            (ErrorKind::RateLimited, "b", Some("CODE"))
+        );
+        assert_eq!((err.hint(), err.raw_output()), (Some("wait"), Some("raw")));
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+        assert!(err.is_retryable());
+    }
 
     #[test]
     fn display_carries_backend_code_message_and_fix() {
