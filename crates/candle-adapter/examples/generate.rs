@@ -6,7 +6,7 @@ use std::io::Write;
 
 use clap::Parser;
 use futures::StreamExt;
-use rigger_candle_adapter::{CandleAdapter, CandleConfig};
+use rigger_candle_adapter::{CandleAdapter, CandleConfig, Kernels};
 use rigger_ports::{GenerationRequest, LanguageModel, StreamEvent};
 
 #[derive(Parser)]
@@ -21,6 +21,9 @@ struct Args {
     temperature: f32,
     #[arg(long)]
     threads: Option<usize>,
+    /// auto (the adapter's CPU kernels where they cover the model) or reference (candle's).
+    #[arg(long, default_value = "auto")]
+    kernels: Kernels,
     prompt: String,
 }
 
@@ -29,13 +32,15 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = CandleConfig {
         threads: args.threads,
+        kernels: args.kernels,
         ..CandleConfig::new(&args.model)
     };
     let model = CandleAdapter::load(config).await?;
     eprintln!(
-        "loaded {} in {:.2}s",
+        "loaded {} in {:.2}s, running on {}",
         args.model,
-        model.load_duration().as_secs_f64()
+        model.load_duration().as_secs_f64(),
+        model.engine()
     );
     let request = GenerationRequest::prompt(args.prompt)
         .with_max_tokens(args.max_tokens)

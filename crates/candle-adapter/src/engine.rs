@@ -20,11 +20,13 @@ use tokio::sync::mpsc;
 
 use crate::source::ModelFiles;
 use crate::template::{self, ChatTemplate};
-use crate::{BACKEND, DeviceKind};
+use crate::{BACKEND, DeviceKind, Kernels, cpu};
 
 pub type EventSender = mpsc::Sender<Result<StreamEvent, InferenceError>>;
 
 enum Weights {
+    /// The adapter's own kernels (quantized Llama family on the CPU).
+    Cpu(cpu::Llama),
     Quantized(quantized_llama::ModelWeights),
     Full {
         model: llama::Llama,
@@ -35,13 +37,16 @@ enum Weights {
 
 /// Per-request state of the weights: the KV cache.
 enum Session {
+    Cpu(cpu::KvCache),
     Quantized,
     Full(llama::Cache),
 }
 
 impl Weights {
-    fn session(&self, device: &Device) -> candle_core::Result<Session> {
+    /// A fresh session with room for `positions` tokens.
+    fn session(&self, device: &Device, positions: usize) -> candle_core::Result<Session> {
         Ok(match self {
+            Weights::Cpu(model) => Session::Cpu(model.cache(positions)),
             Weights::Quantized(_) => Session::Quantized,
             Weights::Full { config, dtype, .. } => {
                 Session::Full(llama::Cache::new(true, *dtype, config, device)?)
@@ -57,6 +62,14 @@ impl Weights {
         pos: usize,
         device: &Device,
     ) -> candle_core::Result<Tensor> {
+        if let (Weights::Cpu(model), Session::Cpu(cache)) = (&*self, &mut *session) {
+            if cache.len() != pos {
+                candle_core::bail!("position {pos} does not follow the cache's {}", cache.len());
+            }
+            let logits = model.forward(cache, tokens)?;
+            let vocab = logits.len();
+            return Tensor::from_vec(logits, vocab, device);
+        }
         let input = Tensor::new(tokens, device)?.unsqueeze(0)?;
         let logits = match (self, session) {
             // Position 0 resets quantized_llama's internal KV cache: a fresh cache per request.
@@ -73,6 +86,8 @@ impl Weights {
 /// What the async side needs to know about a loaded model.
 pub struct ModelInfo {
     pub context_length: u32,
+    /// Which code runs the model, e.g. "rigger-cpu Q4_0 avx512-vnni" or "candle quantized_llama".
+    pub engine: String,
     pub load_duration: Duration,
     pub tokenizer: Tokenizer,
     pub template: ChatTemplate,
@@ -121,7 +136,11 @@ pub fn device(kind: DeviceKind) -> Result<Device, InferenceError> {
 }
 
 /// Loads the model (blocking: call from a blocking thread).
-pub fn load(files: &ModelFiles, device: &Device) -> Result<(Worker, ModelInfo), InferenceError> {
+pub fn load(
+    files: &ModelFiles,
+    device: &Device,
+    kernels: Kernels,
+) -> Result<(Worker, ModelInfo), InferenceError> {
     let started = Instant::now();
     let (tokenizer_path, tokenizer_config_path) = match files {
         ModelFiles::Gguf {
@@ -150,7 +169,7 @@ pub fn load(files: &ModelFiles, device: &Device) -> Result<(Worker, ModelInfo), 
             .unwrap_or_default()
     };
 
-    let (weights, context_length, bos, eos, embedded_template) = match files {
+    let (weights, engine, context_length, bos, eos, embedded_template) = match files {
         ModelFiles::Gguf { weights, .. } => {
             let mut file = std::fs::File::open(weights)
                 .map_err(|e| load_error(&format!("cannot open {}", weights.display()), e))?;
@@ -181,10 +200,43 @@ pub fn load(files: &ModelFiles, device: &Device) -> Result<(Worker, ModelInfo), 
             let tmpl = md("tokenizer.chat_template")
                 .and_then(|v| v.to_string().ok())
                 .cloned();
-            let model = quantized_llama::ModelWeights::from_gguf(content, &mut file, device)
-                .map_err(|e| load_error(&format!("cannot load {}", weights.display()), e))?;
+            let cannot_load = |e| load_error(&format!("cannot load {}", weights.display()), e);
+            let own = match (kernels, device.is_cpu()) {
+                (Kernels::Auto, true) => {
+                    let isa = cpu::Isa::detect();
+                    match cpu::Llama::from_gguf(&content, &mut file, isa).map_err(cannot_load)? {
+                        Ok(model) => Some(model),
+                        Err(cpu::NotCovered(why)) => {
+                            tracing::info!(
+                                "{}: {why}; running on candle's quantized_llama instead of the adapter's CPU kernels",
+                                weights.display()
+                            );
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let (model, engine) = match own {
+                Some(model) => {
+                    let engine = format!(
+                        "rigger-cpu {:?} {}",
+                        model.weight_format(),
+                        model.isa().name()
+                    );
+                    (Weights::Cpu(model), engine)
+                }
+                None => (
+                    Weights::Quantized(
+                        quantized_llama::ModelWeights::from_gguf(content, &mut file, device)
+                            .map_err(cannot_load)?,
+                    ),
+                    "candle quantized_llama".to_owned(),
+                ),
+            };
             (
-                Weights::Quantized(model),
+                model,
+                engine,
                 ctx,
                 token_text(bos),
                 eos.into_iter().collect::<Vec<_>>(),
@@ -221,6 +273,7 @@ pub fn load(files: &ModelFiles, device: &Device) -> Result<(Worker, ModelInfo), 
                     config,
                     dtype,
                 },
+                format!("candle llama {dtype:?}"),
                 ctx,
                 bos,
                 eos,
@@ -242,8 +295,10 @@ pub fn load(files: &ModelFiles, device: &Device) -> Result<(Worker, ModelInfo), 
         .unwrap_or_default();
     let source = template::from_tokenizer_config(&tokenizer_config).or(embedded_template);
     let template = ChatTemplate::new(source, bos, eos_text)?;
+    tracing::debug!("{} runs on {engine}", files.key().display());
     let info = ModelInfo {
         context_length,
+        engine,
         load_duration: started.elapsed(),
         tokenizer,
         template,
@@ -276,6 +331,89 @@ fn read_json(path: &Path) -> Result<serde_json::Value, InferenceError> {
         .map_err(|e| load_error(&format!("cannot read {}", path.display()), e))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| load_error(&format!("{} is not valid JSON", path.display()), e))
+}
+
+/// A loaded model run one token at a time, outside the engine thread: the criterion bench of
+/// the decode step and the tests that compare the two CPU paths' logits use it.
+pub struct DecodeStepper {
+    worker: Worker,
+    engine: String,
+    session: Session,
+    device: Device,
+    prompt: Vec<u32>,
+    position: usize,
+}
+
+impl DecodeStepper {
+    pub fn new(gguf: &Path, kernels: Kernels, prompt: Vec<u32>) -> Result<Self, InferenceError> {
+        if prompt.is_empty() {
+            return Err(InferenceError::invalid_request(
+                BACKEND,
+                "the prompt is empty",
+            ));
+        }
+        let dir = gguf.parent().unwrap_or(Path::new("."));
+        let files = ModelFiles::Gguf {
+            weights: gguf.to_path_buf(),
+            tokenizer: dir.join("tokenizer.json"),
+            tokenizer_config: None,
+        };
+        let device = Device::Cpu;
+        let (worker, info) = load(&files, &device, kernels)?;
+        let session = worker.weights.session(&device, 0).map_err(engine_error)?;
+        Ok(Self {
+            worker,
+            engine: info.engine,
+            session,
+            device,
+            prompt,
+            position: 0,
+        })
+    }
+
+    /// Which code runs the model.
+    pub fn engine(&self) -> &str {
+        &self.engine
+    }
+
+    /// A fresh session holding only the prompt; returns the logits after it.
+    pub fn restart(&mut self) -> Result<Vec<f32>, InferenceError> {
+        self.session = self
+            .worker
+            .weights
+            .session(&self.device, self.prompt.len() + 1024)
+            .map_err(engine_error)?;
+        self.position = 0;
+        let prompt = self.prompt.clone();
+        self.run(&prompt)
+    }
+
+    /// Runs `token` at the next position; returns its logits.
+    pub fn feed(&mut self, token: u32) -> Result<Vec<f32>, InferenceError> {
+        self.run(&[token])
+    }
+
+    /// One decode step on a token taken from the prompt; returns how many positions the
+    /// session holds.
+    pub fn step(&mut self) -> Result<usize, InferenceError> {
+        if self.position == 0 {
+            self.restart()?;
+        }
+        let token = self.prompt[self.position % self.prompt.len()];
+        self.feed(token)?;
+        Ok(self.position)
+    }
+
+    fn run(&mut self, tokens: &[u32]) -> Result<Vec<f32>, InferenceError> {
+        let logits = self
+            .worker
+            .weights
+            .forward(&mut self.session, tokens, self.position, &self.device)
+            .and_then(|l| l.to_vec1::<f32>())
+            .map_err(engine_error)?;
+        self.position += tokens.len();
+        Ok(logits)
+    }
 }
 
 /// The worker thread's loop: one job at a time, until every sender is gone.
@@ -386,7 +524,11 @@ fn generate(
 ) -> Result<(), InferenceError> {
     let p = &job.sampling;
     let started = Instant::now();
-    let mut session = loaded.weights.session(device).map_err(engine_error)?;
+    let positions = job.prompt.len() + p.limit as usize;
+    let mut session = loaded
+        .weights
+        .session(device, positions)
+        .map_err(engine_error)?;
     let mut logits = loaded
         .weights
         .forward(&mut session, &job.prompt, 0, device)

@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cpu;
 mod engine;
 mod source;
 mod template;
@@ -38,6 +39,8 @@ use rigger_ports::{
 use tokio::sync::mpsc;
 
 pub use engine::DEFAULT_TEMPERATURE;
+#[doc(hidden)]
+pub use engine::DecodeStepper;
 pub use source::ModelFiles;
 
 /// The backend's name in descriptors and errors.
@@ -72,6 +75,31 @@ impl std::str::FromStr for DeviceKind {
     }
 }
 
+/// Which code runs quantized models on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Kernels {
+    /// The adapter's own kernels where they cover the model (Llama-family GGUF in Q4_0/Q8_0),
+    /// candle's `quantized_llama` otherwise (said in the log).
+    #[default]
+    Auto,
+    /// Always candle's `quantized_llama` (the reference path).
+    Reference,
+}
+
+impl std::str::FromStr for Kernels {
+    type Err = InferenceError;
+    fn from_str(s: &str) -> Result<Self, InferenceError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Kernels::Auto),
+            "reference" | "candle" => Ok(Kernels::Reference),
+            _ => Err(InferenceError::invalid_request(
+                BACKEND,
+                format!("unknown kernels {s:?}; use auto or reference"),
+            )),
+        }
+    }
+}
+
 /// How to load a model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CandleConfig {
@@ -86,6 +114,8 @@ pub struct CandleConfig {
     /// Penalty on tokens seen in the last `repeat_last_n` (1.0 = off).
     pub repeat_penalty: f32,
     pub repeat_last_n: usize,
+    /// Which code runs quantized models on the CPU (`CANDLE_KERNELS`).
+    pub kernels: Kernels,
 }
 
 impl CandleConfig {
@@ -97,11 +127,12 @@ impl CandleConfig {
             threads: None,
             repeat_penalty: 1.0,
             repeat_last_n: 64,
+            kernels: Kernels::Auto,
         }
     }
 
     /// `CANDLE_MODEL` (required), `CANDLE_TOKENIZER`, `CANDLE_DEVICE` (cpu | cuda[:N] | metal),
-    /// `CANDLE_THREADS`, `CANDLE_REPEAT_PENALTY`.
+    /// `CANDLE_THREADS`, `CANDLE_KERNELS` (auto | reference), `CANDLE_REPEAT_PENALTY`.
     pub fn from_env() -> Result<Self, InferenceError> {
         Self::from_vars(|k| std::env::var(k).ok())
     }
@@ -118,6 +149,9 @@ impl CandleConfig {
         config.tokenizer = get("CANDLE_TOKENIZER").map(PathBuf::from);
         if let Some(device) = get("CANDLE_DEVICE") {
             config.device = device.parse()?;
+        }
+        if let Some(kernels) = get("CANDLE_KERNELS") {
+            config.kernels = kernels.parse()?;
         }
         if let Some(threads) = get("CANDLE_THREADS") {
             config.threads = Some(threads.trim().parse().ok().filter(|n| *n > 0).ok_or_else(
@@ -159,6 +193,17 @@ pub fn chat_template_for_bench(
     Ok(move |messages: &[ChatMessage]| template.render(messages).map(|r| r.text))
 }
 
+/// A GGUF model (with `tokenizer.json` beside it) run one token at a time after `prompt`, for
+/// the criterion bench of the decode step in `benches/`; not part of the supported API.
+#[doc(hidden)]
+pub fn decode_stepper_for_bench(
+    gguf: &std::path::Path,
+    kernels: Kernels,
+    prompt: Vec<u32>,
+) -> Result<engine::DecodeStepper, InferenceError> {
+    engine::DecodeStepper::new(gguf, kernels, prompt)
+}
+
 /// A loaded model with its worker thread. Shared by every adapter on the same files.
 struct Engine {
     jobs: Mutex<std_mpsc::Sender<engine::Job>>,
@@ -170,6 +215,7 @@ struct EngineKey {
     weights: PathBuf,
     device: DeviceKind,
     threads: Option<usize>,
+    kernels: Kernels,
 }
 
 static ENGINES: Mutex<Vec<(EngineKey, Weak<Engine>)>> = Mutex::new(Vec::new());
@@ -195,15 +241,17 @@ async fn start_engine(
         weights: std::fs::canonicalize(files.key()).unwrap_or_else(|_| files.key().to_path_buf()),
         device: config.device,
         threads: config.threads,
+        kernels: config.kernels,
     };
     if let Some(engine) = cached_engine(&key) {
         return Ok(engine);
     }
     let device_kind = config.device;
     let threads = config.threads;
+    let kernels = config.kernels;
     let (worker, info, device) = tokio::task::spawn_blocking(move || {
         let device = engine::device(device_kind)?;
-        engine::load(&files, &device).map(|(worker, info)| (worker, info, device))
+        engine::load(&files, &device, kernels).map(|(worker, info)| (worker, info, device))
     })
     .await
     .map_err(|e| {
@@ -301,6 +349,12 @@ impl CandleAdapter {
     /// time of that first load).
     pub fn load_duration(&self) -> Duration {
         self.engine.info.load_duration
+    }
+
+    /// Which code runs the model, e.g. `rigger-cpu Q4_0 avx512-vnni` (the adapter's kernels) or
+    /// `candle quantized_llama`.
+    pub fn engine(&self) -> &str {
+        &self.engine.info.engine
     }
 
     /// Whether the model came without a chat template (the plain fallback is used).

@@ -1,23 +1,27 @@
-//! The shared conformance suite against real Candle inference on the tiny generated model, in
-//! both formats: GGUF (quantized_llama, q8_0) and safetensors (llama, f32 on the CPU).
+//! The shared conformance suite against real Candle inference on the tiny generated model: GGUF
+//! Q4_0 and Q8_0 on the adapter's own CPU kernels, GGUF Q8_0 on candle's `quantized_llama` (the
+//! reference path), and safetensors (candle's llama, f32 on the CPU).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rigger_candle_adapter::{CandleAdapter, CandleConfig};
+use rigger_candle_adapter::{CandleAdapter, CandleConfig, Kernels};
 use rigger_conformance::ConformanceTarget;
 use rigger_ports::{InferenceError, LanguageModel};
 
 struct CandleTarget {
     model: String,
+    kernels: Kernels,
 }
 
 #[async_trait]
 impl ConformanceTarget for CandleTarget {
     async fn model(&self) -> Result<Arc<dyn LanguageModel>, InferenceError> {
-        Ok(Arc::new(
-            CandleAdapter::load(CandleConfig::new(&self.model)).await?,
-        ))
+        let config = CandleConfig {
+            kernels: self.kernels,
+            ..CandleConfig::new(&self.model)
+        };
+        Ok(Arc::new(CandleAdapter::load(config).await?))
     }
 
     async fn missing_model(
@@ -35,15 +39,35 @@ fn tiny(file: &str) -> String {
     dir.join(file).display().to_string()
 }
 
-async fn gguf() -> CandleTarget {
+async fn gguf_q4_0() -> CandleTarget {
+    CandleTarget {
+        model: tiny("model-q4_0.gguf"),
+        kernels: Kernels::Auto,
+    }
+}
+
+async fn gguf_q8_0() -> CandleTarget {
     CandleTarget {
         model: tiny("model-q8_0.gguf"),
+        kernels: Kernels::Auto,
+    }
+}
+
+async fn gguf_q8_0_reference() -> CandleTarget {
+    CandleTarget {
+        model: tiny("model-q8_0.gguf"),
+        kernels: Kernels::Reference,
     }
 }
 
 async fn safetensors() -> CandleTarget {
-    CandleTarget { model: tiny("") }
+    CandleTarget {
+        model: tiny(""),
+        kernels: Kernels::Auto,
+    }
 }
 
-rigger_conformance::conformance_suite!(candle_gguf_q8_0, target: gguf);
+rigger_conformance::conformance_suite!(candle_gguf_q4_0, target: gguf_q4_0);
+rigger_conformance::conformance_suite!(candle_gguf_q8_0, target: gguf_q8_0);
+rigger_conformance::conformance_suite!(candle_gguf_q8_0_reference, target: gguf_q8_0_reference);
 rigger_conformance::conformance_suite!(candle_safetensors, target: safetensors);

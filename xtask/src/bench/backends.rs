@@ -21,6 +21,12 @@ use super::report::{Row, Stats};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
     Candle,
+    /// The Candle adapter on candle's own `quantized_llama` (its reference path).
+    CandleReference,
+    /// llama.cpp's `llama-bench` on the same GGUF files.
+    LlamaBench {
+        binary: PathBuf,
+    },
     Mlx,
     MlxRaw,
     MlxPerCall,
@@ -40,6 +46,11 @@ impl FromStr for Backend {
         let s = s.trim();
         if let Some((kind, url)) = s.split_once('=') {
             let kind = kind.trim().to_ascii_lowercase();
+            if kind == "llama-bench" {
+                return Ok(Backend::LlamaBench {
+                    binary: PathBuf::from(url.trim()),
+                });
+            }
             if !["openai", "llama-server", "vllm", "mlx-lm"].contains(&kind.as_str()) {
                 bail!(
                     "unknown server kind {kind:?} in {s:?}; use openai=URL, llama-server=URL, vllm=URL or mlx-lm=URL"
@@ -55,17 +66,29 @@ impl FromStr for Backend {
         }
         match s.to_ascii_lowercase().as_str() {
             "candle" => Ok(Backend::Candle),
+            "candle-reference" => Ok(Backend::CandleReference),
+            "llama-bench" => Ok(Backend::LlamaBench {
+                binary: default_llama_bench(),
+            }),
             "mlx" => Ok(Backend::Mlx),
             "mlx-raw" => Ok(Backend::MlxRaw),
             "mlx-per-call" => Ok(Backend::MlxPerCall),
             "ollama" => Ok(Backend::Ollama),
             "openai" => bail!("openai needs the server's URL: openai=http://127.0.0.1:8080/v1"),
             _ => bail!(
-                "unknown backend {s:?}; use candle, mlx, mlx-raw, mlx-per-call, ollama, \
-                 openai=URL, llama-server=URL, vllm=URL or mlx-lm=URL"
+                "unknown backend {s:?}; use candle, candle-reference, llama-bench[=PATH], mlx, \
+                 mlx-raw, mlx-per-call, ollama, openai=URL, llama-server=URL, vllm=URL or mlx-lm=URL"
             ),
         }
     }
+}
+
+/// Where `../shared/tools/build-llama-server.sh` puts llama.cpp's tools by default.
+pub fn default_llama_bench() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".cache/rigger-peers/llama.cpp/bin/llama-bench")
 }
 
 /// The work every backend does, and where to report progress.
@@ -229,7 +252,12 @@ fn check_counts(row: &mut Row, counted: &[(u32, u32)], prompt_tokens: usize, gen
     }
 }
 
-pub async fn candle(work: &Work<'_>, format: WeightFormat, row: &mut Row) -> anyhow::Result<()> {
+pub async fn candle(
+    work: &Work<'_>,
+    format: WeightFormat,
+    kernels: rigger_candle_adapter::Kernels,
+    row: &mut Row,
+) -> anyhow::Result<()> {
     use rigger_candle_adapter::{CandleAdapter, CandleConfig};
     let Some(path) = work.model.gguf(format) else {
         bail!("the model has no {format} GGUF file");
@@ -239,9 +267,11 @@ pub async fn candle(work: &Work<'_>, format: WeightFormat, row: &mut Row) -> any
     let adapter = CandleAdapter::load(CandleConfig {
         threads: Some(work.threads),
         tokenizer: Some(work.model.tokenizer.clone()),
+        kernels,
         ..CandleConfig::new(path.display().to_string())
     })
     .await?;
+    row.notes.push(format!("engine: {}", adapter.engine()));
     row.load_seconds = Some(adapter.load_duration().as_secs_f64());
     if adapter.uses_fallback_template() {
         row.comparable = false;
@@ -704,4 +734,80 @@ mod tests {
             ]
         );
     }
+}
+
+/// One entry of `llama-bench -o json`: a prompt-processing (`n_gen` 0) or a generation
+/// (`n_prompt` 0) test.
+#[derive(serde::Deserialize)]
+struct LlamaBenchTest {
+    n_prompt: u64,
+    n_gen: u64,
+    #[serde(default)]
+    samples_ts: Vec<f64>,
+    avg_ts: f64,
+    #[serde(default)]
+    build_commit: String,
+}
+
+/// llama.cpp's own benchmark on the same GGUF file, prompt and generation lengths and threads:
+/// its figures are its own clocks over random tokens (`pp` and `tg` tests), so TTFT is not
+/// measured.
+pub fn llama_bench(
+    work: &Work<'_>,
+    binary: &Path,
+    format: WeightFormat,
+    row: &mut Row,
+) -> anyhow::Result<()> {
+    let Some(path) = work.model.gguf(format) else {
+        bail!("the model has no {format} GGUF file");
+    };
+    work.step(&format!("{}: {format}", row.framework));
+    let output = Command::new(binary)
+        .arg("-m")
+        .arg(path)
+        .args(["-p", &work.prompt_tokens.to_string()])
+        .args(["-n", &work.gen_tokens.to_string()])
+        .args(["-t", &work.threads.to_string()])
+        .args(["-r", &work.runs.to_string()])
+        .args(["-o", "json"])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        bail!(
+            "{} failed ({}): {}",
+            binary.display(),
+            output.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        );
+    }
+    let tests: Vec<LlamaBenchTest> = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("{} printed no JSON test list", binary.display()))?;
+    let stats = |t: &LlamaBenchTest| {
+        Stats::of(if t.samples_ts.is_empty() {
+            std::slice::from_ref(&t.avg_ts)
+        } else {
+            &t.samples_ts
+        })
+    };
+    for test in &tests {
+        match (test.n_prompt, test.n_gen) {
+            (p, 0) if p > 0 => row.prompt_tokens_per_second = stats(test),
+            (0, g) if g > 0 => row.decode_tokens_per_second = stats(test),
+            _ => {}
+        }
+    }
+    if row.decode_tokens_per_second.is_none() || row.prompt_tokens_per_second.is_none() {
+        bail!("llama-bench reported no pp and tg tests");
+    }
+    row.timing_source = Some("backend".to_owned());
+    let commit = tests.first().map_or("", |t| t.build_commit.as_str());
+    row.notes.push(format!(
+        "llama-bench pp{} + tg{} over random tokens, {} threads, {} runs, build {commit}",
+        work.prompt_tokens, work.gen_tokens, work.threads, work.runs
+    ));
+    work.bar.inc(1 + work.runs as u64);
+    Ok(())
 }

@@ -22,7 +22,7 @@ use tokenizers::Tokenizer;
 
 use backends::{Backend, Outcome, Work};
 use model::{BenchModel, WeightFormat};
-use report::{Row, Status};
+use report::{Row, Stats, Status};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -30,7 +30,8 @@ pub struct Args {
     /// a hub id already in the Hugging Face cache.
     #[arg(long, default_value = "synthetic:tinyllama-1.1b")]
     model: String,
-    /// Comma-separated: candle, mlx, mlx-raw, mlx-per-call, ollama, openai=URL,
+    /// Comma-separated: candle, candle-reference (candle's own quantized_llama), llama-bench[=PATH]
+    /// (llama.cpp's benchmark on the same GGUF), mlx, mlx-raw, mlx-per-call, ollama, openai=URL,
     /// llama-server=URL, vllm=URL, mlx-lm=URL.
     #[arg(long, value_delimiter = ',', default_value = backends::DEFAULT_BACKENDS)]
     backends: Vec<String>,
@@ -192,11 +193,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             continue;
         }
         let result: Result<(), Outcome> = match &planned.backend {
-            Backend::Candle => {
+            Backend::Candle | Backend::CandleReference => {
                 let format = planned.format.context("a Candle row has a format")?;
+                let kernels = if planned.backend == Backend::Candle {
+                    rigger_candle_adapter::Kernels::Auto
+                } else {
+                    rigger_candle_adapter::Kernels::Reference
+                };
                 runtime
-                    .block_on(backends::candle(&work, format, &mut row))
+                    .block_on(backends::candle(&work, format, kernels, &mut row))
                     .map_err(failed)
+            }
+            Backend::LlamaBench { binary } => {
+                let format = planned.format.context("a llama-bench row has a format")?;
+                backends::llama_bench(&work, binary, format, &mut row).map_err(failed)
             }
             Backend::Mlx => planned.python.as_deref().map_or(Ok(()), |python| {
                 runtime
@@ -235,6 +245,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     compare_per_call(&mut rows);
+    for line in ratios(&rows) {
+        println!("{line}");
+    }
 
     let label = model.label.clone();
     println!("\n{}", report::spec_table(&rows, &label));
@@ -342,15 +355,31 @@ async fn plan_rows(
     };
     for backend in backends {
         match backend {
-            Backend::Candle => {
+            Backend::Candle | Backend::CandleReference | Backend::LlamaBench { .. } => {
+                let (framework, name) = match backend {
+                    Backend::Candle => ("Candle (in-process)", "candle"),
+                    Backend::CandleReference => {
+                        ("Candle (candle's quantized_llama)", "candle-reference")
+                    }
+                    _ => ("llama.cpp (llama-bench)", "llama-bench"),
+                };
                 for &format in formats {
                     let mut p = planned(
                         backend.clone(),
                         Some(format),
-                        Row::new("Candle (in-process)", "candle", Some(format.to_string())),
+                        Row::new(framework, name, Some(format.to_string())),
                     );
                     if model.gguf(format).is_none() {
                         p.reason = Some(format!("the model has no {format} GGUF file"));
+                    }
+                    if let Backend::LlamaBench { binary } = backend
+                        && !binary.is_file()
+                    {
+                        p.reason = Some(format!(
+                            "{} does not exist; build it with ../shared/tools/build-llama-server.sh \
+                             or name it: llama-bench=PATH",
+                            binary.display()
+                        ));
                     }
                     out.push(p);
                 }
@@ -419,7 +448,7 @@ fn ceiling(row: &mut Row, model: &BenchModel, bandwidth: f64) {
         return;
     }
     let bytes = match row.backend.as_str() {
-        "candle" | "ollama" => row
+        "candle" | "candle-reference" | "llama-bench" | "ollama" => row
             .format
             .as_deref()
             .and_then(|f| f.parse::<WeightFormat>().ok())
@@ -437,6 +466,50 @@ fn ceiling(row: &mut Row, model: &BenchModel, bandwidth: f64) {
         row.ceiling_tokens_per_second =
             model::ceiling_tokens_per_second(bandwidth, bytes.read_per_token);
     }
+}
+
+/// Side-by-side ratios per GGUF format: the adapter's kernels against llama.cpp and against
+/// candle's own path (what the kernels bought), decode and prompt tokens per second (medians).
+fn ratios(rows: &[Row]) -> Vec<String> {
+    let find = |backend: &str, format: &str| {
+        rows.iter().find(|r| {
+            r.backend == backend
+                && r.format.as_deref() == Some(format)
+                && r.status == Status::Measured
+        })
+    };
+    let ratio = |a: Option<&Stats>, b: Option<&Stats>| match (a, b) {
+        (Some(a), Some(b)) if b.median > 0.0 => format!("{:.2}x", a.median / b.median),
+        _ => "-".to_owned(),
+    };
+    let mut lines = Vec::new();
+    for format in rows.iter().filter_map(|r| r.format.as_deref()) {
+        let Some(ours) = find("candle", format) else {
+            continue;
+        };
+        for (peer, label) in [
+            ("llama-bench", "llama.cpp"),
+            ("candle-reference", "candle's quantized_llama"),
+        ] {
+            if let Some(other) = find(peer, format) {
+                let line = format!(
+                    "ratio {format}: Candle adapter / {label}: decode {}, prompt {}",
+                    ratio(
+                        ours.decode_tokens_per_second.as_ref(),
+                        other.decode_tokens_per_second.as_ref()
+                    ),
+                    ratio(
+                        ours.prompt_tokens_per_second.as_ref(),
+                        other.prompt_tokens_per_second.as_ref()
+                    ),
+                );
+                if !lines.contains(&line) {
+                    lines.push(line);
+                }
+            }
+        }
+    }
+    lines
 }
 
 /// What the persistent worker saves: the per-call method's seconds per call against a request

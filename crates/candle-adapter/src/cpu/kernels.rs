@@ -1,0 +1,623 @@
+//! Quantized matrix products for the CPU engine: ggml's Q4_0 and Q8_0 weight blocks against
+//! activations quantized to 8 bits per 32-value block (ggml's Q8_0 rule), the scheme llama.cpp
+//! uses. Integer dot products per block, one float multiply-add per block, weights streamed from
+//! memory once per call whatever the number of tokens.
+//!
+//! Three instruction sets share one layout: portable Rust (the reference the tests compare
+//! against), AVX2 (`maddubs`) and AVX-512 VNNI on 256-bit lanes (`dpbusd`), picked at run time.
+
+#![allow(unsafe_code)] // SIMD loads; each unsafe block says why it stays inside its slices.
+
+use half::f16;
+use rayon::prelude::*;
+
+/// Values per quantization block, for weights and activations alike.
+pub const BLOCK: usize = 32;
+
+/// The weight encodings the kernels read, byte for byte as GGUF stores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// f16 scale + 32 four-bit values (stored +8).
+    Q4_0,
+    /// f16 scale + 32 signed bytes.
+    Q8_0,
+}
+
+impl WeightFormat {
+    pub const fn block_bytes(self) -> usize {
+        match self {
+            WeightFormat::Q4_0 => 18,
+            WeightFormat::Q8_0 => 34,
+        }
+    }
+}
+
+/// A row-major matrix of quantized blocks: `rows` rows of `cols / 32` blocks each.
+#[derive(Debug, Clone)]
+pub struct QMatrix {
+    format: WeightFormat,
+    rows: usize,
+    cols: usize,
+    bytes: Vec<u8>,
+}
+
+impl QMatrix {
+    pub fn new(
+        format: WeightFormat,
+        rows: usize,
+        cols: usize,
+        bytes: Vec<u8>,
+    ) -> Result<Self, String> {
+        if cols == 0 || !cols.is_multiple_of(BLOCK) {
+            return Err(format!(
+                "a row of {cols} values is not a whole number of {BLOCK}-value blocks"
+            ));
+        }
+        let expected = rows * cols / BLOCK * format.block_bytes();
+        if bytes.len() != expected {
+            return Err(format!(
+                "{rows}x{cols} {format:?} needs {expected} bytes, got {}",
+                bytes.len()
+            ));
+        }
+        Ok(Self {
+            format,
+            rows,
+            cols,
+            bytes,
+        })
+    }
+
+    /// The rows of every part, one after another (Q, K and V become one matrix, so one pass
+    /// over the activations and one parallel section serve all three).
+    pub fn stack(parts: Vec<QMatrix>) -> Result<Self, String> {
+        let first = parts.first().ok_or("nothing to stack")?;
+        let (format, cols) = (first.format, first.cols);
+        if let Some(odd) = parts.iter().find(|p| p.format != format || p.cols != cols) {
+            return Err(format!(
+                "cannot stack {:?} rows of {} values onto {format:?} rows of {cols}",
+                odd.format, odd.cols
+            ));
+        }
+        let rows = parts.iter().map(|p| p.rows).sum();
+        let bytes = parts.into_iter().flat_map(|p| p.bytes).collect();
+        Self::new(format, rows, cols, bytes)
+    }
+
+    pub fn format(&self) -> WeightFormat {
+        self.format
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.cols / BLOCK * self.format.block_bytes()
+    }
+
+    fn row(&self, r: usize) -> &[u8] {
+        let n = self.row_bytes();
+        &self.bytes[r * n..(r + 1) * n]
+    }
+
+    /// Row `r` as floats (embedding lookups).
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        let bb = self.format.block_bytes();
+        for (block, values) in self
+            .row(r)
+            .chunks_exact(bb)
+            .zip(out.chunks_exact_mut(BLOCK))
+        {
+            let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+            match self.format {
+                WeightFormat::Q4_0 => {
+                    for (j, &q) in block[2..].iter().enumerate() {
+                        values[j] = (i32::from(q & 0x0f) - 8) as f32 * d;
+                        values[j + 16] = (i32::from(q >> 4) - 8) as f32 * d;
+                    }
+                }
+                WeightFormat::Q8_0 => {
+                    for (v, &q) in values.iter_mut().zip(&block[2..]) {
+                        *v = f32::from(q as i8) * d;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Activation rows quantized per 32-value block: `qs` signed bytes and a `scale` per block,
+/// rounded through f16 as ggml stores it.
+#[derive(Debug, Clone, Default)]
+pub struct QActs {
+    rows: usize,
+    cols: usize,
+    qs: Vec<i8>,
+    scale: Vec<f32>,
+}
+
+impl QActs {
+    /// Quantizes `x` (rows of `cols` values; `cols` a multiple of 32).
+    pub fn quantize(x: &[f32], cols: usize) -> Self {
+        assert!(cols.is_multiple_of(BLOCK) && x.len().is_multiple_of(cols));
+        let blocks = x.len() / BLOCK;
+        let mut out = Self {
+            rows: x.len() / cols,
+            cols,
+            qs: vec![0; x.len()],
+            scale: Vec::with_capacity(blocks),
+        };
+        for (values, qs) in x.chunks_exact(BLOCK).zip(out.qs.chunks_exact_mut(BLOCK)) {
+            let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            for (q, v) in qs.iter_mut().zip(values) {
+                *q = (v * id).round() as i8;
+            }
+            out.scale.push(f16::from_f32(d).to_f32());
+        }
+        out
+    }
+
+    fn row(&self, t: usize) -> ActRow<'_> {
+        let nb = self.cols / BLOCK;
+        ActRow {
+            qs: &self.qs[t * self.cols..(t + 1) * self.cols],
+            scale: &self.scale[t * nb..(t + 1) * nb],
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct ActRow<'a> {
+    qs: &'a [i8],
+    scale: &'a [f32],
+}
+
+/// Which kernels run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Portable,
+    Avx2,
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// The fastest set this processor has.
+    pub fn detect() -> Self {
+        [Isa::Avx512Vnni, Isa::Avx2]
+            .into_iter()
+            .find(|isa| isa.is_supported())
+            .unwrap_or(Isa::Portable)
+    }
+
+    pub fn is_supported(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => {
+                Isa::Avx2.is_supported()
+                    && is_x86_feature_detected!("avx512vnni")
+                    && is_x86_feature_detected!("avx512vl")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512-vnni",
+        }
+    }
+}
+
+/// Tokens per tile: each weight block is unpacked once and used for this many tokens.
+const TILE: usize = 4;
+
+/// `out[t * w.rows() + r]` = row `r` of `w` · activation row `t`, rows split across the rayon
+/// pool in force.
+pub fn matmul(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32]) {
+    assert_eq!(w.cols, a.cols, "matmul: inner dimensions differ");
+    assert_eq!(out.len(), a.rows * w.rows, "matmul: output size");
+    assert!(isa.is_supported(), "matmul: {isa:?} is not available here");
+    let threads = rayon::current_num_threads().max(1);
+    // Several chunks per thread so a slow core does not hold the others back.
+    let chunk = w.rows.div_ceil(threads * 8).clamp(4, 256);
+    let tokens = a.rows;
+    if tokens == 1 {
+        out.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
+            for (i, o) in out.iter_mut().enumerate() {
+                let mut r = [0f32; 1];
+                dot_tile(isa, w.format, w.row(c * chunk + i), a, 0, &mut r);
+                *o = r[0];
+            }
+        });
+        return;
+    }
+    // Several tokens: results gathered row by row ([row][token], so each chunk owns a contiguous
+    // slice), then transposed into [token][row].
+    let mut by_row = vec![0f32; out.len()];
+    by_row
+        .par_chunks_mut(chunk * tokens)
+        .enumerate()
+        .for_each(|(c, out)| {
+            for (i, per_token) in out.chunks_exact_mut(tokens).enumerate() {
+                let row = w.row(c * chunk + i);
+                for (g, group) in per_token.chunks_mut(TILE).enumerate() {
+                    dot_tile(isa, w.format, row, a, g * TILE, group);
+                }
+            }
+        });
+    for (r, per_token) in by_row.chunks_exact(tokens).enumerate() {
+        for (t, v) in per_token.iter().enumerate() {
+            out[t * w.rows + r] = *v;
+        }
+    }
+}
+
+/// `out[k]` = `row` · activation row `t0 + k`, for `out.len()` (1..=4) tokens.
+fn dot_tile(isa: Isa, format: WeightFormat, row: &[u8], a: &QActs, t0: usize, out: &mut [f32]) {
+    let acts: [ActRow<'_>; TILE] = std::array::from_fn(|k| a.row((t0 + k).min(a.rows - 1)));
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512Vnni => x86::dot_tile(isa, format, row, &acts, out),
+        _ => {
+            for (o, act) in out.iter_mut().zip(acts) {
+                *o = portable_dot(format, row, act);
+            }
+        }
+    }
+}
+
+/// The reference: exact integer dot product per block, then the scales.
+fn portable_dot(format: WeightFormat, row: &[u8], a: ActRow<'_>) -> f32 {
+    let bb = format.block_bytes();
+    let mut total = 0f32;
+    for (b, block) in row.chunks_exact(bb).enumerate() {
+        let dw = f16::from_le_bytes([block[0], block[1]]).to_f32();
+        let qa = &a.qs[b * BLOCK..(b + 1) * BLOCK];
+        match format {
+            WeightFormat::Q4_0 => {
+                let mut dot = 0i32;
+                for (j, &q) in block[2..].iter().enumerate() {
+                    dot += (i32::from(q & 0x0f) - 8) * i32::from(qa[j]);
+                    dot += (i32::from(q >> 4) - 8) * i32::from(qa[j + 16]);
+                }
+                total += dw * a.scale[b] * dot as f32;
+            }
+            WeightFormat::Q8_0 => {
+                let dot: i32 = block[2..]
+                    .iter()
+                    .zip(qa)
+                    .map(|(&w, &x)| i32::from(w as i8) * i32::from(x))
+                    .sum();
+                total += dw * a.scale[b] * dot as f32;
+            }
+        }
+    }
+    total
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{ActRow, BLOCK, Isa, TILE, WeightFormat};
+
+    pub(super) fn dot_tile(
+        isa: Isa,
+        format: WeightFormat,
+        row: &[u8],
+        acts: &[ActRow<'_>; TILE],
+        out: &mut [f32],
+    ) {
+        let blocks = row.len() / format.block_bytes();
+        // The bounds every kernel relies on for its unchecked loads.
+        assert_eq!(row.len(), blocks * format.block_bytes());
+        for a in acts {
+            assert!(a.qs.len() >= blocks * BLOCK && a.scale.len() >= blocks);
+        }
+        macro_rules! run {
+            ($kernel:ident) => {
+                // SAFETY: the caller checked (Isa::is_supported) that this processor has the
+                // kernel's features; the slice bounds were asserted above.
+                unsafe {
+                    match out.len() {
+                        1 => out.copy_from_slice(&$kernel::<1>(row, acts, blocks)),
+                        2 => out.copy_from_slice(&$kernel::<2>(row, acts, blocks)),
+                        3 => out.copy_from_slice(&$kernel::<3>(row, acts, blocks)),
+                        _ => out.copy_from_slice(&$kernel::<4>(row, acts, blocks)),
+                    }
+                }
+            };
+        }
+        match (isa, format) {
+            (Isa::Avx512Vnni, WeightFormat::Q4_0) => run!(q4_0_vnni),
+            (Isa::Avx512Vnni, WeightFormat::Q8_0) => run!(q8_0_vnni),
+            (_, WeightFormat::Q4_0) => run!(q4_0_avx2),
+            (_, WeightFormat::Q8_0) => run!(q8_0_avx2),
+        }
+    }
+
+    /// Unsigned × signed bytes, summed in fours into eight i32 lanes.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn dot_u8i8_avx2(u: __m256i, s: __m256i) -> __m256i {
+        // maddubs saturates at i16, which these operands cannot reach: |u| ≤ 127 (weights are
+        // -127..=127 for Q8_0, -8..=7 for Q4_0), |s| ≤ 127, two products per lane ≤ 32258.
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+    }
+
+    #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+    #[inline]
+    fn dot_u8i8_vnni(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    fn f16_to_f32(bits: u16) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    macro_rules! kernels {
+        ($q4:ident, $q8:ident, $features:literal, $dot:ident) => {
+            /// Q4_0 row · N activation rows. The arithmetic is candle's, step for step (signed
+            /// nibbles, one multiply-add of the block's scale into eight float lanes), so the
+            /// two paths agree to the bit and greedy decoding picks the same tokens.
+            ///
+            /// # Safety
+            /// The processor has `$features`; `row` holds `blocks` Q4_0 blocks and each
+            /// activation row at least `blocks` blocks.
+            #[target_feature(enable = $features)]
+            unsafe fn $q4<const N: usize>(
+                row: &[u8],
+                acts: &[ActRow<'_>; TILE],
+                blocks: usize,
+            ) -> [f32; N] {
+                let mask = _mm_set1_epi8(0x0f);
+                let eight = _mm256_set1_epi8(8);
+                let mut acc = [_mm256_setzero_ps(); N];
+                let w = row.as_ptr();
+                for b in 0..blocks {
+                    // SAFETY: block b lies inside `row` (checked by the caller).
+                    let (dw, raw) = unsafe {
+                        let block = w.add(b * 18);
+                        (
+                            f16_to_f32(block.cast::<u16>().read_unaligned()),
+                            _mm_loadu_si128(block.add(2).cast()),
+                        )
+                    };
+                    // Low nibbles are values 0..16, high nibbles 16..32; stored +8.
+                    let lo = _mm_and_si128(raw, mask);
+                    let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+                    let wv = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
+                    let abs_w = _mm256_sign_epi8(wv, wv);
+                    for k in 0..N {
+                        let a = &acts[k];
+                        // SAFETY: the activation row holds at least `blocks` blocks.
+                        let (av, da) = unsafe {
+                            (
+                                _mm256_loadu_si256(a.qs.as_ptr().add(b * BLOCK).cast()),
+                                *a.scale.get_unchecked(b),
+                            )
+                        };
+                        let p = _mm256_cvtepi32_ps($dot(abs_w, _mm256_sign_epi8(av, wv)));
+                        acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da), p, acc[k]);
+                    }
+                }
+                std::array::from_fn(|k| hsum(acc[k]))
+            }
+
+            /// Q8_0 row · N activation rows.
+            ///
+            /// # Safety
+            /// As for the Q4_0 kernel, with Q8_0 blocks.
+            #[target_feature(enable = $features)]
+            unsafe fn $q8<const N: usize>(
+                row: &[u8],
+                acts: &[ActRow<'_>; TILE],
+                blocks: usize,
+            ) -> [f32; N] {
+                let mut acc = [_mm256_setzero_ps(); N];
+                let w = row.as_ptr();
+                for b in 0..blocks {
+                    // SAFETY: block b lies inside `row` (checked by the caller).
+                    let (dw, wv) = unsafe {
+                        let block = w.add(b * 34);
+                        (
+                            f16_to_f32(block.cast::<u16>().read_unaligned()),
+                            _mm256_loadu_si256(block.add(2).cast()),
+                        )
+                    };
+                    // Signed × signed through the unsigned × signed instruction: |w| × (x · sign w).
+                    let abs_w = _mm256_sign_epi8(wv, wv);
+                    for k in 0..N {
+                        let a = &acts[k];
+                        // SAFETY: the activation row holds at least `blocks` blocks.
+                        let (av, da) = unsafe {
+                            (
+                                _mm256_loadu_si256(a.qs.as_ptr().add(b * BLOCK).cast()),
+                                *a.scale.get_unchecked(b),
+                            )
+                        };
+                        let p = _mm256_cvtepi32_ps($dot(abs_w, _mm256_sign_epi8(av, wv)));
+                        acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da), p, acc[k]);
+                    }
+                }
+                std::array::from_fn(|k| hsum(acc[k]))
+            }
+        };
+    }
+
+    kernels!(q4_0_avx2, q8_0_avx2, "avx2,fma,f16c", dot_u8i8_avx2);
+    kernels!(
+        q4_0_vnni,
+        q8_0_vnni,
+        "avx2,fma,f16c,avx512vnni,avx512vl",
+        dot_u8i8_vnni
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random floats in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// Quantizes rows the way ggml does, for weights (the activation rule, stored as blocks).
+    fn quantize_weights(format: WeightFormat, x: &[f32], cols: usize) -> QMatrix {
+        let mut bytes = Vec::new();
+        for block in x.chunks_exact(BLOCK) {
+            match format {
+                WeightFormat::Q8_0 => {
+                    let a = QActs::quantize(block, BLOCK);
+                    bytes.extend(f16::from_f32(a.scale[0]).to_le_bytes());
+                    bytes.extend(a.qs.iter().map(|q| *q as u8));
+                }
+                WeightFormat::Q4_0 => {
+                    // ggml: the value of largest magnitude maps to -8.
+                    let max = block
+                        .iter()
+                        .fold(0f32, |m, v| if v.abs() > m.abs() { *v } else { m });
+                    let d = max / -8.0;
+                    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                    bytes.extend(f16::from_f32(d).to_le_bytes());
+                    let q = |v: f32| ((v * id + 8.5) as i32).clamp(0, 15) as u8;
+                    for j in 0..16 {
+                        bytes.push(q(block[j]) | (q(block[j + 16]) << 4));
+                    }
+                }
+            }
+        }
+        QMatrix::new(format, x.len() / cols, cols, bytes).unwrap()
+    }
+
+    fn float_matmul(w: &[f32], x: &[f32], cols: usize) -> Vec<f32> {
+        let rows = w.len() / cols;
+        x.chunks_exact(cols)
+            .flat_map(|xr| {
+                w.chunks_exact(cols)
+                    .map(move |wr| wr.iter().zip(xr).map(|(a, b)| a * b).sum::<f32>())
+            })
+            .take(rows * (x.len() / cols))
+            .collect()
+    }
+
+    #[test]
+    fn every_isa_matches_the_portable_kernel_for_every_tile_size() {
+        let (rows, cols) = (37, 256);
+        for format in [WeightFormat::Q4_0, WeightFormat::Q8_0] {
+            let w = quantize_weights(format, &values(rows * cols, 1), cols);
+            for tokens in [1, 2, 3, 4, 5, 9] {
+                let a = QActs::quantize(&values(tokens * cols, 2), cols);
+                let mut reference = vec![0f32; rows * tokens];
+                matmul(Isa::Portable, &w, &a, &mut reference);
+                for isa in [Isa::Avx2, Isa::Avx512Vnni] {
+                    if !isa.is_supported() {
+                        eprintln!("{isa:?} not supported on this processor: not compared");
+                        continue;
+                    }
+                    let mut got = vec![0f32; rows * tokens];
+                    matmul(isa, &w, &a, &mut got);
+                    for (g, r) in got.iter().zip(&reference) {
+                        assert!(
+                            (g - r).abs() <= 1e-4 * r.abs().max(1.0),
+                            "{format:?} {isa:?} tokens={tokens}: {g} vs {r}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quantized_products_approximate_the_float_product() {
+        let (rows, cols, tokens) = (16, 512, 3);
+        let wf = values(rows * cols, 3);
+        let xf = values(tokens * cols, 4);
+        let exact = float_matmul(&wf, &xf, cols);
+        for (format, tolerance) in [(WeightFormat::Q8_0, 0.02), (WeightFormat::Q4_0, 0.15)] {
+            let w = quantize_weights(format, &wf, cols);
+            let a = QActs::quantize(&xf, cols);
+            let mut got = vec![0f32; rows * tokens];
+            matmul(Isa::detect(), &w, &a, &mut got);
+            let err = got
+                .iter()
+                .zip(&exact)
+                .map(|(g, e)| (g - e).abs())
+                .fold(0f32, f32::max);
+            let scale = exact.iter().fold(0f32, |m, e| m.max(e.abs()));
+            assert!(
+                err <= tolerance * scale,
+                "{format:?}: error {err}, scale {scale}"
+            );
+        }
+    }
+
+    #[test]
+    fn rows_dequantize_to_what_the_kernels_multiply() {
+        let cols = 64;
+        for format in [WeightFormat::Q4_0, WeightFormat::Q8_0] {
+            let w = quantize_weights(format, &values(2 * cols, 5), cols);
+            let x = values(cols, 6);
+            let a = QActs::quantize(&x, cols);
+            let mut row = vec![0f32; cols];
+            w.dequantize_row(1, &mut row);
+            // The dequantized row times the dequantized activations is the kernel's product.
+            let mut xq = vec![0f32; cols];
+            for (b, chunk) in xq.chunks_exact_mut(BLOCK).enumerate() {
+                for (j, v) in chunk.iter_mut().enumerate() {
+                    *v = f32::from(a.qs[b * BLOCK + j]) * a.scale[b];
+                }
+            }
+            let expected: f32 = row.iter().zip(&xq).map(|(a, b)| a * b).sum();
+            let mut got = [0f32; 2];
+            matmul(Isa::Portable, &w, &a, &mut got);
+            assert!(
+                (got[1] - expected).abs() < 1e-3,
+                "{format:?}: {} vs {expected}",
+                got[1]
+            );
+        }
+    }
+
+    #[test]
+    fn matrices_refuse_sizes_that_do_not_match_their_bytes() {
+        assert!(QMatrix::new(WeightFormat::Q4_0, 2, 33, vec![0; 36]).is_err());
+        assert!(QMatrix::new(WeightFormat::Q4_0, 2, 32, vec![0; 35]).is_err());
+        let a = QMatrix::new(WeightFormat::Q4_0, 1, 32, vec![0; 18]).unwrap();
+        let b = QMatrix::new(WeightFormat::Q8_0, 1, 32, vec![0; 34]).unwrap();
+        assert!(QMatrix::stack(vec![a.clone(), b]).is_err());
+        assert_eq!(QMatrix::stack(vec![a.clone(), a]).unwrap().rows(), 2);
+    }
+}
