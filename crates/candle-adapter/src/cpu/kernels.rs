@@ -32,16 +32,16 @@ impl WeightFormat {
     }
 }
 
-/// A row-major matrix of quantized blocks: `rows` rows of `cols / 32` blocks each.
+/// Rows of GGUF blocks as the file stores them: `rows` rows of `cols / 32` blocks each.
 #[derive(Debug, Clone)]
-pub struct QMatrix {
+pub struct GgufRows {
     format: WeightFormat,
     rows: usize,
     cols: usize,
     bytes: Vec<u8>,
 }
 
-impl QMatrix {
+impl GgufRows {
     pub fn new(
         format: WeightFormat,
         rows: usize,
@@ -70,7 +70,7 @@ impl QMatrix {
 
     /// The rows of every part, one after another (Q, K and V become one matrix, so one pass
     /// over the activations and one parallel section serve all three).
-    pub fn stack(parts: Vec<QMatrix>) -> Result<Self, String> {
+    pub fn stack(parts: Vec<GgufRows>) -> Result<Self, String> {
         let first = parts.first().ok_or("nothing to stack")?;
         let (format, cols) = (first.format, first.cols);
         if let Some(odd) = parts.iter().find(|p| p.format != format || p.cols != cols) {
@@ -83,6 +83,63 @@ impl QMatrix {
         let bytes = parts.into_iter().flat_map(|p| p.bytes).collect();
         Self::new(format, rows, cols, bytes)
     }
+}
+
+/// Rows handled together by one kernel call: their blocks are interleaved in memory.
+pub const ROWS: usize = 4;
+
+/// A matrix repacked for the kernels: rows in groups of four, and within a group block by
+/// block the four f16 scales, then the four rows' payloads (16 bytes of nibbles or 32 signed
+/// bytes each). One load yields four scales; the four rows stream from one place. The last
+/// group is padded with zero rows.
+#[derive(Debug, Clone)]
+pub struct QMatrix {
+    format: WeightFormat,
+    rows: usize,
+    cols: usize,
+    bytes: Vec<u8>,
+}
+
+const fn payload(format: WeightFormat) -> usize {
+    format.block_bytes() - 2
+}
+
+const fn group_block_bytes(format: WeightFormat) -> usize {
+    2 * ROWS + ROWS * payload(format)
+}
+
+impl QMatrix {
+    pub fn pack(rows: GgufRows) -> Self {
+        let GgufRows {
+            format,
+            rows: n,
+            cols,
+            bytes,
+        } = rows;
+        let blocks = cols / BLOCK;
+        let (bb, pl, gbb) = (
+            format.block_bytes(),
+            payload(format),
+            group_block_bytes(format),
+        );
+        let groups = n.div_ceil(ROWS);
+        let mut packed = vec![0u8; groups * blocks * gbb];
+        for r in 0..n {
+            let (g, j) = (r / ROWS, r % ROWS);
+            for b in 0..blocks {
+                let src = &bytes[(r * blocks + b) * bb..][..bb];
+                let dst = &mut packed[(g * blocks + b) * gbb..][..gbb];
+                dst[2 * j..2 * j + 2].copy_from_slice(&src[..2]);
+                dst[2 * ROWS + j * pl..][..pl].copy_from_slice(&src[2..]);
+            }
+        }
+        Self {
+            format,
+            rows: n,
+            cols,
+            bytes: packed,
+        }
+    }
 
     pub fn format(&self) -> WeightFormat {
         self.format
@@ -91,33 +148,36 @@ impl QMatrix {
         self.rows
     }
 
-    fn row_bytes(&self) -> usize {
-        self.cols / BLOCK * self.format.block_bytes()
+    fn blocks(&self) -> usize {
+        self.cols / BLOCK
     }
 
-    fn row(&self, r: usize) -> &[u8] {
-        let n = self.row_bytes();
-        &self.bytes[r * n..(r + 1) * n]
+    /// The interleaved blocks of row group `g`.
+    fn group(&self, g: usize) -> &[u8] {
+        let n = self.blocks() * group_block_bytes(self.format);
+        &self.bytes[g * n..(g + 1) * n]
     }
 
     /// Row `r` as floats (embedding lookups).
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
-        let bb = self.format.block_bytes();
-        for (block, values) in self
-            .row(r)
-            .chunks_exact(bb)
-            .zip(out.chunks_exact_mut(BLOCK))
-        {
-            let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+        let (gbb, pl, j) = (
+            group_block_bytes(self.format),
+            payload(self.format),
+            r % ROWS,
+        );
+        let group = self.group(r / ROWS);
+        for (block, values) in group.chunks_exact(gbb).zip(out.chunks_exact_mut(BLOCK)) {
+            let d = f16::from_le_bytes([block[2 * j], block[2 * j + 1]]).to_f32();
+            let qs = &block[2 * ROWS + j * pl..][..pl];
             match self.format {
                 WeightFormat::Q4_0 => {
-                    for (j, &q) in block[2..].iter().enumerate() {
-                        values[j] = (i32::from(q & 0x0f) - 8) as f32 * d;
-                        values[j + 16] = (i32::from(q >> 4) - 8) as f32 * d;
+                    for (k, &q) in qs.iter().enumerate() {
+                        values[k] = (i32::from(q & 0x0f) - 8) as f32 * d;
+                        values[k + 16] = (i32::from(q >> 4) - 8) as f32 * d;
                     }
                 }
                 WeightFormat::Q8_0 => {
-                    for (v, &q) in values.iter_mut().zip(&block[2..]) {
+                    for (v, &q) in values.iter_mut().zip(qs) {
                         *v = f32::from(q as i8) * d;
                     }
                 }
@@ -126,14 +186,16 @@ impl QMatrix {
     }
 }
 
-/// Activation rows quantized per 32-value block: `qs` signed bytes and a `scale` per block,
-/// rounded through f16 as ggml stores it.
+/// Activation rows quantized per 32-value block: `qs` signed bytes, a `scale` per block rounded
+/// through f16 as ggml stores it, and per block the eight sums of four consecutive values
+/// (`lane_sums`), which turn unsigned-weight products back into signed ones exactly.
 #[derive(Debug, Clone, Default)]
 pub struct QActs {
     rows: usize,
     cols: usize,
     qs: Vec<i8>,
     scale: Vec<f32>,
+    lane_sums: Vec<i32>,
 }
 
 impl QActs {
@@ -146,6 +208,7 @@ impl QActs {
             cols,
             qs: vec![0; x.len()],
             scale: Vec::with_capacity(blocks),
+            lane_sums: Vec::with_capacity(blocks * 8),
         };
         for (values, qs) in x.chunks_exact(BLOCK).zip(out.qs.chunks_exact_mut(BLOCK)) {
             let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -155,6 +218,10 @@ impl QActs {
                 *q = (v * id).round() as i8;
             }
             out.scale.push(f16::from_f32(d).to_f32());
+            out.lane_sums.extend(
+                qs.chunks_exact(4)
+                    .map(|l| l.iter().map(|&q| i32::from(q)).sum::<i32>()),
+            );
         }
         out
     }
@@ -164,6 +231,7 @@ impl QActs {
         ActRow {
             qs: &self.qs[t * self.cols..(t + 1) * self.cols],
             scale: &self.scale[t * nb..(t + 1) * nb],
+            lane_sums: &self.lane_sums[t * nb * 8..(t + 1) * nb * 8],
         }
     }
 }
@@ -172,6 +240,7 @@ impl QActs {
 struct ActRow<'a> {
     qs: &'a [i8],
     scale: &'a [f32],
+    lane_sums: &'a [i32],
 }
 
 /// Which kernels run.
@@ -218,91 +287,120 @@ impl Isa {
             Isa::Avx512Vnni => "avx512-vnni",
         }
     }
+
+    /// Tokens per kernel call: what fits in the registers (16 vector registers for AVX2, 32
+    /// with AVX-512) beside the four rows' accumulators.
+    fn tokens_per_tile(self) -> usize {
+        match self {
+            Isa::Avx512Vnni => 4,
+            _ => 2,
+        }
+    }
 }
 
-/// Tokens per tile: each weight block is unpacked once and used for this many tokens.
-const TILE: usize = 4;
+/// The most tokens one kernel call takes.
+const MAX_TILE: usize = 4;
 
-/// `out[t * w.rows() + r]` = row `r` of `w` · activation row `t`, rows split across the rayon
-/// pool in force.
+/// `out[t * w.rows() + r]` = row `r` of `w` · activation row `t`, row groups split across the
+/// rayon pool in force.
 pub fn matmul(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32]) {
     assert_eq!(w.cols, a.cols, "matmul: inner dimensions differ");
     assert_eq!(out.len(), a.rows * w.rows, "matmul: output size");
     assert!(isa.is_supported(), "matmul: {isa:?} is not available here");
     let threads = rayon::current_num_threads().max(1);
+    let groups = w.rows.div_ceil(ROWS);
     // Several chunks per thread so a slow core does not hold the others back.
-    let chunk = w.rows.div_ceil(threads * 8).clamp(4, 256);
+    let chunk_groups = groups.div_ceil(threads * 8).clamp(1, 64);
     let tokens = a.rows;
-    if tokens == 1 {
-        out.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
-            for (i, o) in out.iter_mut().enumerate() {
-                let mut r = [0f32; 1];
-                dot_tile(isa, w.format, w.row(c * chunk + i), a, 0, &mut r);
-                *o = r[0];
-            }
-        });
-        return;
-    }
-    // Several tokens: results gathered row by row ([row][token], so each chunk owns a contiguous
-    // slice), then transposed into [token][row].
-    let mut by_row = vec![0f32; out.len()];
-    by_row
-        .par_chunks_mut(chunk * tokens)
+    let tile = isa.tokens_per_tile();
+    // Results land row by row ([row][token]) so each chunk owns one contiguous slice; a single
+    // token needs no transposition.
+    let mut by_row = if tokens == 1 {
+        Vec::new()
+    } else {
+        vec![0f32; out.len()]
+    };
+    let target: &mut [f32] = if tokens == 1 { out } else { &mut by_row };
+    target
+        .par_chunks_mut(chunk_groups * ROWS * tokens)
         .enumerate()
         .for_each(|(c, out)| {
-            for (i, per_token) in out.chunks_exact_mut(tokens).enumerate() {
-                let row = w.row(c * chunk + i);
-                for (g, group) in per_token.chunks_mut(TILE).enumerate() {
-                    dot_tile(isa, w.format, row, a, g * TILE, group);
+            let first_group = c * chunk_groups;
+            let mut results = [[0f32; MAX_TILE]; ROWS];
+            for (i, group_out) in out.chunks_mut(ROWS * tokens).enumerate() {
+                let group = w.group(first_group + i);
+                let mut t = 0;
+                while t < tokens {
+                    let n = (tokens - t).min(tile);
+                    group_tile(isa, w.format, group, a, t, n, &mut results);
+                    for (j, row) in results.iter().enumerate() {
+                        for (k, v) in row[..n].iter().enumerate() {
+                            if let Some(o) = group_out.get_mut(j * tokens + t + k) {
+                                *o = *v;
+                            }
+                        }
+                    }
+                    t += n;
                 }
             }
         });
-    for (r, per_token) in by_row.chunks_exact(tokens).enumerate() {
-        for (t, v) in per_token.iter().enumerate() {
-            out[t * w.rows + r] = *v;
+    if tokens > 1 {
+        for (r, per_token) in by_row.chunks_exact(tokens).enumerate() {
+            for (t, v) in per_token.iter().enumerate() {
+                out[t * w.rows + r] = *v;
+            }
         }
     }
 }
 
-/// `out[k]` = `row` · activation row `t0 + k`, for `out.len()` (1..=4) tokens.
-fn dot_tile(isa: Isa, format: WeightFormat, row: &[u8], a: &QActs, t0: usize, out: &mut [f32]) {
-    let acts: [ActRow<'_>; TILE] = std::array::from_fn(|k| a.row((t0 + k).min(a.rows - 1)));
+/// `out[j][k]` = row `j` of the group · activation row `t0 + k`, for `n` (1..=4) tokens.
+fn group_tile(
+    isa: Isa,
+    format: WeightFormat,
+    group: &[u8],
+    a: &QActs,
+    t0: usize,
+    n: usize,
+    out: &mut [[f32; MAX_TILE]; ROWS],
+) {
+    let acts: [ActRow<'_>; MAX_TILE] = std::array::from_fn(|k| a.row((t0 + k).min(a.rows - 1)));
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512Vnni => x86::dot_tile(isa, format, row, &acts, out),
+        Isa::Avx2 | Isa::Avx512Vnni => x86::group_tile(isa, format, group, &acts, n, out),
         _ => {
-            for (o, act) in out.iter_mut().zip(acts) {
-                *o = portable_dot(format, row, act);
+            for (j, row) in out.iter_mut().enumerate() {
+                for (o, act) in row.iter_mut().zip(&acts).take(n) {
+                    *o = portable_dot(format, group, j, *act);
+                }
             }
         }
     }
 }
 
 /// The reference: exact integer dot product per block, then the scales.
-fn portable_dot(format: WeightFormat, row: &[u8], a: ActRow<'_>) -> f32 {
-    let bb = format.block_bytes();
+fn portable_dot(format: WeightFormat, group: &[u8], j: usize, a: ActRow<'_>) -> f32 {
+    let (gbb, pl) = (group_block_bytes(format), payload(format));
     let mut total = 0f32;
-    for (b, block) in row.chunks_exact(bb).enumerate() {
-        let dw = f16::from_le_bytes([block[0], block[1]]).to_f32();
+    for (b, block) in group.chunks_exact(gbb).enumerate() {
+        let dw = f16::from_le_bytes([block[2 * j], block[2 * j + 1]]).to_f32();
+        let qs = &block[2 * ROWS + j * pl..][..pl];
         let qa = &a.qs[b * BLOCK..(b + 1) * BLOCK];
-        match format {
-            WeightFormat::Q4_0 => {
-                let mut dot = 0i32;
-                for (j, &q) in block[2..].iter().enumerate() {
-                    dot += (i32::from(q & 0x0f) - 8) * i32::from(qa[j]);
-                    dot += (i32::from(q >> 4) - 8) * i32::from(qa[j + 16]);
-                }
-                total += dw * a.scale[b] * dot as f32;
-            }
-            WeightFormat::Q8_0 => {
-                let dot: i32 = block[2..]
-                    .iter()
-                    .zip(qa)
-                    .map(|(&w, &x)| i32::from(w as i8) * i32::from(x))
-                    .sum();
-                total += dw * a.scale[b] * dot as f32;
-            }
-        }
+        let dot: i32 = match format {
+            WeightFormat::Q4_0 => qs
+                .iter()
+                .enumerate()
+                .map(|(k, &q)| {
+                    (i32::from(q & 0x0f) - 8) * i32::from(qa[k])
+                        + (i32::from(q >> 4) - 8) * i32::from(qa[k + 16])
+                })
+                .sum(),
+            WeightFormat::Q8_0 => qs
+                .iter()
+                .zip(qa)
+                .map(|(&w, &x)| i32::from(w as i8) * i32::from(x))
+                .sum(),
+        };
+        total += dw * a.scale[b] * dot as f32;
     }
     total
 }
@@ -311,31 +409,34 @@ fn portable_dot(format: WeightFormat, row: &[u8], a: ActRow<'_>) -> f32 {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{ActRow, BLOCK, Isa, TILE, WeightFormat};
+    use super::{ActRow, BLOCK, Isa, MAX_TILE, ROWS, WeightFormat, group_block_bytes};
 
-    pub(super) fn dot_tile(
+    pub(super) fn group_tile(
         isa: Isa,
         format: WeightFormat,
-        row: &[u8],
-        acts: &[ActRow<'_>; TILE],
-        out: &mut [f32],
+        group: &[u8],
+        acts: &[ActRow<'_>; MAX_TILE],
+        n: usize,
+        out: &mut [[f32; MAX_TILE]; ROWS],
     ) {
-        let blocks = row.len() / format.block_bytes();
+        let gbb = group_block_bytes(format);
+        let blocks = group.len() / gbb;
         // The bounds every kernel relies on for its unchecked loads.
-        assert_eq!(row.len(), blocks * format.block_bytes());
+        assert_eq!(group.len(), blocks * gbb);
         for a in acts {
             assert!(a.qs.len() >= blocks * BLOCK && a.scale.len() >= blocks);
+            assert!(a.lane_sums.len() >= blocks * 8);
         }
         macro_rules! run {
             ($kernel:ident) => {
                 // SAFETY: the caller checked (Isa::is_supported) that this processor has the
                 // kernel's features; the slice bounds were asserted above.
                 unsafe {
-                    match out.len() {
-                        1 => out.copy_from_slice(&$kernel::<1>(row, acts, blocks)),
-                        2 => out.copy_from_slice(&$kernel::<2>(row, acts, blocks)),
-                        3 => out.copy_from_slice(&$kernel::<3>(row, acts, blocks)),
-                        _ => out.copy_from_slice(&$kernel::<4>(row, acts, blocks)),
+                    match n {
+                        1 => $kernel::<1>(group, acts, blocks, out),
+                        2 => $kernel::<2>(group, acts, blocks, out),
+                        3 => $kernel::<3>(group, acts, blocks, out),
+                        _ => $kernel::<4>(group, acts, blocks, out),
                     }
                 }
             };
@@ -348,27 +449,6 @@ mod x86 {
         }
     }
 
-    /// Unsigned × signed bytes, summed in fours into eight i32 lanes.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn dot_u8i8_avx2(u: __m256i, s: __m256i) -> __m256i {
-        // maddubs saturates at i16, which these operands cannot reach: |u| ≤ 127 (weights are
-        // -127..=127 for Q8_0, -8..=7 for Q4_0), |s| ≤ 127, two products per lane ≤ 32258.
-        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
-    }
-
-    #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
-    #[inline]
-    fn dot_u8i8_vnni(u: __m256i, s: __m256i) -> __m256i {
-        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
-    }
-
-    #[target_feature(enable = "avx2,f16c")]
-    #[inline]
-    fn f16_to_f32(bits: u16) -> f32 {
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
-    }
-
     #[target_feature(enable = "avx2")]
     #[inline]
     fn hsum(v: __m256) -> f32 {
@@ -378,102 +458,164 @@ mod x86 {
         _mm_cvtss_f32(s)
     }
 
+    /// Lane `j` of four floats, in all eight lanes.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn lane(v: __m128, j: usize) -> __m256 {
+        _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(j as i32))
+    }
+
+    /// Unsigned × signed bytes summed in fours, plus `bias`, in eight i32 lanes.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn dot_avx2(u: __m256i, s: __m256i, bias: __m256i) -> __m256i {
+        // maddubs saturates at i16, which these operands cannot reach: u ≤ 127 (|Q8_0| through
+        // the sign trick, Q4_0 nibbles ≤ 15), |s| ≤ 127, two products per lane ≤ 32258.
+        _mm256_add_epi32(
+            _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)),
+            bias,
+        )
+    }
+
+    #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+    #[inline]
+    fn dot_vnni(u: __m256i, s: __m256i, bias: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(bias, u, s)
+    }
+
+    // The arithmetic is candle's, lane for lane: each block's eight i32 lanes hold exact sums
+    // of four signed products, become floats, and are multiply-added with the f32 product of
+    // the two f16 scales into one accumulator per row and token, in block order. So the two
+    // paths agree to the bit and greedy decoding picks the same tokens.
     macro_rules! kernels {
-        ($q4:ident, $q8:ident, $features:literal, $dot:ident) => {
-            /// Q4_0 row · N activation rows. The arithmetic is candle's, step for step (signed
-            /// nibbles, one multiply-add of the block's scale into eight float lanes), so the
-            /// two paths agree to the bit and greedy decoding picks the same tokens.
+        ($q4:ident, $q8:ident, $features:literal, $dot:ident, $q8_unsigned:expr) => {
+            /// Q4_0 row group · N activation rows. Nibbles enter unsigned (0..=15); the
+            /// activation lane sums × -8 restore the stored offset exactly.
             ///
             /// # Safety
-            /// The processor has `$features`; `row` holds `blocks` Q4_0 blocks and each
-            /// activation row at least `blocks` blocks.
+            /// The processor has `$features`; `group` holds `blocks` interleaved Q4_0 blocks
+            /// and each activation row at least `blocks` blocks.
             #[target_feature(enable = $features)]
             unsafe fn $q4<const N: usize>(
-                row: &[u8],
-                acts: &[ActRow<'_>; TILE],
+                group: &[u8],
+                acts: &[ActRow<'_>; MAX_TILE],
                 blocks: usize,
-            ) -> [f32; N] {
+                out: &mut [[f32; MAX_TILE]; ROWS],
+            ) {
                 let mask = _mm_set1_epi8(0x0f);
-                let eight = _mm256_set1_epi8(8);
-                let mut acc = [_mm256_setzero_ps(); N];
-                let w = row.as_ptr();
+                let mut acc = [[_mm256_setzero_ps(); N]; ROWS];
+                let base = group.as_ptr();
                 for b in 0..blocks {
-                    // SAFETY: block b lies inside `row` (checked by the caller).
-                    let (dw, raw) = unsafe {
-                        let block = w.add(b * 18);
-                        (
-                            f16_to_f32(block.cast::<u16>().read_unaligned()),
-                            _mm_loadu_si128(block.add(2).cast()),
-                        )
-                    };
-                    // Low nibbles are values 0..16, high nibbles 16..32; stored +8.
-                    let lo = _mm_and_si128(raw, mask);
-                    let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-                    let wv = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
-                    let abs_w = _mm256_sign_epi8(wv, wv);
+                    // SAFETY: block b lies inside `group` (checked by the caller).
+                    let block = unsafe { base.add(b * 72) };
+                    let scales = _mm_cvtph_ps(unsafe { _mm_loadl_epi64(block.cast()) });
+                    let w: [__m256i; ROWS] = std::array::from_fn(|j| {
+                        // SAFETY: as above; row j's 16 bytes follow the 8 bytes of scales.
+                        let raw = unsafe { _mm_loadu_si128(block.add(8 + 16 * j).cast()) };
+                        let lo = _mm_and_si128(raw, mask);
+                        let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+                        _mm256_set_m128i(hi, lo)
+                    });
                     for k in 0..N {
                         let a = &acts[k];
                         // SAFETY: the activation row holds at least `blocks` blocks.
-                        let (av, da) = unsafe {
+                        let (av, sums, da) = unsafe {
                             (
                                 _mm256_loadu_si256(a.qs.as_ptr().add(b * BLOCK).cast()),
+                                _mm256_loadu_si256(a.lane_sums.as_ptr().add(b * 8).cast()),
                                 *a.scale.get_unchecked(b),
                             )
                         };
-                        let p = _mm256_cvtepi32_ps($dot(abs_w, _mm256_sign_epi8(av, wv)));
-                        acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da), p, acc[k]);
+                        let bias =
+                            _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, 3));
+                        let d = _mm_mul_ps(scales, _mm_set1_ps(da));
+                        for j in 0..ROWS {
+                            let p = _mm256_cvtepi32_ps($dot(w[j], av, bias));
+                            acc[j][k] = _mm256_fmadd_ps(lane(d, j), p, acc[j][k]);
+                        }
                     }
                 }
-                std::array::from_fn(|k| hsum(acc[k]))
+                for j in 0..ROWS {
+                    for k in 0..N {
+                        out[j][k] = hsum(acc[j][k]);
+                    }
+                }
             }
 
-            /// Q8_0 row · N activation rows.
+            /// Q8_0 row group · N activation rows.
             ///
             /// # Safety
             /// As for the Q4_0 kernel, with Q8_0 blocks.
             #[target_feature(enable = $features)]
             unsafe fn $q8<const N: usize>(
-                row: &[u8],
-                acts: &[ActRow<'_>; TILE],
+                group: &[u8],
+                acts: &[ActRow<'_>; MAX_TILE],
                 blocks: usize,
-            ) -> [f32; N] {
-                let mut acc = [_mm256_setzero_ps(); N];
-                let w = row.as_ptr();
+                out: &mut [[f32; MAX_TILE]; ROWS],
+            ) {
+                let mut acc = [[_mm256_setzero_ps(); N]; ROWS];
+                let base = group.as_ptr();
+                let flip = _mm256_set1_epi8(-128);
                 for b in 0..blocks {
-                    // SAFETY: block b lies inside `row` (checked by the caller).
-                    let (dw, wv) = unsafe {
-                        let block = w.add(b * 34);
-                        (
-                            f16_to_f32(block.cast::<u16>().read_unaligned()),
-                            _mm256_loadu_si256(block.add(2).cast()),
-                        )
-                    };
-                    // Signed × signed through the unsigned × signed instruction: |w| × (x · sign w).
-                    let abs_w = _mm256_sign_epi8(wv, wv);
+                    // SAFETY: block b lies inside `group` (checked by the caller).
+                    let block = unsafe { base.add(b * 136) };
+                    let scales = _mm_cvtph_ps(unsafe { _mm_loadl_epi64(block.cast()) });
+                    let w: [__m256i; ROWS] = std::array::from_fn(|j| {
+                        // SAFETY: as above; row j's 32 bytes follow the 8 bytes of scales.
+                        unsafe { _mm256_loadu_si256(block.add(8 + 32 * j).cast()) }
+                    });
+                    // VNNI: weights + 128 as unsigned bytes, corrected by -128 × lane sums.
+                    // AVX2 (whose maddubs would saturate on those): |w| × (x · sign w).
+                    let unsigned: [__m256i; ROWS] = std::array::from_fn(|j| {
+                        if $q8_unsigned {
+                            _mm256_xor_si256(w[j], flip)
+                        } else {
+                            _mm256_sign_epi8(w[j], w[j])
+                        }
+                    });
                     for k in 0..N {
                         let a = &acts[k];
                         // SAFETY: the activation row holds at least `blocks` blocks.
-                        let (av, da) = unsafe {
+                        let (av, sums, da) = unsafe {
                             (
                                 _mm256_loadu_si256(a.qs.as_ptr().add(b * BLOCK).cast()),
+                                _mm256_loadu_si256(a.lane_sums.as_ptr().add(b * 8).cast()),
                                 *a.scale.get_unchecked(b),
                             )
                         };
-                        let p = _mm256_cvtepi32_ps($dot(abs_w, _mm256_sign_epi8(av, wv)));
-                        acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da), p, acc[k]);
+                        let d = _mm_mul_ps(scales, _mm_set1_ps(da));
+                        let bias = if $q8_unsigned {
+                            _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, 7))
+                        } else {
+                            _mm256_setzero_si256()
+                        };
+                        for j in 0..ROWS {
+                            let signed = if $q8_unsigned {
+                                av
+                            } else {
+                                _mm256_sign_epi8(av, w[j])
+                            };
+                            let p = _mm256_cvtepi32_ps($dot(unsigned[j], signed, bias));
+                            acc[j][k] = _mm256_fmadd_ps(lane(d, j), p, acc[j][k]);
+                        }
                     }
                 }
-                std::array::from_fn(|k| hsum(acc[k]))
+                for j in 0..ROWS {
+                    for k in 0..N {
+                        out[j][k] = hsum(acc[j][k]);
+                    }
+                }
             }
         };
     }
 
-    kernels!(q4_0_avx2, q8_0_avx2, "avx2,fma,f16c", dot_u8i8_avx2);
+    kernels!(q4_0_avx2, q8_0_avx2, "avx2,fma,f16c", dot_avx2, false);
     kernels!(
         q4_0_vnni,
         q8_0_vnni,
         "avx2,fma,f16c,avx512vnni,avx512vl",
-        dot_u8i8_vnni
+        dot_vnni,
+        true
     );
 }
 
@@ -519,7 +661,7 @@ mod tests {
                 }
             }
         }
-        QMatrix::new(format, x.len() / cols, cols, bytes).unwrap()
+        QMatrix::pack(GgufRows::new(format, x.len() / cols, cols, bytes).unwrap())
     }
 
     fn float_matmul(w: &[f32], x: &[f32], cols: usize) -> Vec<f32> {
@@ -535,7 +677,7 @@ mod tests {
 
     #[test]
     fn every_isa_matches_the_portable_kernel_for_every_tile_size() {
-        let (rows, cols) = (37, 256);
+        let (rows, cols) = (37, 256); // a partial row group
         for format in [WeightFormat::Q4_0, WeightFormat::Q8_0] {
             let w = quantize_weights(format, &values(rows * cols, 1), cols);
             for tokens in [1, 2, 3, 4, 5, 9] {
@@ -613,11 +755,14 @@ mod tests {
 
     #[test]
     fn matrices_refuse_sizes_that_do_not_match_their_bytes() {
-        assert!(QMatrix::new(WeightFormat::Q4_0, 2, 33, vec![0; 36]).is_err());
-        assert!(QMatrix::new(WeightFormat::Q4_0, 2, 32, vec![0; 35]).is_err());
-        let a = QMatrix::new(WeightFormat::Q4_0, 1, 32, vec![0; 18]).unwrap();
-        let b = QMatrix::new(WeightFormat::Q8_0, 1, 32, vec![0; 34]).unwrap();
-        assert!(QMatrix::stack(vec![a.clone(), b]).is_err());
-        assert_eq!(QMatrix::stack(vec![a.clone(), a]).unwrap().rows(), 2);
+        assert!(GgufRows::new(WeightFormat::Q4_0, 2, 33, vec![0; 36]).is_err());
+        assert!(GgufRows::new(WeightFormat::Q4_0, 2, 32, vec![0; 35]).is_err());
+        let a = GgufRows::new(WeightFormat::Q4_0, 1, 32, vec![0; 18]).unwrap();
+        let b = GgufRows::new(WeightFormat::Q8_0, 1, 32, vec![0; 34]).unwrap();
+        assert!(GgufRows::stack(vec![a.clone(), b]).is_err());
+        assert_eq!(
+            QMatrix::pack(GgufRows::stack(vec![a.clone(), a]).unwrap()).rows(),
+            2
+        );
     }
 }

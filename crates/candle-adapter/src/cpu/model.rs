@@ -10,7 +10,7 @@ use candle_core::quantized::{GgmlDType, gguf_file};
 use candle_core::{Device, Result, bail};
 use rayon::prelude::*;
 
-use super::kernels::{BLOCK, Isa, QActs, QMatrix, WeightFormat, matmul};
+use super::kernels::{BLOCK, GgufRows, Isa, QActs, QMatrix, WeightFormat, matmul};
 
 /// Why a model stays on candle's own path.
 #[derive(Debug)]
@@ -84,7 +84,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<QMatrix> {
+    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<GgufRows> {
         let info = self.info(name)?;
         let dims = info.shape.dims().to_vec();
         if dims != [rows, cols] {
@@ -98,7 +98,7 @@ impl<'a> Reader<'a> {
         let mut bytes = vec![0u8; len];
         self.file.seek(SeekFrom::Start(start))?;
         self.file.read_exact(&mut bytes)?;
-        QMatrix::new(format, rows, cols, bytes).map_err(candle_core::Error::Msg)
+        GgufRows::new(format, rows, cols, bytes).map_err(candle_core::Error::Msg)
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>> {
@@ -164,17 +164,20 @@ impl Llama {
         }
         let vocab = reader.info("token_embd.weight")?.shape.dims()[0];
         let kv_dim = kv_heads * head_dim;
-        let embed = reader.matrix("token_embd.weight", vocab, dim)?;
+        let embed = QMatrix::pack(reader.matrix("token_embd.weight", vocab, dim)?);
         let output = if content.tensor_infos.contains_key("output.weight") {
-            reader.matrix("output.weight", vocab, dim)?
+            QMatrix::pack(reader.matrix("output.weight", vocab, dim)?)
         } else {
             embed.clone() // tied embeddings
         };
         let mut blocks = Vec::with_capacity(layers);
         for i in 0..layers {
             let name = |t: &str| format!("blk.{i}.{t}.weight");
-            let stack =
-                |parts: Vec<QMatrix>| QMatrix::stack(parts).map_err(candle_core::Error::Msg);
+            let stack = |parts: Vec<GgufRows>| {
+                GgufRows::stack(parts)
+                    .map(QMatrix::pack)
+                    .map_err(candle_core::Error::Msg)
+            };
             blocks.push(Layer {
                 attn_norm: reader.vector(&name("attn_norm"), dim)?,
                 qkv: stack(vec![
@@ -182,13 +185,13 @@ impl Llama {
                     reader.matrix(&name("attn_k"), kv_dim, dim)?,
                     reader.matrix(&name("attn_v"), kv_dim, dim)?,
                 ])?,
-                wo: reader.matrix(&name("attn_output"), dim, dim)?,
+                wo: QMatrix::pack(reader.matrix(&name("attn_output"), dim, dim)?),
                 ffn_norm: reader.vector(&name("ffn_norm"), dim)?,
                 gate_up: stack(vec![
                     reader.matrix(&name("ffn_gate"), ffn, dim)?,
                     reader.matrix(&name("ffn_up"), ffn, dim)?,
                 ])?,
-                down: reader.matrix(&name("ffn_down"), dim, ffn)?,
+                down: QMatrix::pack(reader.matrix(&name("ffn_down"), dim, ffn)?),
             });
         }
         // As candle computes them: f32 powers, then f32 angles.
