@@ -272,8 +272,10 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => {
                 Isa::Avx2.is_supported()
-                    && is_x86_feature_detected!("avx512vnni")
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
                     && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512vnni")
             }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
@@ -288,18 +290,19 @@ impl Isa {
         }
     }
 
-    /// Tokens per kernel call: what fits in the registers (16 vector registers for AVX2, 32
-    /// with AVX-512) beside the four rows' accumulators.
+    /// Tokens per kernel call: what fits in the registers (16 vector registers for AVX2; 32
+    /// with AVX-512, whose 512-bit registers hold two tokens each) beside the four rows'
+    /// accumulators.
     fn tokens_per_tile(self) -> usize {
         match self {
-            Isa::Avx512Vnni => 4,
+            Isa::Avx512Vnni => 8,
             _ => 2,
         }
     }
 }
 
 /// The most tokens one kernel call takes.
-const MAX_TILE: usize = 4;
+const MAX_TILE: usize = 8;
 
 /// `out[t * w.rows() + r]` = row `r` of `w` · activation row `t`, row groups split across the
 /// rayon pool in force.
@@ -327,21 +330,21 @@ pub fn matmul(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32]) {
         .for_each(|(c, out)| {
             let first_group = c * chunk_groups;
             let mut results = [[0f32; MAX_TILE]; ROWS];
-            for (i, group_out) in out.chunks_mut(ROWS * tokens).enumerate() {
-                let group = w.group(first_group + i);
-                let mut t = 0;
-                while t < tokens {
-                    let n = (tokens - t).min(tile);
+            // Token tiles outside, row groups inside: one tile's activations stay in L1 while
+            // the chunk's weights (at most 64 groups) stay in L2.
+            let mut t = 0;
+            while t < tokens {
+                let n = (tokens - t).min(tile);
+                for (i, group_out) in out.chunks_mut(ROWS * tokens).enumerate() {
+                    let group = w.group(first_group + i);
                     group_tile(isa, w.format, group, a, t, n, &mut results);
                     for (j, row) in results.iter().enumerate() {
-                        for (k, v) in row[..n].iter().enumerate() {
-                            if let Some(o) = group_out.get_mut(j * tokens + t + k) {
-                                *o = *v;
-                            }
+                        if let Some(o) = group_out.get_mut(j * tokens + t..j * tokens + t + n) {
+                            o.copy_from_slice(&row[..n]);
                         }
                     }
-                    t += n;
                 }
+                t += n;
             }
         });
     if tokens > 1 {
@@ -353,7 +356,7 @@ pub fn matmul(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32]) {
     }
 }
 
-/// `out[j][k]` = row `j` of the group · activation row `t0 + k`, for `n` (1..=4) tokens.
+/// `out[j][k]` = row `j` of the group · activation row `t0 + k`, for `n` (1..=8) tokens.
 fn group_tile(
     isa: Isa,
     format: WeightFormat,
@@ -434,6 +437,17 @@ mod x86 {
                 unsafe {
                     match n {
                         1 => $kernel::<1>(group, acts, blocks, out),
+                        _ => $kernel::<2>(group, acts, blocks, out),
+                    }
+                }
+            };
+        }
+        macro_rules! pairs {
+            ($kernel:ident) => {
+                // SAFETY: as above.
+                unsafe {
+                    match n.div_ceil(2) {
+                        1 => $kernel::<1>(group, acts, blocks, out),
                         2 => $kernel::<2>(group, acts, blocks, out),
                         3 => $kernel::<3>(group, acts, blocks, out),
                         _ => $kernel::<4>(group, acts, blocks, out),
@@ -441,13 +455,18 @@ mod x86 {
                 }
             };
         }
-        match (isa, format) {
-            (Isa::Avx512Vnni, WeightFormat::Q4_0) => run!(q4_0_vnni),
-            (Isa::Avx512Vnni, WeightFormat::Q8_0) => run!(q8_0_vnni),
-            (_, WeightFormat::Q4_0) => run!(q4_0_avx2),
-            (_, WeightFormat::Q8_0) => run!(q8_0_avx2),
+        match (isa, format, n) {
+            (Isa::Avx512Vnni, WeightFormat::Q4_0, 1) => run!(q4_0_vnni),
+            (Isa::Avx512Vnni, WeightFormat::Q8_0, 1) => run!(q8_0_vnni),
+            (Isa::Avx512Vnni, WeightFormat::Q4_0, _) => pairs!(q4_0_vnni_pairs),
+            (Isa::Avx512Vnni, WeightFormat::Q8_0, _) => pairs!(q8_0_vnni_pairs),
+            (_, WeightFormat::Q4_0, _) => run!(q4_0_avx2),
+            (_, WeightFormat::Q8_0, _) => run!(q8_0_avx2),
         }
     }
+
+    /// How far ahead the single-token kernels prefetch, in blocks.
+    const PREFETCH_BLOCKS: usize = 16;
 
     #[target_feature(enable = "avx2")]
     #[inline]
@@ -508,6 +527,14 @@ mod x86 {
                 for b in 0..blocks {
                     // SAFETY: block b lies inside `group` (checked by the caller).
                     let block = unsafe { base.add(b * 72) };
+                    // A single token is bound by memory: ask for the weights ~1 KiB ahead (a
+                    // hint: an address past the end is never dereferenced). Measured on the
+                    // 1.1B shape: +5% decode for Q4_0; for Q8_0 it cost 10%, so it has none.
+                    if N == 1 {
+                        _mm_prefetch::<_MM_HINT_T0>(
+                            base.wrapping_add((b + PREFETCH_BLOCKS) * 72).cast(),
+                        );
+                    }
                     let scales = _mm_cvtph_ps(unsafe { _mm_loadl_epi64(block.cast()) });
                     let w: [__m256i; ROWS] = std::array::from_fn(|j| {
                         // SAFETY: as above; row j's 16 bytes follow the 8 bytes of scales.
@@ -617,6 +644,113 @@ mod x86 {
         dot_vnni,
         true
     );
+
+    /// Two tokens per 512-bit register (token 2p in the low half, 2p + 1 in the high half),
+    /// each row's weights in both halves: half the instructions per product of the 256-bit
+    /// kernels, the same lanes and the same order of operations per token.
+    macro_rules! pair_kernel {
+        ($name:ident, $stride:literal, $weights:ident, $shift:literal) => {
+            /// # Safety
+            /// The processor has AVX-512 F/BW/VL/VNNI; `group` holds `blocks` interleaved
+            /// blocks and each activation row at least `blocks` blocks.
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+            unsafe fn $name<const P: usize>(
+                group: &[u8],
+                acts: &[ActRow<'_>; MAX_TILE],
+                blocks: usize,
+                out: &mut [[f32; MAX_TILE]; ROWS],
+            ) {
+                let mut acc = [[_mm512_setzero_ps(); P]; ROWS];
+                let base = group.as_ptr();
+                for b in 0..blocks {
+                    // SAFETY: block b lies inside `group` (checked by the caller).
+                    let block = unsafe { base.add(b * $stride) };
+                    let scales = _mm512_castps128_ps512(_mm_cvtph_ps(unsafe {
+                        _mm_loadl_epi64(block.cast())
+                    }));
+                    let dw: [__m512; ROWS] = std::array::from_fn(|j| {
+                        _mm512_permutexvar_ps(_mm512_set1_epi32(j as i32), scales)
+                    });
+                    // SAFETY: the rows' payloads follow the 8 bytes of scales.
+                    let w: [__m512i; ROWS] = std::array::from_fn(|j| {
+                        _mm512_broadcast_i64x4(unsafe { $weights(block, j) })
+                    });
+                    for p in 0..P {
+                        let (a0, a1) = (&acts[2 * p], &acts[2 * p + 1]);
+                        // SAFETY: each activation row holds at least `blocks` blocks.
+                        let (av, sums, da) = unsafe {
+                            let pair = |x: __m256i, y: __m256i| {
+                                _mm512_inserti64x4(_mm512_castsi256_si512(x), y, 1)
+                            };
+                            (
+                                pair(
+                                    _mm256_loadu_si256(a0.qs.as_ptr().add(b * BLOCK).cast()),
+                                    _mm256_loadu_si256(a1.qs.as_ptr().add(b * BLOCK).cast()),
+                                ),
+                                pair(
+                                    _mm256_loadu_si256(a0.lane_sums.as_ptr().add(b * 8).cast()),
+                                    _mm256_loadu_si256(a1.lane_sums.as_ptr().add(b * 8).cast()),
+                                ),
+                                _mm512_mask_blend_ps(
+                                    0xff00,
+                                    _mm512_set1_ps(*a0.scale.get_unchecked(b)),
+                                    _mm512_set1_ps(*a1.scale.get_unchecked(b)),
+                                ),
+                            )
+                        };
+                        let bias = _mm512_sub_epi32(
+                            _mm512_setzero_si512(),
+                            _mm512_slli_epi32(sums, $shift),
+                        );
+                        for j in 0..ROWS {
+                            let products = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(bias, w[j], av));
+                            acc[j][p] =
+                                _mm512_fmadd_ps(_mm512_mul_ps(dw[j], da), products, acc[j][p]);
+                        }
+                    }
+                }
+                for j in 0..ROWS {
+                    for p in 0..P {
+                        let v = acc[j][p];
+                        let high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+                        out[j][2 * p] = hsum(_mm512_castps512_ps256(v));
+                        out[j][2 * p + 1] = hsum(high);
+                    }
+                }
+            }
+        };
+    }
+
+    /// Row `j`'s Q4_0 nibbles as unsigned bytes 0..=15 in value order.
+    ///
+    /// # Safety
+    /// `block` points at an interleaved Q4_0 block (72 bytes).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn q4_0_weights(block: *const u8, j: usize) -> __m256i {
+        let mask = _mm_set1_epi8(0x0f);
+        // SAFETY: the caller's block holds row j's 16 bytes after the scales.
+        let raw = unsafe { _mm_loadu_si128(block.add(8 + 16 * j).cast()) };
+        _mm256_set_m128i(
+            _mm_and_si128(_mm_srli_epi16(raw, 4), mask),
+            _mm_and_si128(raw, mask),
+        )
+    }
+
+    /// Row `j`'s Q8_0 values + 128 as unsigned bytes.
+    ///
+    /// # Safety
+    /// `block` points at an interleaved Q8_0 block (136 bytes).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn q8_0_weights(block: *const u8, j: usize) -> __m256i {
+        // SAFETY: the caller's block holds row j's 32 bytes after the scales.
+        let raw = unsafe { _mm256_loadu_si256(block.add(8 + 32 * j).cast()) };
+        _mm256_xor_si256(raw, _mm256_set1_epi8(-128))
+    }
+
+    pair_kernel!(q4_0_vnni_pairs, 72, q4_0_weights, 3);
+    pair_kernel!(q8_0_vnni_pairs, 136, q8_0_weights, 7);
 }
 
 #[cfg(test)]
