@@ -408,6 +408,121 @@ fn portable_dot(format: WeightFormat, group: &[u8], j: usize, a: ActRow<'_>) -> 
     total
 }
 
+/// One head's attention for one query over the first `n` cached positions: `keys` and `values`
+/// hold one row of `kv_dim` per position, the head's slice at `offset`; `out` (the head's width)
+/// receives the weighted values. Sums run in the same order as the scalar loops (eight partial
+/// sums for q·k, positions in order for the values), so the AVX2 build gives the same bits.
+#[allow(clippy::too_many_arguments)]
+pub fn attend(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    kv_dim: usize,
+    offset: usize,
+    n: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor has AVX2 (checked just above).
+        unsafe { attend_avx2(q, keys, values, kv_dim, offset, n, scale, scores, out) };
+        return;
+    }
+    attend_body(q, keys, values, kv_dim, offset, n, scale, scores, out);
+}
+
+/// [`attend`] compiled for AVX2 (the body is inlined here, so the loops vectorize 8 wide).
+///
+/// # Safety
+/// The processor has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_avx2(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    kv_dim: usize,
+    offset: usize,
+    n: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    attend_body(q, keys, values, kv_dim, offset, n, scale, scores, out);
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_body(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    kv_dim: usize,
+    offset: usize,
+    n: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let hd = out.len();
+    scores.clear();
+    scores.extend(
+        keys.chunks_exact(kv_dim)
+            .take(n)
+            .map(|k| dot8(q, &k[offset..offset + hd]) * scale),
+    );
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, s| m.max(*s));
+    let mut total = 0.0;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        total += *s;
+    }
+    for s in scores.iter_mut() {
+        *s /= total;
+    }
+    // Eight output values at a time kept in registers while the positions stream past.
+    let mut lanes = out.chunks_exact_mut(8);
+    let mut column = offset;
+    for o in lanes.by_ref() {
+        let mut acc = [0f32; 8];
+        for (w, v) in scores.iter().zip(values.chunks_exact(kv_dim)) {
+            for (a, v) in acc.iter_mut().zip(&v[column..column + 8]) {
+                *a += w * v;
+            }
+        }
+        o.copy_from_slice(&acc);
+        column += 8;
+    }
+    for (i, o) in lanes.into_remainder().iter_mut().enumerate() {
+        *o = scores
+            .iter()
+            .zip(values.chunks_exact(kv_dim))
+            .fold(0.0, |a, (w, v)| a + w * v[column + i]);
+    }
+}
+
+/// Eight partial sums, then their total: the order the attention's reference results follow.
+#[inline(always)]
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let mut sums = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            sums[k] += x[k] * y[k];
+        }
+    }
+    sums.iter().sum::<f32>() + tail
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;

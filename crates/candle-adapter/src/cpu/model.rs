@@ -10,7 +10,7 @@ use candle_core::quantized::{GgmlDType, gguf_file};
 use candle_core::{Device, Result, bail};
 use rayon::prelude::*;
 
-use super::kernels::{BLOCK, GgufRows, Isa, QActs, QMatrix, WeightFormat, matmul};
+use super::kernels::{BLOCK, GgufRows, Isa, QActs, QMatrix, WeightFormat, attend, matmul};
 
 /// Why a model stays on candle's own path.
 #[derive(Debug)]
@@ -143,7 +143,11 @@ impl Llama {
             Some(v) => v.to_f32()?,
             None => 10_000.0,
         };
-        if heads == 0 || kv_heads == 0 || dim % heads != 0 || heads % kv_heads != 0 {
+        if heads == 0
+            || kv_heads == 0
+            || !dim.is_multiple_of(heads)
+            || !heads.is_multiple_of(kv_heads)
+        {
             bail!("inconsistent attention shape: {dim} wide, {heads} heads, {kv_heads} KV heads");
         }
         let head_dim = dim / heads;
@@ -366,24 +370,17 @@ impl Llama {
                 let mut scores = Vec::with_capacity(start + t);
                 for (i, o) in out.chunks_exact_mut(hd).enumerate() {
                     let q = &qkv[i * qkv_width + h * hd..][..hd];
-                    scores.clear();
-                    scores.extend(
-                        keys.chunks_exact(kv_dim)
-                            .take(start + i + 1)
-                            .map(|k| dot(q, &k[kv_offset..kv_offset + hd]) * scale),
+                    attend(
+                        q,
+                        keys,
+                        values,
+                        kv_dim,
+                        kv_offset,
+                        start + i + 1,
+                        scale,
+                        &mut scores,
+                        o,
                     );
-                    let max = scores.iter().fold(f32::NEG_INFINITY, |m, s| m.max(*s));
-                    let mut total = 0.0;
-                    for s in scores.iter_mut() {
-                        *s = (*s - max).exp();
-                        total += *s;
-                    }
-                    for (s, v) in scores.iter().zip(values.chunks_exact(kv_dim)) {
-                        let weight = s / total;
-                        for (o, v) in o.iter_mut().zip(&v[kv_offset..kv_offset + hd]) {
-                            *o += weight * v;
-                        }
-                    }
                 }
                 out
             })
@@ -402,22 +399,4 @@ fn add(x: &mut [f32], y: &[f32]) {
     for (a, b) in x.iter_mut().zip(y) {
         *a += b;
     }
-}
-
-/// Eight partial sums so the compiler can keep them in vector lanes.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut sums = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            sums[k] += x[k] * y[k];
-        }
-    }
-    sums.iter().sum::<f32>() + tail
 }
