@@ -10,7 +10,9 @@ use candle_core::quantized::{GgmlDType, gguf_file};
 use candle_core::{Device, Result, bail};
 use rayon::prelude::*;
 
-use super::kernels::{BLOCK, GgufRows, Isa, QActs, QMatrix, WeightFormat, attend, matmul};
+use super::kernels::{
+    BLOCK, GgufRows, HeadCache, Isa, QActs, QMatrix, WeightFormat, attend, matmul,
+};
 
 /// Why a model stays on candle's own path.
 #[derive(Debug)]
@@ -365,22 +367,17 @@ impl Llama {
         let per_head: Vec<Vec<f32>> = (0..self.heads)
             .into_par_iter()
             .map(|h| {
-                let kv_offset = (h / group) * hd;
+                let head = HeadCache {
+                    keys,
+                    values,
+                    kv_dim,
+                    offset: (h / group) * hd,
+                };
                 let mut out = vec![0f32; t * hd];
                 let mut scores = Vec::with_capacity(start + t);
                 for (i, o) in out.chunks_exact_mut(hd).enumerate() {
                     let q = &qkv[i * qkv_width + h * hd..][..hd];
-                    attend(
-                        q,
-                        keys,
-                        values,
-                        kv_dim,
-                        kv_offset,
-                        start + i + 1,
-                        scale,
-                        &mut scores,
-                        o,
-                    );
+                    attend(q, head, start + i + 1, scale, &mut scores, o);
                 }
                 out
             })
