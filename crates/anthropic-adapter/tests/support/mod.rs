@@ -502,7 +502,7 @@ fn value_for(schema: &Value, words: &[&str], seed: u64) -> Value {
         }
         Some("array") => json!([]),
         Some("integer") | Some("number") => json!(seed % 100),
-        Some("boolean") => json!(seed % 2 == 0),
+        Some("boolean") => json!(seed.is_multiple_of(2)),
         Some("null") => Value::Null,
         _ => json!(word(words, seed, 0)),
     }
