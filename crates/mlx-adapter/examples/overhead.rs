@@ -103,23 +103,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut events = adapter
             .stream(request.clone().with_exact_tokens(tokens))
             .await?;
-        let (mut first, mut last, mut deltas) = (None, start, 0u32);
+        let (mut first, mut last, mut tokens) = (None, start, 0u32);
         while let Some(event) = events.next().await {
             match event? {
                 StreamEvent::Delta(_) => {
                     let now = Instant::now();
                     first.get_or_insert(now);
                     last = now;
-                    deltas += 1;
                 }
                 StreamEvent::Done(done) => {
+                    // A delta can carry several tokens (the worker coalesces fast ones).
+                    tokens = done.usage.completion_tokens;
                     worker_rates.extend(done.timings.decode_tokens_per_second());
                 }
             }
         }
         let first = first.ok_or("no tokens")?;
         ttfts.push((first - start).as_secs_f64());
-        rates.push(f64::from(deltas - 1) / (last - first).as_secs_f64());
+        rates.push(f64::from(tokens.saturating_sub(1)) / (last - first).as_secs_f64());
     }
     let (ttft, decode) = (median(ttfts), median(rates));
     // mlx-lm's own generation rate inside the worker: what the worker loop costs, apart from

@@ -10,6 +10,10 @@ import time
 import traceback
 
 PROTOCOL = 1
+# Deltas closer together than this go out as one line (the first always goes at once): each
+# write wakes the reader, and on a 2-core machine those wake-ups cost ~10% of decode speed at
+# ~1000 tokens/s. At 250 tokens/s or slower every token still goes out on its own.
+COALESCE_S = 0.004
 _out_lock = threading.Lock()
 
 
@@ -165,6 +169,16 @@ def generate(msg):
     finish = "length"
     last = None
     first_token = None
+    held = []  # text not yet sent (see COALESCE_S)
+    sent_at = None
+
+    def send():
+        nonlocal sent_at
+        if held:
+            emit({"type": "delta", "id": req_id, "text": "".join(held)})
+            held.clear()
+            sent_at = time.perf_counter()
+
     for response in mlx_lm.stream_generate(
         model, tokenizer, prompt, max_tokens=budget, sampler=sampler, logits_processors=processors
     ):
@@ -184,7 +198,9 @@ def generate(msg):
             first_token = time.perf_counter() - received
         text, stopped = stops.push(response.text)
         if text:
-            emit({"type": "delta", "id": req_id, "text": text})
+            held.append(text)
+            if sent_at is None or time.perf_counter() - sent_at >= COALESCE_S:
+                send()
         if stopped:
             finish = "stop_sequence"
             break
@@ -192,7 +208,8 @@ def generate(msg):
             finish = "stop" if response.finish_reason == "stop" else "length"
     rest = stops.finish()
     if rest:
-        emit({"type": "delta", "id": req_id, "text": rest})
+        held.append(rest)
+    send()
     if last is None:
         fail(req_id, "internal", "mlx-lm produced no tokens")
         return
