@@ -219,11 +219,15 @@ pub fn load(
             };
             let (model, engine) = match own {
                 Some(model) => {
-                    let engine = format!(
+                    let mut engine = format!(
                         "rigger-cpu {:?} {}",
                         model.weight_format(),
                         model.isa().name()
                     );
+                    if !model.requantized().is_empty() {
+                        engine += &format!(" (requantized: {})", model.requantized().join(", "));
+                        tracing::info!("{}: {engine}", weights.display());
+                    }
                     (Weights::Cpu(model), engine)
                 }
                 None => (

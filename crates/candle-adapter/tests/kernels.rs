@@ -131,3 +131,103 @@ async fn formats_the_kernels_do_not_cover_run_on_the_reference_path() {
         .expect("f16 generation");
     assert_eq!(answer.completion.usage.completion_tokens, 4);
 }
+
+/// A one-layer Llama GGUF at 256 wide (K-quants need 256-wide rows, which the tiny shape lacks)
+/// in llama.cpp's `Q4_0` layout: Q4_0 matrices, the output projection in Q6_K.
+fn mixed_type_gguf() -> std::path::PathBuf {
+    use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+    use candle_core::{Device, Tensor};
+    let (dim, kv, ffn, vocab) = (256usize, 128usize, 256usize, 512usize);
+    let dir = std::env::temp_dir().join(format!("rigger-mixed-gguf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::copy(tiny("tokenizer.json"), dir.join("tokenizer.json")).expect("tokenizer");
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut tensor = |dims: &[usize], dtype: GgmlDType, spread: f32| {
+        let n: usize = dims.iter().product();
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                ((seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * spread
+            })
+            .collect();
+        let t = Tensor::from_vec(values, dims, &Device::Cpu).expect("tensor");
+        QTensor::quantize(&t, dtype).expect("quantize")
+    };
+    let ones = |n: usize| {
+        let t = Tensor::ones(n, candle_core::DType::F32, &Device::Cpu).expect("ones");
+        QTensor::quantize(&t, GgmlDType::F32).expect("f32")
+    };
+    let q4 = GgmlDType::Q4_0;
+    let tensors = vec![
+        ("token_embd.weight", tensor(&[vocab, dim], q4, 1.0)),
+        ("blk.0.attn_norm.weight", ones(dim)),
+        ("blk.0.attn_q.weight", tensor(&[dim, dim], q4, 0.1)),
+        ("blk.0.attn_k.weight", tensor(&[kv, dim], q4, 0.1)),
+        ("blk.0.attn_v.weight", tensor(&[kv, dim], q4, 0.1)),
+        ("blk.0.attn_output.weight", tensor(&[dim, dim], q4, 0.1)),
+        ("blk.0.ffn_norm.weight", ones(dim)),
+        ("blk.0.ffn_gate.weight", tensor(&[ffn, dim], q4, 0.1)),
+        ("blk.0.ffn_up.weight", tensor(&[ffn, dim], q4, 0.1)),
+        ("blk.0.ffn_down.weight", tensor(&[dim, ffn], q4, 0.1)),
+        ("output_norm.weight", ones(dim)),
+        ("output.weight", tensor(&[vocab, dim], GgmlDType::Q6K, 0.2)),
+    ];
+    use gguf_file::Value;
+    let metadata = [
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.context_length", Value::U32(256)),
+        ("llama.embedding_length", Value::U32(dim as u32)),
+        ("llama.block_count", Value::U32(1)),
+        ("llama.feed_forward_length", Value::U32(ffn as u32)),
+        ("llama.attention.head_count", Value::U32(4)),
+        ("llama.attention.head_count_kv", Value::U32(2)),
+        ("llama.rope.dimension_count", Value::U32(64)),
+        ("llama.rope.freq_base", Value::F32(10_000.0)),
+        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+        ("tokenizer.ggml.bos_token_id", Value::U32(1)),
+        ("tokenizer.ggml.eos_token_id", Value::U32(2)),
+    ];
+    let path = dir.join("mixed-q4_0-q6_k.gguf");
+    let mut file = std::fs::File::create(&path).expect("create the GGUF");
+    let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (*k, t)).collect();
+    gguf_file::write(&mut file, &metadata, &tensors).expect("write the GGUF");
+    path
+}
+
+#[test]
+fn a_q6_k_output_projection_is_requantized_and_stays_close_to_the_reference() {
+    let path = mixed_type_gguf();
+    let prompt = vec![1, 5, 9, 13, 17];
+    let mut ours = decode_stepper_for_bench(&path, Kernels::Auto, prompt.clone()).expect("ours");
+    let mut reference = decode_stepper_for_bench(&path, Kernels::Reference, prompt).expect("ref");
+    assert!(
+        ours.engine().starts_with("rigger-cpu Q4_0")
+            && ours.engine().contains("output.weight Q6K → Q8_0"),
+        "{}",
+        ours.engine()
+    );
+    let (mut a, mut b) = (ours.restart().expect("ours"), reference.restart().expect("ref"));
+    for step in 0..20 {
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(scale > 0.1, "degenerate logits");
+        // Q8_0 for Q6_K in the output projection (and Q8_0 activations where candle uses Q8K):
+        // close, not equal.
+        assert!(diff < 0.05 * scale, "step {step}: differ by {diff} at scale {scale}");
+        let (mine, _) = argmax_and_margin(&a);
+        let (token, margin) = argmax_and_margin(&b);
+        if margin > 2.0 * diff {
+            assert_eq!(mine, token, "step {step}");
+        }
+        a = ours.feed(token as u32).expect("ours");
+        b = reference.feed(token as u32).expect("ref");
+    }
+    let _ = std::fs::remove_dir_all(path.parent().expect("a folder"));
+}

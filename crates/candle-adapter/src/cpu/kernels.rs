@@ -32,6 +32,18 @@ impl WeightFormat {
     }
 }
 
+/// `values` (a whole number of 32-value blocks) as GGUF Q8_0 blocks, by ggml's rule: the scale is
+/// the largest magnitude / 127, stored as f16.
+pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
+    let q = QActs::quantize(values, BLOCK);
+    let mut bytes = Vec::with_capacity(values.len() / BLOCK * WeightFormat::Q8_0.block_bytes());
+    for (scale, qs) in q.scale.iter().zip(q.qs.chunks_exact(BLOCK)) {
+        bytes.extend(f16::from_f32(*scale).to_le_bytes());
+        bytes.extend(qs.iter().map(|&v| v as u8));
+    }
+    bytes
+}
+
 /// Rows of GGUF blocks as the file stores them: `rows` rows of `cols / 32` blocks each.
 #[derive(Debug, Clone)]
 pub struct GgufRows {
@@ -916,11 +928,7 @@ mod tests {
         let mut bytes = Vec::new();
         for block in x.chunks_exact(BLOCK) {
             match format {
-                WeightFormat::Q8_0 => {
-                    let a = QActs::quantize(block, BLOCK);
-                    bytes.extend(f16::from_f32(a.scale[0]).to_le_bytes());
-                    bytes.extend(a.qs.iter().map(|q| *q as u8));
-                }
+                WeightFormat::Q8_0 => bytes.extend(quantize_q8_0(block)),
                 WeightFormat::Q4_0 => {
                     // ggml: the value of largest magnitude maps to -8.
                     let max = block

@@ -11,7 +11,7 @@ use candle_core::{Device, Result, bail};
 use rayon::prelude::*;
 
 use super::kernels::{
-    BLOCK, GgufRows, HeadCache, Isa, QActs, QMatrix, WeightFormat, attend, matmul,
+    BLOCK, GgufRows, HeadCache, Isa, QActs, QMatrix, WeightFormat, attend, matmul, quantize_q8_0,
 };
 
 /// Why a model stays on candle's own path.
@@ -40,6 +40,7 @@ pub struct Llama {
     layers: Vec<Layer>,
     norm: Vec<f32>,
     output: QMatrix,
+    requantized: Vec<String>,
 }
 
 /// One request's keys and values, per layer: `[position][kv_heads × head_dim]`.
@@ -63,9 +64,15 @@ fn weight_format(dtype: GgmlDType) -> Option<WeightFormat> {
     }
 }
 
+/// The one matrix that may come in a type the kernels do not read: llama.cpp's `Q4_0` files keep
+/// the output projection in Q6_K. It is requantized to Q8_0 at load (and the engine says so).
+const REQUANTIZABLE: &str = "output.weight";
+
 struct Reader<'a> {
     content: &'a gguf_file::Content,
     file: &'a mut File,
+    /// What was requantized, e.g. `output.weight Q6K → Q8_0`.
+    requantized: Vec<String>,
 }
 
 impl<'a> Reader<'a> {
@@ -81,8 +88,10 @@ impl<'a> Reader<'a> {
         let mut names: Vec<_> = self.content.tensor_infos.iter().collect();
         names.sort_by_key(|(name, _)| name.as_str());
         names.into_iter().find_map(|(name, info)| {
-            (info.shape.rank() == 2 && weight_format(info.ggml_dtype).is_none())
-                .then(|| format!("{name} is {:?}", info.ggml_dtype))
+            (info.shape.rank() == 2
+                && name != REQUANTIZABLE
+                && weight_format(info.ggml_dtype).is_none())
+            .then(|| format!("{name} is {:?}", info.ggml_dtype))
         })
     }
 
@@ -93,7 +102,14 @@ impl<'a> Reader<'a> {
             bail!("tensor {name} has shape {dims:?}, expected [{rows}, {cols}]");
         }
         let Some(format) = weight_format(info.ggml_dtype) else {
-            bail!("tensor {name} is {:?}", info.ggml_dtype);
+            if name != REQUANTIZABLE {
+                bail!("tensor {name} is {:?}", info.ggml_dtype);
+            }
+            let values = self.vector(name, rows * cols)?;
+            self.requantized
+                .push(format!("{name} {:?} → Q8_0", info.ggml_dtype));
+            return GgufRows::new(WeightFormat::Q8_0, rows, cols, quantize_q8_0(&values))
+                .map_err(candle_core::Error::Msg);
         };
         let len = rows * cols / BLOCK * format.block_bytes();
         let start = self.content.tensor_data_offset + info.offset;
@@ -128,7 +144,11 @@ impl Llama {
             Some(v) => Ok(v),
             None => bail!("metadata {key} is missing"),
         };
-        let mut reader = Reader { content, file };
+        let mut reader = Reader {
+            content,
+            file,
+            requantized: Vec::new(),
+        };
         if let Some(why) = reader.uncovered() {
             return Ok(Err(NotCovered(why)));
         }
@@ -179,24 +199,28 @@ impl Llama {
         let mut blocks = Vec::with_capacity(layers);
         for i in 0..layers {
             let name = |t: &str| format!("blk.{i}.{t}.weight");
-            let stack = |parts: Vec<GgufRows>| {
-                GgufRows::stack(parts)
-                    .map(QMatrix::pack)
-                    .map_err(candle_core::Error::Msg)
+            // Fused matrices need one format; a file that mixes them stays on candle.
+            let qkv = GgufRows::stack(vec![
+                reader.matrix(&name("attn_q"), dim, dim)?,
+                reader.matrix(&name("attn_k"), kv_dim, dim)?,
+                reader.matrix(&name("attn_v"), kv_dim, dim)?,
+            ]);
+            let gate_up = GgufRows::stack(vec![
+                reader.matrix(&name("ffn_gate"), ffn, dim)?,
+                reader.matrix(&name("ffn_up"), ffn, dim)?,
+            ]);
+            let (qkv, gate_up) = match (qkv, gate_up) {
+                (Ok(qkv), Ok(gate_up)) => (QMatrix::pack(qkv), QMatrix::pack(gate_up)),
+                (Err(why), _) | (_, Err(why)) => {
+                    return Ok(Err(NotCovered(format!("layer {i}: {why}"))));
+                }
             };
             blocks.push(Layer {
                 attn_norm: reader.vector(&name("attn_norm"), dim)?,
-                qkv: stack(vec![
-                    reader.matrix(&name("attn_q"), dim, dim)?,
-                    reader.matrix(&name("attn_k"), kv_dim, dim)?,
-                    reader.matrix(&name("attn_v"), kv_dim, dim)?,
-                ])?,
+                qkv,
                 wo: QMatrix::pack(reader.matrix(&name("attn_output"), dim, dim)?),
                 ffn_norm: reader.vector(&name("ffn_norm"), dim)?,
-                gate_up: stack(vec![
-                    reader.matrix(&name("ffn_gate"), ffn, dim)?,
-                    reader.matrix(&name("ffn_up"), ffn, dim)?,
-                ])?,
+                gate_up,
                 down: QMatrix::pack(reader.matrix(&name("ffn_down"), dim, ffn)?),
             });
         }
@@ -218,11 +242,17 @@ impl Llama {
             layers: blocks,
             norm: reader.vector("output_norm.weight", dim)?,
             output,
+            requantized: reader.requantized,
         }))
     }
 
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// The matrices requantized at load, e.g. `output.weight Q6K → Q8_0`.
+    pub fn requantized(&self) -> &[String] {
+        &self.requantized
     }
 
     pub fn vocab(&self) -> usize {
