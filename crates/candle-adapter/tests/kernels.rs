@@ -209,7 +209,10 @@ fn a_q6_k_output_projection_is_requantized_and_stays_close_to_the_reference() {
         "{}",
         ours.engine()
     );
-    let (mut a, mut b) = (ours.restart().expect("ours"), reference.restart().expect("ref"));
+    let (mut a, mut b) = (
+        ours.restart().expect("ours"),
+        reference.restart().expect("ref"),
+    );
     for step in 0..20 {
         let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
         let diff = a
@@ -220,7 +223,10 @@ fn a_q6_k_output_projection_is_requantized_and_stays_close_to_the_reference() {
         assert!(scale > 0.1, "degenerate logits");
         // Q8_0 for Q6_K in the output projection (and Q8_0 activations where candle uses Q8K):
         // close, not equal.
-        assert!(diff < 0.05 * scale, "step {step}: differ by {diff} at scale {scale}");
+        assert!(
+            diff < 0.05 * scale,
+            "step {step}: differ by {diff} at scale {scale}"
+        );
         let (mine, _) = argmax_and_margin(&a);
         let (token, margin) = argmax_and_margin(&b);
         if margin > 2.0 * diff {
