@@ -5,7 +5,8 @@
 //! through `hf-hub`'s cache, and serve [`LanguageModel`] requests from a dedicated thread.
 //! Requests queue and run one at a time with a fresh KV cache; tokens stream back through a
 //! channel; dropping the stream stops generation at the next token. Adapters for the same model
-//! file share one loaded copy.
+//! file share one loaded copy. On the CPU, Q4_0/Q8_0 Llama-family GGUF runs on the adapter's own
+//! kernels (`cpu`), everything else on candle's models ([`Kernels`]).
 //!
 //! Invariant: depends on `rigger-ports` only among Rigger's crates; no candle type crosses the
 //! port (errors become [`InferenceError`]s).

@@ -1,10 +1,12 @@
 //! Quantized matrix products for the CPU engine: ggml's Q4_0 and Q8_0 weight blocks against
 //! activations quantized to 8 bits per 32-value block (ggml's Q8_0 rule), the scheme llama.cpp
-//! uses. Integer dot products per block, one float multiply-add per block, weights streamed from
-//! memory once per call whatever the number of tokens.
+//! uses. Exact integer dot products per block, then per eight lanes one convert and one
+//! multiply-add in candle's order (so the results equal candle's to the bit); weights streamed
+//! from memory once per call whatever the number of tokens.
 //!
 //! Three instruction sets share one layout: portable Rust (the reference the tests compare
-//! against), AVX2 (`maddubs`) and AVX-512 VNNI on 256-bit lanes (`dpbusd`), picked at run time.
+//! against), AVX2 (`maddubs`) and AVX-512 VNNI (`dpbusd`: 256-bit for one token, two tokens per
+//! 512-bit register for prompts), picked at run time.
 
 #![allow(unsafe_code)] // SIMD loads; each unsafe block says why it stays inside its slices.
 
