@@ -132,7 +132,7 @@ impl CandleConfig {
         }
     }
 
-    /// `CANDLE_MODEL` (required), `CANDLE_TOKENIZER`, `CANDLE_DEVICE` (cpu | cuda[:N] | metal),
+    /// `CANDLE_MODEL` (required), `CANDLE_TOKENIZER`, `CANDLE_DEVICE` (`cpu`, `cuda`, `cuda:N`, `metal`),
     /// `CANDLE_THREADS`, `CANDLE_KERNELS` (auto | reference), `CANDLE_REPEAT_PENALTY`.
     pub fn from_env() -> Result<Self, InferenceError> {
         Self::from_vars(|k| std::env::var(k).ok())
