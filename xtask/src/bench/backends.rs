@@ -717,6 +717,38 @@ mod tests {
         for name in DEFAULT_BACKENDS.split(',') {
             name.parse::<Backend>().unwrap();
         }
+        assert_eq!(
+            "candle-reference".parse::<Backend>().unwrap(),
+            Backend::CandleReference
+        );
+        assert_eq!(
+            "llama-bench=/opt/llama-bench".parse::<Backend>().unwrap(),
+            Backend::LlamaBench {
+                binary: "/opt/llama-bench".into()
+            }
+        );
+        assert_eq!(
+            "llama-bench".parse::<Backend>().unwrap(),
+            Backend::LlamaBench {
+                binary: default_llama_bench()
+            }
+        );
+    }
+
+    #[test]
+    fn llama_bench_json_reads_both_tests_and_falls_back_to_the_average() {
+        // The shape `llama-bench -o json` prints (fields we do not read left out).
+        let json = r#"[
+          {"build_commit": "0c1e570", "n_prompt": 128, "n_gen": 0, "avg_ts": 130.0,
+           "samples_ts": [128.0, 132.0]},
+          {"build_commit": "0c1e570", "n_prompt": 0, "n_gen": 128, "avg_ts": 45.0}
+        ]"#;
+        let tests: Vec<LlamaBenchTest> = serde_json::from_str(json).unwrap();
+        assert_eq!((tests[0].n_prompt, tests[0].n_gen), (128, 0));
+        assert_eq!(tests[0].samples_ts, [128.0, 132.0]);
+        assert!(tests[1].samples_ts.is_empty());
+        assert_eq!(tests[1].avg_ts, 45.0);
+        assert_eq!(tests[0].build_commit, "0c1e570");
     }
 
     #[test]

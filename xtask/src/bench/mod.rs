@@ -584,3 +584,33 @@ fn rerun_release() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(backend: &str, format: &str, prompt: f64, decode: f64) -> Row {
+        let mut row = Row::new(backend, backend, Some(format.to_owned()));
+        row.prompt_tokens_per_second = Stats::of(&[prompt]);
+        row.decode_tokens_per_second = Stats::of(&[decode]);
+        row
+    }
+
+    #[test]
+    fn ratios_compare_the_adapter_with_each_peer_per_format() {
+        let rows = [
+            row("candle", "q4_0", 70.0, 40.0),
+            row("llama-bench", "q4_0", 140.0, 50.0),
+            row("candle-reference", "q4_0", 14.0, 10.0),
+            row("candle", "q8_0", 70.0, 25.0),
+            row("llama-bench", "q8_0", 100.0, 25.0).failed("no"),
+        ];
+        assert_eq!(
+            ratios(&rows),
+            [
+                "ratio q4_0: Candle adapter / llama.cpp: decode 0.80x, prompt 0.50x",
+                "ratio q4_0: Candle adapter / candle's quantized_llama: decode 4.00x, prompt 5.00x",
+            ]
+        );
+    }
+}
