@@ -10,7 +10,7 @@ use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::{llama, quantized_llama};
+use candle_transformers::models::{llama, quantized_llama, quantized_phi3, quantized_qwen2};
 use rigger_ports::{
     Completion, ErrorKind, FinishReason, InferenceError, StopMatcher, StopStep, StreamEvent,
     TimingSource, Timings, Usage,
@@ -28,6 +28,8 @@ enum Weights {
     /// The adapter's own kernels (quantized Llama family on the CPU).
     Cpu(cpu::Llama),
     Quantized(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+    Phi3(quantized_phi3::ModelWeights),
     Full {
         model: llama::Llama,
         config: llama::Config,
@@ -47,7 +49,7 @@ impl Weights {
     fn session(&self, device: &Device, positions: usize) -> candle_core::Result<Session> {
         Ok(match self {
             Weights::Cpu(model) => Session::Cpu(model.cache(positions)),
-            Weights::Quantized(_) => Session::Quantized,
+            Weights::Quantized(_) | Weights::Qwen2(_) | Weights::Phi3(_) => Session::Quantized,
             Weights::Full { config, dtype, .. } => {
                 Session::Full(llama::Cache::new(true, *dtype, config, device)?)
             }
@@ -74,6 +76,8 @@ impl Weights {
         let logits = match (self, session) {
             // Position 0 resets quantized_llama's internal KV cache: a fresh cache per request.
             (Weights::Quantized(m), Session::Quantized) => m.forward(&input, pos)?,
+            (Weights::Qwen2(m), Session::Quantized) => m.forward(&input, pos)?,
+            (Weights::Phi3(m), Session::Quantized) => m.forward(&input, pos)?,
             (Weights::Full { model, .. }, Session::Full(cache)) => {
                 model.forward(&input, pos, cache)?
             }
@@ -184,15 +188,16 @@ pub fn load(
                 .and_then(|v| v.to_string().ok())
                 .cloned()
                 .unwrap_or_default();
-            if arch != "llama" {
+            if !["llama", "qwen2", "phi3"].contains(&arch.as_str()) {
                 return Err(InferenceError::unsupported(
                     BACKEND,
                     format!(
-                        "GGUF architecture {arch:?} is not supported yet; supported: llama (Llama, Mistral)"
+                        "GGUF architecture {arch:?} is not supported yet; supported: llama (Llama, \
+                         Mistral), qwen2 (Qwen2, Qwen2.5), phi3 (Phi-3)"
                     ),
                 ));
             }
-            let ctx = md("llama.context_length")
+            let ctx = md(&format!("{arch}.context_length"))
                 .and_then(|v| v.to_u32().ok())
                 .unwrap_or(2048);
             let bos = md("tokenizer.ggml.bos_token_id").and_then(|v| v.to_u32().ok());
@@ -202,7 +207,7 @@ pub fn load(
                 .cloned();
             let cannot_load = |e| load_error(&format!("cannot load {}", weights.display()), e);
             let own = match (kernels, device.is_cpu()) {
-                (Kernels::Auto, true) => {
+                (Kernels::Auto, true) if arch == "llama" => {
                     let isa = cpu::Isa::detect();
                     match cpu::Llama::from_gguf(&content, &mut file, isa).map_err(cannot_load)? {
                         Ok(model) => Some(model),
@@ -230,6 +235,20 @@ pub fn load(
                     }
                     (Weights::Cpu(model), engine)
                 }
+                None if arch == "qwen2" => (
+                    Weights::Qwen2(
+                        quantized_qwen2::ModelWeights::from_gguf(content, &mut file, device)
+                            .map_err(cannot_load)?,
+                    ),
+                    "candle quantized_qwen2".to_owned(),
+                ),
+                None if arch == "phi3" => (
+                    Weights::Phi3(
+                        quantized_phi3::ModelWeights::from_gguf(false, content, &mut file, device)
+                            .map_err(cannot_load)?,
+                    ),
+                    "candle quantized_phi3".to_owned(),
+                ),
                 None => (
                     Weights::Quantized(
                         quantized_llama::ModelWeights::from_gguf(content, &mut file, device)

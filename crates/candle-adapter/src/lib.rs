@@ -1,6 +1,6 @@
 //! Candle backend: in-process, pure-Rust inference behind the model port.
 //!
-//! Role: load a local model — GGUF (quantized Llama family: Llama, Mistral) or safetensors
+//! Role: load a local model — GGUF (quantized Llama family: Llama, Mistral; Qwen2; Phi-3) or safetensors
 //! (Llama, f32 on the CPU, f16 on accelerators) with its `tokenizer.json` — or a hub id resolved
 //! through `hf-hub`'s cache, and serve [`LanguageModel`] requests from a dedicated thread.
 //! Requests queue and run one at a time with a fresh KV cache; tokens stream back through a

@@ -9,13 +9,11 @@ use rigger_candle_adapter::{
 };
 use rigger_ports::{GenerationRequest, LanguageModel};
 
+mod support;
+
 const FORMATS: [&str; 2] = ["model-q4_0.gguf", "model-q8_0.gguf"];
 
-fn tiny(file: &str) -> std::path::PathBuf {
-    rigger_model_gen::tiny_model()
-        .expect("generate the tiny model")
-        .join(file)
-}
+use support::tiny;
 
 fn stepper(file: &str, kernels: Kernels, prompt: &[u32]) -> DecodeStepper {
     decode_stepper_for_bench(&tiny(file), kernels, prompt.to_vec()).expect("load the tiny model")
@@ -135,46 +133,37 @@ async fn formats_the_kernels_do_not_cover_run_on_the_reference_path() {
 /// A one-layer Llama GGUF at 256 wide (K-quants need 256-wide rows, which the tiny shape lacks)
 /// in llama.cpp's `Q4_0` layout: Q4_0 matrices, the output projection in Q6_K.
 fn mixed_type_gguf() -> std::path::PathBuf {
-    use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
-    use candle_core::{Device, Tensor};
+    use candle_core::quantized::GgmlDType;
+    use candle_core::quantized::gguf_file::Value;
     let (dim, kv, ffn, vocab) = (256usize, 128usize, 256usize, 512usize);
-    let dir = std::env::temp_dir().join(format!("rigger-mixed-gguf-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    std::fs::copy(tiny("tokenizer.json"), dir.join("tokenizer.json")).expect("tokenizer");
-    let mut seed = 0x2545_F491_4F6C_DD1Du64;
-    let mut tensor = |dims: &[usize], dtype: GgmlDType, spread: f32| {
-        let n: usize = dims.iter().product();
-        let values: Vec<f32> = (0..n)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                ((seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * spread
-            })
-            .collect();
-        let t = Tensor::from_vec(values, dims, &Device::Cpu).expect("tensor");
-        QTensor::quantize(&t, dtype).expect("quantize")
-    };
-    let ones = |n: usize| {
-        let t = Tensor::ones(n, candle_core::DType::F32, &Device::Cpu).expect("ones");
-        QTensor::quantize(&t, GgmlDType::F32).expect("f32")
-    };
+    let mut w = support::Weights::new(0x2545_F491_4F6C_DD1D);
     let q4 = GgmlDType::Q4_0;
     let tensors = vec![
-        ("token_embd.weight", tensor(&[vocab, dim], q4, 1.0)),
-        ("blk.0.attn_norm.weight", ones(dim)),
-        ("blk.0.attn_q.weight", tensor(&[dim, dim], q4, 0.1)),
-        ("blk.0.attn_k.weight", tensor(&[kv, dim], q4, 0.1)),
-        ("blk.0.attn_v.weight", tensor(&[kv, dim], q4, 0.1)),
-        ("blk.0.attn_output.weight", tensor(&[dim, dim], q4, 0.1)),
-        ("blk.0.ffn_norm.weight", ones(dim)),
-        ("blk.0.ffn_gate.weight", tensor(&[ffn, dim], q4, 0.1)),
-        ("blk.0.ffn_up.weight", tensor(&[ffn, dim], q4, 0.1)),
-        ("blk.0.ffn_down.weight", tensor(&[dim, ffn], q4, 0.1)),
-        ("output_norm.weight", ones(dim)),
-        ("output.weight", tensor(&[vocab, dim], GgmlDType::Q6K, 0.2)),
+        ("token_embd.weight".into(), w.tensor(&[vocab, dim], q4, 1.0)),
+        ("blk.0.attn_norm.weight".into(), w.ones(dim)),
+        ("blk.0.attn_q.weight".into(), w.tensor(&[dim, dim], q4, 0.1)),
+        ("blk.0.attn_k.weight".into(), w.tensor(&[kv, dim], q4, 0.1)),
+        ("blk.0.attn_v.weight".into(), w.tensor(&[kv, dim], q4, 0.1)),
+        (
+            "blk.0.attn_output.weight".into(),
+            w.tensor(&[dim, dim], q4, 0.1),
+        ),
+        ("blk.0.ffn_norm.weight".into(), w.ones(dim)),
+        (
+            "blk.0.ffn_gate.weight".into(),
+            w.tensor(&[ffn, dim], q4, 0.1),
+        ),
+        ("blk.0.ffn_up.weight".into(), w.tensor(&[ffn, dim], q4, 0.1)),
+        (
+            "blk.0.ffn_down.weight".into(),
+            w.tensor(&[dim, ffn], q4, 0.1),
+        ),
+        ("output_norm.weight".into(), w.ones(dim)),
+        (
+            "output.weight".into(),
+            w.tensor(&[vocab, dim], GgmlDType::Q6K, 0.2),
+        ),
     ];
-    use gguf_file::Value;
     let metadata = [
         ("general.architecture", Value::String("llama".into())),
         ("llama.context_length", Value::U32(256)),
@@ -189,12 +178,7 @@ fn mixed_type_gguf() -> std::path::PathBuf {
         ("tokenizer.ggml.bos_token_id", Value::U32(1)),
         ("tokenizer.ggml.eos_token_id", Value::U32(2)),
     ];
-    let path = dir.join("mixed-q4_0-q6_k.gguf");
-    let mut file = std::fs::File::create(&path).expect("create the GGUF");
-    let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
-    let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (*k, t)).collect();
-    gguf_file::write(&mut file, &metadata, &tensors).expect("write the GGUF");
-    path
+    support::write_gguf("mixed-q4_0-q6_k.gguf", &metadata, &tensors)
 }
 
 #[test]
@@ -235,5 +219,5 @@ fn a_q6_k_output_projection_is_requantized_and_stays_close_to_the_reference() {
         a = ours.feed(token as u32).expect("ours");
         b = reference.feed(token as u32).expect("ref");
     }
-    let _ = std::fs::remove_dir_all(path.parent().expect("a folder"));
+    support::remove(&path);
 }
