@@ -81,6 +81,9 @@ struct Record<'a> {
     candle_threads: usize,
     mlx: Option<String>,
     ceiling_method: &'static str,
+    /// The side-by-side ratio lines printed at the end (Candle adapter against llama.cpp and
+    /// against candle's own path, per GGUF format).
+    ratios: &'a [String],
     rows: &'a [Row],
 }
 
@@ -245,7 +248,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     compare_per_call(&mut rows);
-    for line in ratios(&rows) {
+    let ratio_lines = ratios(&rows);
+    for line in &ratio_lines {
         println!("{line}");
     }
 
@@ -299,6 +303,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         candle_threads: threads,
         mlx: mlx_versions,
         ceiling_method: CEILING_METHOD,
+        ratios: &ratio_lines,
         rows: &rows,
     };
     let json_path = bench_dir.join(format!("{timestamp}.json"));
