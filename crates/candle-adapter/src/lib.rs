@@ -80,10 +80,10 @@ impl std::str::FromStr for DeviceKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Kernels {
     /// The adapter's own kernels where they cover the model (Llama-family GGUF in Q4_0/Q8_0),
-    /// candle's `quantized_llama` otherwise (said in the log).
+    /// candle's models otherwise (said in the log).
     #[default]
     Auto,
-    /// Always candle's `quantized_llama` (the reference path).
+    /// Always candle's models (`quantized_llama` for Llama-family GGUF: the reference path).
     Reference,
 }
 
@@ -468,9 +468,17 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!((c.device, c.threads), (DeviceKind::Cuda(1), Some(2)));
+        assert_eq!(c.kernels, Kernels::Auto);
+        let c = CandleConfig::from_vars(vars(&[
+            ("CANDLE_MODEL", "m.gguf"),
+            ("CANDLE_KERNELS", " Reference "),
+        ]))
+        .unwrap();
+        assert_eq!(c.kernels, Kernels::Reference);
         for bad in [
             [("CANDLE_MODEL", "m"), ("CANDLE_DEVICE", "tpu")],
             [("CANDLE_MODEL", "m"), ("CANDLE_THREADS", "0")],
+            [("CANDLE_MODEL", "m"), ("CANDLE_KERNELS", "fast")],
         ] {
             let leaked: &'static [(&str, &str)] = Box::leak(Box::new(bad));
             assert_eq!(
