@@ -79,6 +79,8 @@ pub struct CandleSection {
     pub device: Option<String>,
     /// `CANDLE_THREADS`
     pub threads: Option<u32>,
+    /// `CANDLE_KERNELS` (`auto` or `reference`)
+    pub kernels: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -146,6 +148,7 @@ impl ConfigFile {
             put("CANDLE_TOKENIZER", s.tokenizer.clone());
             put("CANDLE_DEVICE", s.device.clone());
             put("CANDLE_THREADS", s.threads.map(|t| t.to_string()));
+            put("CANDLE_KERNELS", s.kernels.clone());
         }
         if let Some(s) = &p.openai {
             put("OPENAI_BASE_URL", s.base_url.clone());
