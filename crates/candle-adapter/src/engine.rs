@@ -375,12 +375,7 @@ impl DecodeStepper {
                 "the prompt is empty",
             ));
         }
-        let dir = gguf.parent().unwrap_or(Path::new("."));
-        let files = ModelFiles::Gguf {
-            weights: gguf.to_path_buf(),
-            tokenizer: dir.join("tokenizer.json"),
-            tokenizer_config: None,
-        };
+        let files = crate::source::resolve_local(&gguf.display().to_string(), gguf, None)?;
         let device = Device::Cpu;
         let (worker, info) = load(&files, &device, kernels)?;
         let session = worker.weights.session(&device, 0).map_err(engine_error)?;

@@ -78,7 +78,7 @@ fn existing(path: PathBuf) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-fn resolve_local(
+pub(crate) fn resolve_local(
     model: &str,
     path: &Path,
     tokenizer: Option<&Path>,

@@ -620,6 +620,24 @@ mod x86 {
         }
     }
 
+    /// Block `b` of an activation row: its 32 bytes, its eight lane sums and its scale.
+    ///
+    /// # Safety
+    /// The row holds more than `b` blocks.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn act_block(a: &ActRow<'_>, b: usize) -> (__m256i, __m256i, f32) {
+        // SAFETY: block b is inside the row (the caller's promise), so are its 32 bytes at
+        // b * 32, its 8 lane sums at b * 8 and its scale at b.
+        unsafe {
+            (
+                _mm256_loadu_si256(a.qs.as_ptr().add(b * BLOCK).cast()),
+                _mm256_loadu_si256(a.lane_sums.as_ptr().add(b * 8).cast()),
+                *a.scale.get_unchecked(b),
+            )
+        }
+    }
+
     /// How far ahead the single-token kernels prefetch, in blocks.
     const PREFETCH_BLOCKS: usize = 16;
 
@@ -701,13 +719,7 @@ mod x86 {
                     for k in 0..N {
                         let a = &acts[k];
                         // SAFETY: the activation row holds at least `blocks` blocks.
-                        let (av, sums, da) = unsafe {
-                            (
-                                _mm256_loadu_si256(a.qs.as_ptr().add(b * BLOCK).cast()),
-                                _mm256_loadu_si256(a.lane_sums.as_ptr().add(b * 8).cast()),
-                                *a.scale.get_unchecked(b),
-                            )
-                        };
+                        let (av, sums, da) = unsafe { act_block(a, b) };
                         let bias =
                             _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, 3));
                         let d = _mm_mul_ps(scales, _mm_set1_ps(da));
@@ -758,13 +770,7 @@ mod x86 {
                     for k in 0..N {
                         let a = &acts[k];
                         // SAFETY: the activation row holds at least `blocks` blocks.
-                        let (av, sums, da) = unsafe {
-                            (
-                                _mm256_loadu_si256(a.qs.as_ptr().add(b * BLOCK).cast()),
-                                _mm256_loadu_si256(a.lane_sums.as_ptr().add(b * 8).cast()),
-                                *a.scale.get_unchecked(b),
-                            )
-                        };
+                        let (av, sums, da) = unsafe { act_block(a, b) };
                         let d = _mm_mul_ps(scales, _mm_set1_ps(da));
                         let bias = if $q8_unsigned {
                             _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, 7))
@@ -833,26 +839,14 @@ mod x86 {
                     for p in 0..P {
                         let (a0, a1) = (&acts[2 * p], &acts[2 * p + 1]);
                         // SAFETY: each activation row holds at least `blocks` blocks.
-                        let (av, sums, da) = unsafe {
-                            let pair = |x: __m256i, y: __m256i| {
-                                _mm512_inserti64x4(_mm512_castsi256_si512(x), y, 1)
-                            };
-                            (
-                                pair(
-                                    _mm256_loadu_si256(a0.qs.as_ptr().add(b * BLOCK).cast()),
-                                    _mm256_loadu_si256(a1.qs.as_ptr().add(b * BLOCK).cast()),
-                                ),
-                                pair(
-                                    _mm256_loadu_si256(a0.lane_sums.as_ptr().add(b * 8).cast()),
-                                    _mm256_loadu_si256(a1.lane_sums.as_ptr().add(b * 8).cast()),
-                                ),
-                                _mm512_mask_blend_ps(
-                                    0xff00,
-                                    _mm512_set1_ps(*a0.scale.get_unchecked(b)),
-                                    _mm512_set1_ps(*a1.scale.get_unchecked(b)),
-                                ),
-                            )
+                        let ((q0, s0, d0), (q1, s1, d1)) =
+                            unsafe { (act_block(a0, b), act_block(a1, b)) };
+                        let pair = |x: __m256i, y: __m256i| {
+                            _mm512_inserti64x4(_mm512_castsi256_si512(x), y, 1)
                         };
+                        let (av, sums) = (pair(q0, q1), pair(s0, s1));
+                        let da =
+                            _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d0), _mm512_set1_ps(d1));
                         let bias = _mm512_sub_epi32(
                             _mm512_setzero_si512(),
                             _mm512_slli_epi32(sums, $shift),
