@@ -206,9 +206,24 @@ pub fn load(
                 .and_then(|v| v.to_string().ok())
                 .cloned();
             let cannot_load = |e| load_error(&format!("cannot load {}", weights.display()), e);
-            let own = match (kernels, device.is_cpu()) {
-                (Kernels::Auto, true) if arch == "llama" => {
-                    let isa = cpu::Isa::detect();
+            let isa = match kernels {
+                Kernels::Auto => Some(cpu::Isa::detect()),
+                Kernels::Avx2 => Some(cpu::Isa::Avx2),
+                Kernels::Portable => Some(cpu::Isa::Portable),
+                Kernels::Reference => None,
+            };
+            if let Some(isa) = isa.filter(|isa| !isa.is_supported()) {
+                return Err(InferenceError::invalid_request(
+                    BACKEND,
+                    format!(
+                        "CANDLE_KERNELS={} needs a processor with {}; this one lacks it (use auto)",
+                        isa.name(),
+                        isa.name()
+                    ),
+                ));
+            }
+            let own = match (isa, device.is_cpu()) {
+                (Some(isa), true) if arch == "llama" => {
                     match cpu::Llama::from_gguf(&content, &mut file, isa).map_err(cannot_load)? {
                         Ok(model) => Some(model),
                         Err(cpu::NotCovered(why)) => {

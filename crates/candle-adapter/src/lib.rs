@@ -85,6 +85,11 @@ pub enum Kernels {
     Auto,
     /// Always candle's models (`quantized_llama` for Llama-family GGUF: the reference path).
     Reference,
+    /// The adapter's kernels limited to AVX2 (no AVX-512), as on an AVX2-only processor: for
+    /// comparisons and for isolating a kernel problem. Refused where the processor lacks AVX2.
+    Avx2,
+    /// The adapter's kernels without SIMD (the portable reference kernel; slow).
+    Portable,
 }
 
 impl std::str::FromStr for Kernels {
@@ -93,9 +98,11 @@ impl std::str::FromStr for Kernels {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(Kernels::Auto),
             "reference" | "candle" => Ok(Kernels::Reference),
+            "avx2" => Ok(Kernels::Avx2),
+            "portable" => Ok(Kernels::Portable),
             _ => Err(InferenceError::invalid_request(
                 BACKEND,
-                format!("unknown kernels {s:?}; use auto or reference"),
+                format!("unknown kernels {s:?}; use auto, reference, avx2 or portable"),
             )),
         }
     }
@@ -133,7 +140,7 @@ impl CandleConfig {
     }
 
     /// `CANDLE_MODEL` (required), `CANDLE_TOKENIZER`, `CANDLE_DEVICE` (`cpu`, `cuda`, `cuda:N`, `metal`),
-    /// `CANDLE_THREADS`, `CANDLE_KERNELS` (auto | reference), `CANDLE_REPEAT_PENALTY`.
+    /// `CANDLE_THREADS`, `CANDLE_KERNELS` (auto | reference | avx2 | portable), `CANDLE_REPEAT_PENALTY`.
     pub fn from_env() -> Result<Self, InferenceError> {
         Self::from_vars(|k| std::env::var(k).ok())
     }
@@ -475,6 +482,8 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.kernels, Kernels::Reference);
+        assert_eq!("AVX2".parse::<Kernels>().unwrap(), Kernels::Avx2);
+        assert_eq!("portable".parse::<Kernels>().unwrap(), Kernels::Portable);
         for bad in [
             [("CANDLE_MODEL", "m"), ("CANDLE_DEVICE", "tpu")],
             [("CANDLE_MODEL", "m"), ("CANDLE_THREADS", "0")],

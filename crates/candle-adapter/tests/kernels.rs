@@ -65,6 +65,45 @@ async fn greedy_generation_matches_the_reference_token_for_token() {
     }
 }
 
+/// Every instruction set computes the same bits (same integer sums, same float operations in
+/// the same order), so capping the set changes nothing but speed: the same text, token for token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_instruction_set_generates_the_same_tokens() {
+    let request = GenerationRequest::prompt("Plan the v2 launch: list the risks and the owners.")
+        .with_exact_tokens(32)
+        .with_temperature(0.0);
+    for file in FORMATS {
+        let mut texts = Vec::new();
+        for kernels in [Kernels::Auto, Kernels::Avx2, Kernels::Portable] {
+            let config = CandleConfig {
+                kernels,
+                threads: Some(2),
+                ..CandleConfig::new(tiny(file).display().to_string())
+            };
+            match CandleAdapter::load(config).await {
+                Ok(adapter) => {
+                    let answer = adapter.generate(request.clone()).await.expect("generate");
+                    texts.push((adapter.engine().to_owned(), answer.text));
+                }
+                Err(e) if kernels == Kernels::Avx2 => {
+                    // Only where the processor lacks AVX2, and then said so.
+                    assert!(e.to_string().contains("lacks"), "{e}");
+                    eprintln!("SKIPPED (declared): {e}");
+                }
+                Err(e) => panic!("{file} {kernels:?}: {e}"),
+            }
+        }
+        let (first_engine, first) = &texts[0];
+        for (engine, text) in &texts[1..] {
+            assert_eq!(text, first, "{file}: {engine} against {first_engine}");
+        }
+        assert!(
+            texts.iter().any(|(e, _)| e.contains("portable")),
+            "{texts:?}"
+        );
+    }
+}
+
 #[test]
 fn logits_stay_within_a_few_hundredths_of_the_reference() {
     let prompt = [1, 50, 60, 70, 80, 90, 100, 200, 300, 400, 17];

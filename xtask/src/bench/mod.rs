@@ -199,7 +199,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Backend::Candle | Backend::CandleReference => {
                 let format = planned.format.context("a Candle row has a format")?;
                 let kernels = if planned.backend == Backend::Candle {
-                    rigger_candle_adapter::Kernels::Auto
+                    candle_kernels()?
                 } else {
                     rigger_candle_adapter::Kernels::Reference
                 };
@@ -550,6 +550,17 @@ fn one_line(row: &Row) -> String {
         ),
         Status::Unavailable(reason) => format!("{what}: unavailable: {reason}"),
         Status::Failed(error) => format!("{what}: failed: {error}"),
+    }
+}
+
+/// The kernels of the `candle` row: `CANDLE_KERNELS` where set (e.g. `avx2`, to see what an
+/// AVX2-only processor gets), the adapter's default otherwise.
+fn candle_kernels() -> anyhow::Result<rigger_candle_adapter::Kernels> {
+    match std::env::var("CANDLE_KERNELS") {
+        Ok(name) => name
+            .parse()
+            .map_err(|e| anyhow::anyhow!("CANDLE_KERNELS: {e}")),
+        Err(_) => Ok(rigger_candle_adapter::Kernels::Auto),
     }
 }
 
