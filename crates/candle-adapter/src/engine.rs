@@ -207,7 +207,9 @@ pub fn load(
                 .cloned();
             let cannot_load = |e| load_error(&format!("cannot load {}", weights.display()), e);
             let isa = match kernels {
-                Kernels::Auto => Some(cpu::Isa::detect()),
+                // Without SIMD kernels (e.g. on ARM, for now) candle's own path, which has
+                // NEON kernels, is the faster one.
+                Kernels::Auto => Some(cpu::Isa::detect()).filter(|isa| *isa != cpu::Isa::Portable),
                 Kernels::Avx2 => Some(cpu::Isa::Avx2),
                 Kernels::Portable => Some(cpu::Isa::Portable),
                 Kernels::Reference => None,
@@ -234,6 +236,13 @@ pub fn load(
                             None
                         }
                     }
+                }
+                (None, true) if kernels == Kernels::Auto && arch == "llama" => {
+                    tracing::info!(
+                        "{}: this processor has neither AVX2 nor AVX-512 VNNI for the adapter's CPU kernels; running on candle's quantized_llama",
+                        weights.display()
+                    );
+                    None
                 }
                 _ => None,
             };

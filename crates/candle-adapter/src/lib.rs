@@ -79,7 +79,8 @@ impl std::str::FromStr for DeviceKind {
 /// Which code runs quantized models on the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Kernels {
-    /// The adapter's own kernels where they cover the model (Llama-family GGUF in Q4_0/Q8_0),
+    /// The adapter's own kernels where they cover the model (Llama-family GGUF in Q4_0/Q8_0)
+    /// and the processor has their SIMD instructions (x86-64 with AVX2 or AVX-512 VNNI),
     /// candle's models otherwise (said in the log).
     #[default]
     Auto,

@@ -569,7 +569,7 @@ pub fn matmul(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32]) {
                 let n = (tokens - t).min(tile);
                 for (i, group_out) in out.chunks_mut(tokens * ROWS).enumerate() {
                     let group = w.group(first_group + i);
-                    group_tile(isa, w.format, group, a, t, n, &mut results);
+                    group_tile(isa, group, a, t, n, &mut results);
                     for (o, r) in group_out[t * ROWS..(t + n) * ROWS]
                         .chunks_exact_mut(ROWS)
                         .zip(&results)
@@ -594,7 +594,6 @@ pub fn matmul(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32]) {
 /// `out[k][j]` = row `j` of the group · activation row `t0 + k`, for `n` (1..=8) tokens.
 fn group_tile(
     isa: Isa,
-    format: WeightFormat,
     group: Group<'_>,
     a: &QActs,
     t0: usize,
@@ -604,11 +603,11 @@ fn group_tile(
     let acts: [ActRow<'_>; MAX_TILE] = std::array::from_fn(|k| a.row((t0 + k).min(a.rows - 1)));
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512Vnni => x86::group_tile(isa, format, group, &acts, n, out),
+        Isa::Avx2 | Isa::Avx512Vnni => x86::group_tile(isa, group, &acts, n, out),
         _ => {
             for (per_token, act) in out.iter_mut().zip(&acts).take(n) {
                 for (j, o) in per_token.iter_mut().enumerate() {
-                    *o = portable_dot(format, group, j, *act);
+                    *o = portable_dot(group, j, *act);
                 }
             }
         }
@@ -617,7 +616,7 @@ fn group_tile(
 
 /// The reference every kernel matches to the bit: per block the exact integer dot product,
 /// the product of the two scales, one fused multiply-add, blocks in order.
-fn portable_dot(format: WeightFormat, group: Group<'_>, j: usize, a: ActRow<'_>) -> f32 {
+fn portable_dot(group: Group<'_>, j: usize, a: ActRow<'_>) -> f32 {
     let mut total = 0f32;
     for b in 0..group.blocks {
         let (scales, payloads) = (group.scales(b), group.payloads(b));
@@ -626,7 +625,7 @@ fn portable_dot(format: WeightFormat, group: Group<'_>, j: usize, a: ActRow<'_>)
         let dot: i32 = qa
             .iter()
             .enumerate()
-            .map(|(k, &x)| weight(format, payloads, j, k) * i32::from(x))
+            .map(|(k, &x)| weight(group.format, payloads, j, k) * i32::from(x))
             .sum();
         total = (dw * a.scale[b]).mul_add(dot as f32, total);
     }
@@ -778,18 +777,18 @@ mod x86 {
 
     pub(super) fn group_tile(
         isa: Isa,
-        format: WeightFormat,
         group: Group<'_>,
         acts: &[ActRow<'_>; MAX_TILE],
         n: usize,
         out: &mut [[f32; ROWS]; MAX_TILE],
     ) {
-        let blocks = group.blocks;
-        // The bounds every kernel relies on for its unchecked loads.
-        assert_eq!(group.format, format);
-        assert!(
-            blocks == 0 || group.payloads(blocks - 1).len() == super::group_payload_bytes(format)
-        );
+        let (format, blocks) = (group.format, group.blocks);
+        // The bounds every kernel relies on for its unchecked loads: the last block's scales
+        // and payloads lie inside the group (the slicing panics otherwise), and so do the
+        // activations' blocks.
+        if let Some(last) = blocks.checked_sub(1) {
+            let _ = (group.scales(last), group.payloads(last));
+        }
         for a in acts {
             assert!(a.qs.len() >= blocks * BLOCK);
             assert!(a.scale.len() >= blocks && a.sums.len() >= blocks);
