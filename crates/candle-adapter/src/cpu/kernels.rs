@@ -955,7 +955,8 @@ mod x86 {
     /// multi-token kernel reached half the bandwidth 256-bit loads do for Q8_0 (13–15 against
     /// 24–33 GB/s, 1.1B shape, 2 threads); for Q4_0 the two were level.
     macro_rules! vnni_one_kernel {
-        ($name:ident, $format:ident, $shift:literal, |$block:ident, $h:ident, $words:ident, $dot:ident| $body:block) => {
+        ($name:ident, $format:ident, $shift:literal, $words:literal,
+         |$block:ident, $c:ident, $act:ident, $dots:ident| $body:block) => {
             /// # Safety
             /// The processor has AVX-512 VL/VNNI; `group` holds its blocks and the activation
             /// row at least as many.
@@ -972,16 +973,17 @@ mod x86 {
                         )
                     };
                     // SAFETY: the activation row holds at least `blocks` blocks.
-                    let ($words, sum, da) = unsafe { act_block(act, b) };
-                    for ($h, acc) in acc.iter_mut().enumerate() {
-                        let mut $dot = _mm256_set1_epi32(-(sum << $shift));
-                        $body
+                    let ($act, sum, da) = unsafe { act_block(act, b) };
+                    // One accumulator per half; each activation word is broadcast once.
+                    let mut $dots = [_mm256_set1_epi32(-(sum << $shift)); 2];
+                    for $c in 0..$words $body
+                    for (h, (acc, dot)) in acc.iter_mut().zip($dots).enumerate() {
                         // SAFETY: the half's eight scales lie inside the block's scales.
                         let dw = _mm256_cvtph_ps(unsafe {
-                            _mm_loadu_si128(scales.add(16 * $h).cast())
+                            _mm_loadu_si128(scales.add(16 * h).cast())
                         });
                         let d = _mm256_mul_ps(dw, _mm256_set1_ps(da));
-                        *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps($dot), *acc);
+                        *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), *acc);
                     }
                 }
                 for (h, acc) in acc.iter().enumerate() {
@@ -992,34 +994,27 @@ mod x86 {
         };
     }
 
-    vnni_one_kernel!(q4_0_vnni_one, Q4_0, 3, |block, h, words, dot| {
+    vnni_one_kernel!(q4_0_vnni_one, Q4_0, 3, 4, |block, c, words, dots| {
         let mask = _mm256_set1_epi8(0x0f);
-        for c in 0..4 {
-            // SAFETY: word c of half h lies inside the block's payload; c + 4 < 8 words.
-            let (raw, xl, xh) = unsafe {
-                (
-                    _mm256_loadu_si256(block.add(64 * c + 32 * h).cast()),
-                    word(words, c),
-                    word(words, c + 4),
-                )
-            };
+        // SAFETY: c + 4 < 8 words of the activation block.
+        let (xl, xh) = unsafe { (word(words, c), word(words, c + 4)) };
+        let (xl, xh) = (_mm256_set1_epi32(xl), _mm256_set1_epi32(xh));
+        for (h, dot) in dots.iter_mut().enumerate() {
+            // SAFETY: word c of half h lies inside the block's payload.
+            let raw = unsafe { _mm256_loadu_si256(block.add(64 * c + 32 * h).cast()) };
             let lo = _mm256_and_si256(raw, mask);
             let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-            dot = _mm256_dpbusd_epi32(dot, lo, _mm256_set1_epi32(xl));
-            dot = _mm256_dpbusd_epi32(dot, hi, _mm256_set1_epi32(xh));
+            *dot = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(*dot, lo, xl), hi, xh);
         }
     });
 
-    vnni_one_kernel!(q8_0_vnni_one, Q8_0, 7, |block, h, words, dot| {
-        for c in 0..8 {
+    vnni_one_kernel!(q8_0_vnni_one, Q8_0, 7, 8, |block, c, words, dots| {
+        // SAFETY: c < 8 words of the activation block.
+        let x = _mm256_set1_epi32(unsafe { word(words, c) });
+        for (h, dot) in dots.iter_mut().enumerate() {
             // SAFETY: word c of half h lies inside the block's payload.
-            let (w, x) = unsafe {
-                (
-                    _mm256_loadu_si256(block.add(64 * c + 32 * h).cast()),
-                    word(words, c),
-                )
-            };
-            dot = _mm256_dpbusd_epi32(dot, w, _mm256_set1_epi32(x));
+            let w = unsafe { _mm256_loadu_si256(block.add(64 * c + 32 * h).cast()) };
+            *dot = _mm256_dpbusd_epi32(*dot, w, x);
         }
     });
 
@@ -1050,32 +1045,38 @@ mod x86 {
                     base.add(scales_at(WeightFormat::Q4_0, b)),
                 )
             };
-            for (h, acc) in acc.iter_mut().enumerate() {
-                let mut pairs = [_mm256_setzero_si256(); N];
-                for c in 0..4 {
+            // Each activation word is broadcast once per block and serves both halves.
+            let mut pairs = [[_mm256_setzero_si256(); N]; 2];
+            for c in 0..4 {
+                let x: [(__m256i, __m256i); N] = std::array::from_fn(|k| {
+                    // SAFETY: the activation row holds at least `blocks` blocks; c + 4 < 8.
+                    let (xl, xh) = unsafe {
+                        let words = act_block(&acts[k], b).0;
+                        (word(words, c), word(words, c + 4))
+                    };
+                    (_mm256_set1_epi32(xl), _mm256_set1_epi32(xh))
+                });
+                for (h, pairs) in pairs.iter_mut().enumerate() {
                     // SAFETY: word c of half h lies inside the block's payload.
                     let raw = unsafe { _mm256_loadu_si256(block.add(64 * c + 32 * h).cast()) };
                     let lo = _mm256_and_si256(raw, mask);
                     let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-                    for (k, pairs) in pairs.iter_mut().enumerate() {
-                        // SAFETY: the activation row holds at least `blocks` blocks; c + 4 < 8.
-                        let (xl, xh) = unsafe {
-                            let words = act_block(&acts[k], b).0;
-                            (word(words, c), word(words, c + 4))
-                        };
-                        let l = _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xl));
-                        let h = _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh));
+                    for (pairs, (xl, xh)) in pairs.iter_mut().zip(x) {
+                        let l = _mm256_maddubs_epi16(lo, xl);
+                        let h = _mm256_maddubs_epi16(hi, xh);
                         *pairs = _mm256_add_epi16(*pairs, _mm256_add_epi16(l, h));
                     }
                 }
+            }
+            for (h, (acc, pairs)) in acc.iter_mut().zip(&pairs).enumerate() {
                 // SAFETY: the half's eight scales lie inside the block.
                 let dw =
                     _mm256_cvtph_ps(unsafe { _mm_loadu_si128(block_scales.add(16 * h).cast()) });
-                for (k, acc) in acc.iter_mut().enumerate() {
+                for (k, (acc, pairs)) in acc.iter_mut().zip(pairs).enumerate() {
                     // SAFETY: as above.
                     let (_, sum, da) = unsafe { act_block(&acts[k], b) };
                     let dot = _mm256_add_epi32(
-                        _mm256_madd_epi16(pairs[k], ones),
+                        _mm256_madd_epi16(*pairs, ones),
                         _mm256_set1_epi32(-(sum << 3)),
                     );
                     let d = _mm256_mul_ps(dw, _mm256_set1_ps(da));
@@ -1109,29 +1110,33 @@ mod x86 {
                     base.add(scales_at(WeightFormat::Q8_0, b)),
                 )
             };
-            for (h, acc) in acc.iter_mut().enumerate() {
-                let mut dots = [_mm256_setzero_si256(); N];
-                for c in 0..8 {
+            let mut dots = [[_mm256_setzero_si256(); N]; 2];
+            for c in 0..8 {
+                let x: [__m256i; N] = std::array::from_fn(|k| {
+                    // SAFETY: the activation row holds at least `blocks` blocks; c < 8.
+                    _mm256_set1_epi32(unsafe { word(act_block(&acts[k], b).0, c) })
+                });
+                for (h, dots) in dots.iter_mut().enumerate() {
                     // SAFETY: word c of half h lies inside the block's payload.
                     let raw = unsafe { _mm256_loadu_si256(block.add(64 * c + 32 * h).cast()) };
                     let signed = _mm256_xor_si256(raw, flip);
                     let magnitude = _mm256_abs_epi8(signed);
-                    for (k, dots) in dots.iter_mut().enumerate() {
-                        // SAFETY: the activation row holds at least `blocks` blocks; c < 8.
-                        let x = unsafe { word(act_block(&acts[k], b).0, c) };
-                        let x = _mm256_sign_epi8(_mm256_set1_epi32(x), signed);
+                    for (dots, x) in dots.iter_mut().zip(x) {
+                        let x = _mm256_sign_epi8(x, signed);
                         let p = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, x), ones);
                         *dots = _mm256_add_epi32(*dots, p);
                     }
                 }
+            }
+            for (h, (acc, dots)) in acc.iter_mut().zip(&dots).enumerate() {
                 // SAFETY: the half's eight scales lie inside the block.
                 let dw =
                     _mm256_cvtph_ps(unsafe { _mm_loadu_si128(block_scales.add(16 * h).cast()) });
-                for (k, acc) in acc.iter_mut().enumerate() {
+                for (k, (acc, dots)) in acc.iter_mut().zip(dots).enumerate() {
                     // SAFETY: as above.
                     let da = unsafe { act_block(&acts[k], b).2 };
                     let d = _mm256_mul_ps(dw, _mm256_set1_ps(da));
-                    *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dots[k]), *acc);
+                    *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*dots), *acc);
                 }
             }
         }
