@@ -97,7 +97,10 @@ impl GgufRows {
             ));
         }
         let rows = parts.iter().map(|p| p.rows).sum();
-        let bytes = parts.into_iter().flat_map(|p| p.bytes).collect();
+        let mut bytes = Vec::with_capacity(parts.iter().map(|p| p.bytes.len()).sum());
+        for part in parts {
+            bytes.extend_from_slice(&part.bytes);
+        }
         Self::new(format, rows, cols, bytes)
     }
 }
@@ -338,8 +341,11 @@ impl QMatrix {
                 let src = &bytes[(r * blocks + b) * bb..][..bb];
                 group[scales_at(format, b) + 2 * j..][..2].copy_from_slice(&src[..2]);
                 let dst = &mut group[payloads_at(format, b)..];
-                for (i, &q) in src[2..].iter().enumerate().take(pl) {
-                    dst[payload_offset(j, i)] = q ^ offset;
+                for (w, word) in src[2..2 + pl].chunks_exact(4).enumerate() {
+                    let at = payload_offset(j, 4 * w);
+                    for (d, q) in dst[at..at + 4].iter_mut().zip(word) {
+                        *d = q ^ offset;
+                    }
                 }
             }
         }
