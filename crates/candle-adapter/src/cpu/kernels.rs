@@ -861,6 +861,26 @@ mod x86 {
         }
     }
 
+    /// Where block `b` of a group starts: its payloads, its scales.
+    ///
+    /// # Safety
+    /// The group holds more than `b` blocks of `format`.
+    #[inline(always)]
+    unsafe fn block_at(
+        group: &Group<'_>,
+        format: WeightFormat,
+        b: usize,
+    ) -> (*const u8, *const u8) {
+        let base = group.bytes.as_ptr();
+        // SAFETY: both offsets of a block the group holds lie inside its bytes.
+        unsafe {
+            (
+                base.add(payloads_at(format, b)),
+                base.add(scales_at(format, b)),
+            )
+        }
+    }
+
     /// Four activation bytes (word `c` of a block) in every 32-bit lane.
     ///
     /// # Safety
@@ -922,15 +942,9 @@ mod x86 {
                 out: &mut [[f32; ROWS]; MAX_TILE],
             ) {
                 let mut acc = [_mm512_setzero_ps(); N];
-                let base = group.bytes.as_ptr();
                 for b in 0..blocks {
                     // SAFETY: block b lies inside `group` (checked by the caller).
-                    let (block, scales) = unsafe {
-                        (
-                            base.add(payloads_at(WeightFormat::$format, b)),
-                            base.add(scales_at(WeightFormat::$format, b)),
-                        )
-                    };
+                    let (block, scales) = unsafe { block_at(&group, WeightFormat::$format, b) };
                     // SAFETY: as above.
                     let dw = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(scales.cast()) });
                     // SAFETY: as above.
@@ -969,15 +983,9 @@ mod x86 {
             #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
             unsafe fn $name(group: Group<'_>, act: &ActRow<'_>, out: &mut [f32; ROWS]) {
                 let mut acc = [_mm256_setzero_ps(); 2];
-                let base = group.bytes.as_ptr();
                 for b in 0..group.blocks {
                     // SAFETY: block b lies inside `group` (checked by the caller).
-                    let ($block, scales) = unsafe {
-                        (
-                            base.add(payloads_at(WeightFormat::$format, b)),
-                            base.add(scales_at(WeightFormat::$format, b)),
-                        )
-                    };
+                    let ($block, scales) = unsafe { block_at(&group, WeightFormat::$format, b) };
                     // SAFETY: the activation row holds at least `blocks` blocks.
                     let ($act, sum, da) = unsafe { act_block(act, b) };
                     // One accumulator per half; each activation word is broadcast once.
@@ -1042,15 +1050,9 @@ mod x86 {
     ) {
         let mut acc = [[_mm256_setzero_ps(); N]; 2];
         let (mask, ones) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi16(1));
-        let base = group.bytes.as_ptr();
         for b in 0..blocks {
             // SAFETY: block b lies inside `group` (checked by the caller).
-            let (block, block_scales) = unsafe {
-                (
-                    base.add(payloads_at(WeightFormat::Q4_0, b)),
-                    base.add(scales_at(WeightFormat::Q4_0, b)),
-                )
-            };
+            let (block, block_scales) = unsafe { block_at(&group, WeightFormat::Q4_0, b) };
             // Each activation word is broadcast once per block and serves both halves.
             let mut pairs = [[_mm256_setzero_si256(); N]; 2];
             for c in 0..4 {
@@ -1107,15 +1109,9 @@ mod x86 {
     ) {
         let mut acc = [[_mm256_setzero_ps(); N]; 2];
         let (flip, ones) = (_mm256_set1_epi8(-128), _mm256_set1_epi16(1));
-        let base = group.bytes.as_ptr();
         for b in 0..blocks {
             // SAFETY: block b lies inside `group` (checked by the caller).
-            let (block, block_scales) = unsafe {
-                (
-                    base.add(payloads_at(WeightFormat::Q8_0, b)),
-                    base.add(scales_at(WeightFormat::Q8_0, b)),
-                )
-            };
+            let (block, block_scales) = unsafe { block_at(&group, WeightFormat::Q8_0, b) };
             let mut dots = [[_mm256_setzero_si256(); N]; 2];
             for c in 0..8 {
                 let x: [__m256i; N] = std::array::from_fn(|k| {
