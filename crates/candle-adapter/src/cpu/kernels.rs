@@ -116,7 +116,7 @@ pub const ROWS: usize = 16;
 /// as ggml's repacked CPU layouts do): the floating-point work is one convert and one
 /// multiply-add per sixteen rows per block. Q8_0 payloads are stored + 128 (unsigned, what
 /// `dpbusd` multiplies). The last group is padded with zero rows.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct QMatrix {
     format: WeightFormat,
     rows: usize,
@@ -169,14 +169,6 @@ impl CacheLines {
             start,
             len,
         }
-    }
-}
-
-impl Clone for CacheLines {
-    fn clone(&self) -> Self {
-        let mut copy = Self::zeroed(self.len);
-        copy.as_mut().copy_from_slice(self.as_ref());
-        copy
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, gguf_file};
 use candle_core::{Device, Result, bail};
@@ -36,10 +37,11 @@ pub struct Llama {
     ffn: usize,
     eps: f32,
     inv_freq: Vec<f32>,
-    embed: QMatrix,
+    embed: Arc<QMatrix>,
     layers: Vec<Layer>,
     norm: Vec<f32>,
-    output: QMatrix,
+    /// The embedding table itself where the model ties them (shared, not copied).
+    output: Arc<QMatrix>,
     requantized: Vec<String>,
 }
 
@@ -190,11 +192,15 @@ impl Llama {
         }
         let vocab = reader.info("token_embd.weight")?.shape.dims()[0];
         let kv_dim = kv_heads * head_dim;
-        let embed = QMatrix::pack(reader.matrix("token_embd.weight", vocab, dim)?);
+        let embed = Arc::new(QMatrix::pack(reader.matrix(
+            "token_embd.weight",
+            vocab,
+            dim,
+        )?));
         let output = if content.tensor_infos.contains_key("output.weight") {
-            QMatrix::pack(reader.matrix("output.weight", vocab, dim)?)
+            Arc::new(QMatrix::pack(reader.matrix("output.weight", vocab, dim)?))
         } else {
-            embed.clone() // tied embeddings
+            Arc::clone(&embed) // tied embeddings
         };
         let mut blocks = Vec::with_capacity(layers);
         for i in 0..layers {
