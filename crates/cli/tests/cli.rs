@@ -4,25 +4,13 @@
 //! weights write nonsense, so these assert the typed MalformedOutput path, the exit codes and
 //! the per-step figures — never content.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
 fn tiny() -> PathBuf {
     rigger_model_gen::tiny_model().unwrap()
-}
-
-fn venv_python() -> PathBuf {
-    let python = std::env::var_os("RIGGER_MLX_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
-    assert!(
-        python.exists(),
-        "no MLX venv at {}: run `cargo xtask setup-mlx` (or set RIGGER_MLX_PYTHON)",
-        python.display()
-    );
-    python
 }
 
 /// Short answers keep the tiny model's runs quick; one repair attempt, as by default.
@@ -111,7 +99,7 @@ fn run_through_candle_fails_typed_with_the_calls_it_made() {
 
 #[test]
 fn run_through_mlx_fails_typed_with_the_calls_it_made() {
-    let python = venv_python();
+    let python = rigger_model_gen::mlx_python();
     let model = tiny();
     let config = config();
     let (code, out, log) = rigger(
@@ -150,7 +138,7 @@ fn the_heuristic_router_fallback_is_used_only_when_asked_and_says_so() {
 
 #[test]
 fn doctor_reports_candle_and_mlx_usable_here() {
-    let python = venv_python();
+    let python = rigger_model_gen::mlx_python();
     let model = tiny().join("model-q8_0.gguf");
     let (code, out, log) = rigger(
         &["doctor", "--json"],

@@ -5,7 +5,7 @@
 //! Without it these tests fail with that instruction; they never skip silently.
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,21 +15,9 @@ use rigger_conformance::ConformanceTarget;
 use rigger_mlx_adapter::{MlxConfig, MlxSubprocessAdapter};
 use rigger_ports::{ErrorKind, GenerationRequest, InferenceError, LanguageModel, StreamEvent};
 
-fn mlx_python() -> PathBuf {
-    let python = std::env::var_os("RIGGER_MLX_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
-    assert!(
-        python.exists(),
-        "no MLX venv at {}: run `cargo xtask setup-mlx` (or set RIGGER_MLX_PYTHON)",
-        python.display()
-    );
-    python
-}
-
 fn config(model: &str) -> MlxConfig {
     MlxConfig {
-        python: Some(mlx_python()),
+        python: Some(rigger_model_gen::mlx_python()),
         ..MlxConfig::new(model)
     }
 }

@@ -15,6 +15,23 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
 }
 
+/// The Python of the MLX venv the tests run mlx-lm with: `RIGGER_MLX_PYTHON`, else the workspace
+/// venv `cargo xtask setup-mlx` makes.
+///
+/// # Panics
+/// When that Python does not exist, saying how to make it (a test must not pass without it).
+pub fn mlx_python() -> PathBuf {
+    let python = std::env::var_os("RIGGER_MLX_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
+    assert!(
+        python.exists(),
+        "no MLX venv at {}: run `cargo xtask setup-mlx` (or set RIGGER_MLX_PYTHON)",
+        python.display()
+    );
+    python
+}
+
 /// The tiny model (seed 0, every format), generating it if this `target/` has none yet.
 /// Concurrent test processes race safely: each generates into its own folder and renames it.
 pub fn tiny_model() -> Result<PathBuf, GenError> {

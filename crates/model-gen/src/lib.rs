@@ -16,7 +16,7 @@ mod generate;
 mod shapes;
 mod tokenizer;
 
-pub use fixture::tiny_model;
+pub use fixture::{mlx_python, tiny_model};
 pub use generate::{Format, GenEvent, GenOptions, Manifest, ManifestFile, generate};
 pub use shapes::{SHAPES, Shape, shape};
 pub use tokenizer::CHAT_TEMPLATE;

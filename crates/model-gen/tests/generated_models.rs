@@ -213,13 +213,6 @@ fn q8_0_follows_the_f16_greedy_path() {
     );
 }
 
-/// The Python of the MLX venv: `RIGGER_MLX_PYTHON`, else the project venv `setup-mlx` makes.
-fn mlx_python() -> std::path::PathBuf {
-    std::env::var_os("RIGGER_MLX_PYTHON")
-        .map(Into::into)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"))
-}
-
 #[test]
 fn mlx_lm_loads_the_folder_and_generates_to_the_budget() {
     let dir = tiny_model().unwrap();
@@ -234,7 +227,7 @@ for last in mlx_lm.stream_generate(model, tok, prompt, max_tokens=16, sampler=ma
     pass
 print(last.generation_tokens, last.finish_reason)
 "#;
-    let out = std::process::Command::new(mlx_python())
+    let out = std::process::Command::new(rigger_model_gen::mlx_python())
         .args(["-c", script])
         .arg(&dir)
         .output()

@@ -8,7 +8,7 @@
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,18 +19,6 @@ use rigger_openai_adapter::{OpenAiAdapter, OpenAiConfig, ServerKind};
 use rigger_ports::{
     ErrorKind, GenerationRequest, InferenceError, LanguageModel, ResponseFormat, TimingSource,
 };
-
-fn mlx_python() -> PathBuf {
-    let python = std::env::var_os("RIGGER_MLX_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"));
-    assert!(
-        python.exists(),
-        "no MLX venv at {}: run `cargo xtask setup-mlx` (or set RIGGER_MLX_PYTHON)",
-        python.display()
-    );
-    python
-}
 
 /// A running `mlx_lm.server`. It is started through a shell that kills it when this process's
 /// end of its stdin closes: on drop, and also when the test binary dies without unwinding.
@@ -59,7 +47,7 @@ fn free_port() -> u16 {
 
 impl MlxServer {
     fn start() -> Self {
-        let python = mlx_python();
+        let python = rigger_model_gen::mlx_python();
         let model_dir = rigger_model_gen::tiny_model()
             .unwrap()
             .canonicalize()
