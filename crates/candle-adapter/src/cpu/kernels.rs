@@ -1067,21 +1067,18 @@ mod x86 {
                     }
                 }
             }
-            for (h, (acc, pairs)) in acc.iter_mut().zip(&pairs).enumerate() {
-                // SAFETY: the half's eight scales lie inside the block.
-                let dw =
-                    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(block_scales.add(16 * h).cast()) });
-                for (k, (acc, pairs)) in acc.iter_mut().zip(pairs).enumerate() {
-                    // SAFETY: as above.
-                    let (_, sum, da) = unsafe { act_block(&acts[k], b) };
-                    let dot = _mm256_add_epi32(
-                        _mm256_madd_epi16(*pairs, ones),
+            let dots = pairs.map(|half| {
+                std::array::from_fn(|k| {
+                    // SAFETY: the activation row holds at least `blocks` blocks.
+                    let sum = unsafe { act_block(&acts[k], b).1 };
+                    _mm256_add_epi32(
+                        _mm256_madd_epi16(half[k], ones),
                         _mm256_set1_epi32(-(sum << 3)),
-                    );
-                    let d = _mm256_mul_ps(dw, _mm256_set1_ps(da));
-                    *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), *acc);
-                }
-            }
+                    )
+                })
+            });
+            // SAFETY: the block's scales and the activations' block b exist (as above).
+            unsafe { scale_halves(&mut acc, block_scales, acts, b, &dots) };
         }
         store_halves(&acc, out);
     }
@@ -1121,19 +1118,36 @@ mod x86 {
                     }
                 }
             }
-            for (h, (acc, dots)) in acc.iter_mut().zip(&dots).enumerate() {
-                // SAFETY: the half's eight scales lie inside the block.
-                let dw =
-                    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(block_scales.add(16 * h).cast()) });
-                for (k, (acc, dots)) in acc.iter_mut().zip(dots).enumerate() {
-                    // SAFETY: as above.
-                    let da = unsafe { act_block(&acts[k], b).2 };
-                    let d = _mm256_mul_ps(dw, _mm256_set1_ps(da));
-                    *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*dots), *acc);
-                }
-            }
+            // SAFETY: the block's scales and the activations' block b exist (as above).
+            unsafe { scale_halves(&mut acc, block_scales, acts, b, &dots) };
         }
         store_halves(&acc, out);
+    }
+
+    /// Adds one block's exact integer dot products (per half, per token) to the accumulators:
+    /// the product of the two scales, then one multiply-add, as the portable kernel does.
+    ///
+    /// # Safety
+    /// `scales` points at the block's sixteen f16 scales; every activation row holds block `b`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn scale_halves<const N: usize>(
+        acc: &mut [[__m256; N]; 2],
+        scales: *const u8,
+        acts: &[ActRow<'_>; MAX_TILE],
+        b: usize,
+        dots: &[[__m256i; N]; 2],
+    ) {
+        for (h, (acc, dots)) in acc.iter_mut().zip(dots).enumerate() {
+            // SAFETY: the half's eight scales lie inside the block's sixteen.
+            let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(scales.add(16 * h).cast()) });
+            for (k, (acc, dot)) in acc.iter_mut().zip(dots).enumerate() {
+                // SAFETY: the caller's promise.
+                let da = unsafe { act_block(&acts[k], b).2 };
+                let d = _mm256_mul_ps(dw, _mm256_set1_ps(da));
+                *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*dot), *acc);
+            }
+        }
     }
 
     #[target_feature(enable = "avx2")]
