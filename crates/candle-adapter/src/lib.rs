@@ -5,11 +5,11 @@
 //! through `hf-hub`'s cache, and serve [`LanguageModel`] requests from a dedicated thread.
 //! Requests queue and run one at a time with a fresh KV cache; tokens stream back through a
 //! channel; dropping the stream stops generation at the next token. Adapters for the same model
-//! file share one loaded copy. On the CPU, Q4_0/Q8_0 Llama-family GGUF runs on the adapter's own
-//! kernels (`cpu`), everything else on candle's models ([`Kernels`]).
+//! file share one loaded copy. On the CPU, Q4_0/Q8_0 Llama-family GGUF runs on the CPU engine
+//! (`rigger-cpu-engine`), everything else on candle's models ([`Kernels`]).
 //!
-//! Invariant: depends on `rigger-ports` only among Rigger's crates; no candle type crosses the
-//! port (errors become [`InferenceError`]s).
+//! Invariant: depends on `rigger-ports` and the CPU engine only among Rigger's crates; no candle
+//! or engine type crosses the port (errors become [`InferenceError`]s).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), rigger_ports::InferenceError> {
@@ -21,14 +21,17 @@
 //! # Ok(()) }
 //! ```
 
-mod cpu;
-mod engine;
+mod detokenize;
+mod load;
+mod loaded;
+mod sampling;
 mod source;
 mod template;
+mod weights;
+mod worker;
 
 use std::path::PathBuf;
-use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -39,9 +42,8 @@ use rigger_ports::{
 };
 use tokio::sync::mpsc;
 
-pub use engine::DEFAULT_TEMPERATURE;
-#[doc(hidden)]
-pub use engine::DecodeStepper;
+use loaded::LoadedModel;
+pub use sampling::DEFAULT_TEMPERATURE;
 pub use source::ModelFiles;
 
 /// The backend's name in descriptors and errors.
@@ -79,17 +81,17 @@ impl std::str::FromStr for DeviceKind {
 /// Which code runs quantized models on the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Kernels {
-    /// The adapter's own kernels where they cover the model (Llama-family GGUF in Q4_0/Q8_0)
+    /// The CPU engine where it covers the model (Llama-family GGUF in Q4_0/Q8_0)
     /// and the processor has their SIMD instructions (x86-64 with AVX2 or AVX-512 VNNI),
     /// candle's models otherwise (said in the log).
     #[default]
     Auto,
     /// Always candle's models (`quantized_llama` for Llama-family GGUF: the reference path).
     Reference,
-    /// The adapter's kernels limited to AVX2 (no AVX-512), as on an AVX2-only processor: for
+    /// The CPU engine limited to AVX2 (no AVX-512), as on an AVX2-only processor: for
     /// comparisons and for isolating a kernel problem. Refused where the processor lacks AVX2.
     Avx2,
-    /// The adapter's kernels without SIMD (the portable reference kernel; slow).
+    /// The CPU engine without SIMD (the portable reference kernel; slow).
     Portable,
 }
 
@@ -202,128 +204,16 @@ pub fn chat_template_for_bench(
     Ok(move |messages: &[ChatMessage]| template.render(messages).map(|r| r.text))
 }
 
-/// A GGUF model (with `tokenizer.json` beside it) run one token at a time after `prompt`, for
-/// the criterion bench of the decode step in `benches/`; not part of the supported API.
-#[doc(hidden)]
-pub fn decode_stepper_for_bench(
-    gguf: &std::path::Path,
-    kernels: Kernels,
-    prompt: Vec<u32>,
-) -> Result<engine::DecodeStepper, InferenceError> {
-    engine::DecodeStepper::new(gguf, kernels, prompt)
-}
-
-/// A loaded model with its worker thread. Shared by every adapter on the same files.
-struct Engine {
-    jobs: Mutex<std_mpsc::Sender<engine::Job>>,
-    info: engine::ModelInfo,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct EngineKey {
-    weights: PathBuf,
-    device: DeviceKind,
-    threads: Option<usize>,
-    kernels: Kernels,
-}
-
-static ENGINES: Mutex<Vec<(EngineKey, Weak<Engine>)>> = Mutex::new(Vec::new());
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn cached_engine(key: &EngineKey) -> Option<Arc<Engine>> {
-    let mut engines = lock(&ENGINES);
-    engines.retain(|(_, e)| e.strong_count() > 0);
-    engines
-        .iter()
-        .find(|(k, _)| k == key)
-        .and_then(|(_, e)| e.upgrade())
-}
-
-async fn start_engine(
-    files: ModelFiles,
-    config: &CandleConfig,
-) -> Result<Arc<Engine>, InferenceError> {
-    let key = EngineKey {
-        weights: std::fs::canonicalize(files.key()).unwrap_or_else(|_| files.key().to_path_buf()),
-        device: config.device,
-        threads: config.threads,
-        kernels: config.kernels,
-    };
-    if let Some(engine) = cached_engine(&key) {
-        return Ok(engine);
-    }
-    let device_kind = config.device;
-    let threads = config.threads;
-    let kernels = config.kernels;
-    let (worker, info, device) = tokio::task::spawn_blocking(move || {
-        let device = engine::device(device_kind)?;
-        engine::load(&files, &device, kernels).map(|(worker, info)| (worker, info, device))
-    })
-    .await
-    .map_err(|e| {
-        InferenceError::new(
-            ErrorKind::BackendCrashed,
-            BACKEND,
-            format!("model loading panicked: {e}"),
-        )
-    })??;
-    let pool = match threads {
-        Some(n) => Some(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build()
-                .map_err(|e| {
-                    InferenceError::new(
-                        ErrorKind::Internal,
-                        BACKEND,
-                        format!("cannot start {n} compute threads: {e}"),
-                    )
-                })?,
-        ),
-        None => None,
-    };
-    let (jobs, queue) = std_mpsc::channel();
-    // The worker detokenizes on its own thread; Tokenizer clones share their vocabulary data.
-    let tokenizer = info.tokenizer.clone();
-    std::thread::Builder::new()
-        .name("rigger-candle-engine".into())
-        .spawn(move || engine::serve(worker, tokenizer, device, pool, queue))
-        .map_err(|e| {
-            InferenceError::new(
-                ErrorKind::Internal,
-                BACKEND,
-                format!("cannot start the engine thread: {e}"),
-            )
-        })?;
-    let engine = Arc::new(Engine {
-        jobs: Mutex::new(jobs),
-        info,
-    });
-    let mut engines = lock(&ENGINES);
-    if let Some(existing) = engines
-        .iter()
-        .find(|(k, _)| *k == key)
-        .and_then(|(_, e)| e.upgrade())
-    {
-        return Ok(existing); // another adapter loaded it meanwhile; ours winds down when dropped
-    }
-    engines.push((key, Arc::downgrade(&engine)));
-    Ok(engine)
-}
-
 /// The Candle adapter: one model, served in-process.
 pub struct CandleAdapter {
     descriptor: ModelDescriptor,
-    engine: Arc<Engine>,
+    model: Arc<LoadedModel>,
     repeat_penalty: f32,
     repeat_last_n: usize,
 }
 
 impl CandleAdapter {
-    /// What the engine supports, known before any model is loaded: every sampling control and
+    /// What the adapter supports, known before any model is loaded: every sampling control and
     /// the exact token budget; JSON output is validated, not constrained during decoding.
     pub fn capabilities() -> Capabilities {
         Capabilities {
@@ -335,15 +225,15 @@ impl CandleAdapter {
     /// Resolves and loads the model (or reuses the copy another adapter already loaded).
     pub async fn load(config: CandleConfig) -> Result<Self, InferenceError> {
         let files = source::resolve(&config.model, config.tokenizer.as_deref()).await?;
-        let engine = start_engine(files, &config).await?;
+        let model = LoadedModel::start(files, &config).await?;
         Ok(Self {
             descriptor: ModelDescriptor {
                 backend: BACKEND.into(),
                 model_id: config.model.clone(),
-                context_length: Some(engine.info.context_length),
+                context_length: Some(model.info.context_length),
                 capabilities: Self::capabilities(),
             },
-            engine,
+            model,
             repeat_penalty: config.repeat_penalty,
             repeat_last_n: config.repeat_last_n,
         })
@@ -357,24 +247,24 @@ impl CandleAdapter {
     /// How long loading the model took (for an adapter sharing an already loaded model: the
     /// time of that first load).
     pub fn load_duration(&self) -> Duration {
-        self.engine.info.load_duration
+        self.model.info.load_duration
     }
 
-    /// Which code runs the model, e.g. `rigger-cpu Q4_0 avx512-vnni` (the adapter's kernels) or
+    /// Which code runs the model, e.g. `rigger-cpu Q4_0 avx512-vnni` (the CPU engine) or
     /// `candle quantized_llama`.
     pub fn engine(&self) -> &str {
-        &self.engine.info.engine
+        &self.model.info.engine
     }
 
     /// Whether the model came without a chat template (the plain fallback is used).
     pub fn uses_fallback_template(&self) -> bool {
-        self.engine.info.template.is_fallback()
+        self.model.info.template.is_fallback()
     }
 
     fn prompt_tokens(&self, request: &GenerationRequest) -> Result<Vec<u32>, InferenceError> {
-        let rendered = self.engine.info.template.render(&request.messages)?;
+        let rendered = self.model.info.template.render(&request.messages)?;
         let encoding = self
-            .engine
+            .model
             .info
             .tokenizer
             .encode(rendered.text, rendered.add_special_tokens)
@@ -398,7 +288,7 @@ impl LanguageModel for CandleAdapter {
         let enqueued = Instant::now();
         request.validate(&self.descriptor)?;
         let prompt = self.prompt_tokens(&request)?;
-        let context = self.engine.info.context_length as usize;
+        let context = self.model.info.context_length as usize;
         let budget = request.budget.limit() as usize;
         if prompt.len() + budget > context {
             return Err(InferenceError::new(
@@ -419,9 +309,9 @@ impl LanguageModel for CandleAdapter {
                 .map_or(0, |d| d.as_nanos() as u64)
         });
         let (events, receiver) = mpsc::channel(64);
-        let job = engine::Job {
+        let job = worker::Job {
             prompt,
-            sampling: engine::SamplingParams {
+            sampling: worker::SamplingParams {
                 limit: request.budget.limit(),
                 exact: matches!(request.budget, TokenBudget::Exactly(_)),
                 temperature: request.temperature.map(f64::from),
@@ -435,13 +325,7 @@ impl LanguageModel for CandleAdapter {
             events,
             enqueued,
         };
-        lock(&self.engine.jobs).send(job).map_err(|_| {
-            InferenceError::new(
-                ErrorKind::BackendCrashed,
-                BACKEND,
-                "the engine thread has stopped",
-            )
-        })?;
+        self.model.submit(job)?;
         let mut receiver = receiver;
         let stream = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed();
         Ok(enforce_response_format(

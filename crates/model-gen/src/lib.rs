@@ -13,6 +13,7 @@
 
 mod fixture;
 mod generate;
+pub mod scratch;
 mod shapes;
 mod tokenizer;
 

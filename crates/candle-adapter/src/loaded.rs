@@ -1,0 +1,131 @@
+//! A loaded model with its worker thread, shared by every adapter on the same files: the
+//! adapters hold it, a registry of weak references finds it, and the worker winds down when the
+//! last adapter drops it.
+
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, Weak};
+
+use rigger_ports::{ErrorKind, InferenceError};
+
+use crate::load::{self, ModelInfo};
+use crate::source::ModelFiles;
+use crate::worker::{self, Job};
+use crate::{BACKEND, CandleConfig, DeviceKind, Kernels};
+
+/// A loaded model: the queue to its worker thread and what the async side knows of it.
+pub(crate) struct LoadedModel {
+    jobs: Mutex<std_mpsc::Sender<Job>>,
+    pub(crate) info: ModelInfo,
+}
+
+/// What makes two loads the same model.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ModelKey {
+    weights: PathBuf,
+    device: DeviceKind,
+    threads: Option<usize>,
+    kernels: Kernels,
+}
+
+static LOADED: Mutex<Vec<(ModelKey, Weak<LoadedModel>)>> = Mutex::new(Vec::new());
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn already_loaded(key: &ModelKey) -> Option<Arc<LoadedModel>> {
+    let mut loaded = lock(&LOADED);
+    loaded.retain(|(_, m)| m.strong_count() > 0);
+    loaded
+        .iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, m)| m.upgrade())
+}
+
+impl LoadedModel {
+    /// Loads `files` and starts its worker thread, or returns the copy already loaded.
+    pub(crate) async fn start(
+        files: ModelFiles,
+        config: &CandleConfig,
+    ) -> Result<Arc<Self>, InferenceError> {
+        let key = ModelKey {
+            weights: std::fs::canonicalize(files.key())
+                .unwrap_or_else(|_| files.key().to_path_buf()),
+            device: config.device,
+            threads: config.threads,
+            kernels: config.kernels,
+        };
+        if let Some(model) = already_loaded(&key) {
+            return Ok(model);
+        }
+        let device_kind = config.device;
+        let threads = config.threads;
+        let kernels = config.kernels;
+        let (worker, info, device) = tokio::task::spawn_blocking(move || {
+            let device = load::device(device_kind)?;
+            load::load(&files, &device, kernels).map(|(worker, info)| (worker, info, device))
+        })
+        .await
+        .map_err(|e| {
+            InferenceError::new(
+                ErrorKind::BackendCrashed,
+                BACKEND,
+                format!("model loading panicked: {e}"),
+            )
+        })??;
+        let pool = match threads {
+            Some(n) => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .map_err(|e| {
+                        InferenceError::new(
+                            ErrorKind::Internal,
+                            BACKEND,
+                            format!("cannot start {n} compute threads: {e}"),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let (jobs, queue) = std_mpsc::channel();
+        // The worker detokenizes on its own thread; Tokenizer clones share their vocabulary data.
+        let tokenizer = info.tokenizer.clone();
+        std::thread::Builder::new()
+            .name("rigger-candle-worker".into())
+            .spawn(move || worker::serve(worker, tokenizer, device, pool, queue))
+            .map_err(|e| {
+                InferenceError::new(
+                    ErrorKind::Internal,
+                    BACKEND,
+                    format!("cannot start the worker thread: {e}"),
+                )
+            })?;
+        let model = Arc::new(LoadedModel {
+            jobs: Mutex::new(jobs),
+            info,
+        });
+        let mut loaded = lock(&LOADED);
+        if let Some(existing) = loaded
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, m)| m.upgrade())
+        {
+            return Ok(existing); // another adapter loaded it meanwhile; ours winds down when dropped
+        }
+        loaded.push((key, Arc::downgrade(&model)));
+        Ok(model)
+    }
+
+    /// Queues `job` for the worker thread.
+    pub(crate) fn submit(&self, job: Job) -> Result<(), InferenceError> {
+        lock(&self.jobs).send(job).map_err(|_| {
+            InferenceError::new(
+                ErrorKind::BackendCrashed,
+                BACKEND,
+                "the worker thread has stopped",
+            )
+        })
+    }
+}

@@ -1,0 +1,43 @@
+//! Rigger's CPU inference engine: quantized GGUF models (Q4_0, Q8_0; the Llama family) run on
+//! kernels of our own. candle-core reads the file; the engine repacks the weights so that
+//! sixteen rows sit in the sixteen lanes of a SIMD register, quantizes activations to 8 bits as
+//! ggml does, and runs the same order of operations on every instruction set (portable Rust,
+//! AVX2, AVX-512 VNNI, picked at run time), so they give the same bits.
+//!
+//! Invariant: depends on candle-core (GGUF reading), half, rayon and libc only — no async
+//! runtime, no Rigger port, no tokenizer (`cargo xtask tidy` checks it). Frontends (the Candle
+//! adapter, the benches) feed it token ids and map [`Error`] into their own errors.
+//!
+//! Map: `quant` weight formats and activation quantization; `packing` the
+//! repacked layout; `memory` aligned, huge-page backed storage; `isa` detection;
+//! `matmul` dispatch and the portable kernel; `x86` the AVX2 and AVX-512 kernels; `attention`;
+//! `layers` shared by architectures; `models` one file per architecture; [`DecodeStepper`].
+//!
+//! ```no_run
+//! use rigger_cpu_engine::{DecodeStepper, Isa};
+//! # fn demo() -> rigger_cpu_engine::Result<()> {
+//! let mut stepper = DecodeStepper::open("model-q4_0.gguf".as_ref(), Isa::detect(), vec![1, 15043])?;
+//! let logits = stepper.restart()?;
+//! println!("{}: {} logits", stepper.model().describe(), logits.len());
+//! # Ok(()) }
+//! ```
+
+mod attention;
+mod error;
+mod gguf;
+mod isa;
+mod layers;
+mod matmul;
+mod memory;
+mod models;
+mod packing;
+mod quant;
+mod stepper;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use error::{Error, Result};
+pub use isa::Isa;
+pub use models::{ARCHITECTURES, KvCache, Llama, load_gguf};
+pub use quant::WeightFormat;
+pub use stepper::DecodeStepper;

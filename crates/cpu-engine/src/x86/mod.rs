@@ -1,0 +1,122 @@
+//! The x86-64 kernels: the same layout and order of operations as the portable kernel, so the
+//! same bits. This file dispatches a row group to the kernel for the instruction set and weight
+//! format and holds the unchecked loads the kernels share; `avx2` and `avx512` hold the kernels.
+
+#![allow(unsafe_code)] // SIMD loads; each unsafe block says why it stays inside its slices.
+
+mod avx2;
+mod avx512;
+
+use crate::isa::Isa;
+use crate::matmul::MAX_TILE;
+use crate::packing::{Group, ROWS, payloads_at, scales_at};
+use crate::quant::{ActRow, BLOCK, WeightFormat};
+
+use avx2::{q4_0_avx2, q8_0_avx2};
+use avx512::{q4_0_vnni, q4_0_vnni_one, q8_0_vnni, q8_0_vnni_one};
+
+pub(crate) fn group_tile(
+    isa: Isa,
+    group: Group<'_>,
+    acts: &[ActRow<'_>; MAX_TILE],
+    n: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    let (format, blocks) = (group.format, group.blocks);
+    // The bounds every kernel relies on for its unchecked loads: the last block's scales
+    // and payloads lie inside the group (the slicing panics otherwise), and so do the
+    // activations' blocks.
+    if let Some(last) = blocks.checked_sub(1) {
+        let _ = (group.scales(last), group.payloads(last));
+    }
+    for a in acts {
+        assert!(a.qs.len() >= blocks * BLOCK);
+        assert!(a.scale.len() >= blocks && a.sums.len() >= blocks);
+    }
+    macro_rules! tile {
+        ($kernel:ident) => {
+            // SAFETY: the caller checked (Isa::is_supported) that this processor has the
+            // kernel's features; the slice bounds were asserted above.
+            unsafe {
+                match n {
+                    1 => $kernel::<1>(group, acts, blocks, out),
+                    2 => $kernel::<2>(group, acts, blocks, out),
+                    3 => $kernel::<3>(group, acts, blocks, out),
+                    4 => $kernel::<4>(group, acts, blocks, out),
+                    5 => $kernel::<5>(group, acts, blocks, out),
+                    6 => $kernel::<6>(group, acts, blocks, out),
+                    7 => $kernel::<7>(group, acts, blocks, out),
+                    _ => $kernel::<8>(group, acts, blocks, out),
+                }
+            }
+        };
+    }
+    macro_rules! pair {
+        ($kernel:ident) => {
+            // SAFETY: as above.
+            unsafe {
+                match n {
+                    1 => $kernel::<1>(group, acts, blocks, out),
+                    _ => $kernel::<2>(group, acts, blocks, out),
+                }
+            }
+        };
+    }
+    match (isa, format) {
+        // SAFETY: as above.
+        (Isa::Avx512Vnni, WeightFormat::Q4_0) if n == 1 => unsafe {
+            q4_0_vnni_one(group, &acts[0], &mut out[0])
+        },
+        // SAFETY: as above.
+        (Isa::Avx512Vnni, WeightFormat::Q8_0) if n == 1 => unsafe {
+            q8_0_vnni_one(group, &acts[0], &mut out[0])
+        },
+        (Isa::Avx512Vnni, WeightFormat::Q4_0) => tile!(q4_0_vnni),
+        (Isa::Avx512Vnni, WeightFormat::Q8_0) => tile!(q8_0_vnni),
+        (_, WeightFormat::Q4_0) => pair!(q4_0_avx2),
+        (_, WeightFormat::Q8_0) => pair!(q8_0_avx2),
+    }
+}
+
+/// Activation row `a`'s block `b`: its 32 bytes as eight 4-byte words, their sum, its scale.
+///
+/// # Safety
+/// The row holds more than `b` blocks.
+#[inline(always)]
+unsafe fn act_block(a: &ActRow<'_>, b: usize) -> (*const i32, i32, f32) {
+    // SAFETY: block b is inside the row (the caller's promise), so are its 32 bytes at
+    // b * 32, its sum and its scale at b.
+    unsafe {
+        (
+            a.qs.as_ptr().add(b * BLOCK).cast(),
+            *a.sums.get_unchecked(b),
+            *a.scale.get_unchecked(b),
+        )
+    }
+}
+
+/// Where block `b` of a group starts: its payloads, its scales.
+///
+/// # Safety
+/// The group holds more than `b` blocks of `format`.
+#[inline(always)]
+unsafe fn block_at(group: &Group<'_>, format: WeightFormat, b: usize) -> (*const u8, *const u8) {
+    let base = group.bytes.as_ptr();
+    // SAFETY: both offsets of a block the group holds lie inside its bytes.
+    unsafe {
+        (
+            base.add(payloads_at(format, b)),
+            base.add(scales_at(format, b)),
+        )
+    }
+}
+
+/// Four activation bytes (word `c` of a block) in every 32-bit lane.
+///
+/// # Safety
+/// `words` points at a block's 32 bytes and `c` < 8.
+#[inline(always)]
+unsafe fn word(words: *const i32, c: usize) -> i32 {
+    // SAFETY: the caller's promise; activation bytes have no alignment.
+    unsafe { words.add(c).read_unaligned() }
+}

@@ -1,0 +1,93 @@
+//! The engine's public surface on the tiny generated model: every instruction set gives the same
+//! logits to the bit, and what the engine does not run or cannot do is a typed error.
+
+use candle_core::quantized::gguf_file::Value;
+use rigger_cpu_engine::{DecodeStepper, Error, Isa, WeightFormat, load_gguf};
+
+mod support;
+
+use support::tiny;
+
+/// Same integer sums, same float operations in the same order: capping the instruction set
+/// changes nothing but speed, over a prompt and a run of decode steps.
+#[test]
+fn every_instruction_set_gives_the_same_logits_bit_for_bit() {
+    let prompt: Vec<u32> = (1..=12).map(|i| i * 11).collect();
+    for file in ["model-q4_0.gguf", "model-q8_0.gguf"] {
+        let run = |isa: Isa| {
+            let mut stepper = DecodeStepper::open(&tiny(file), isa, prompt.clone())
+                .unwrap_or_else(|e| panic!("{file} {isa:?}: {e}"));
+            let mut logits = vec![stepper.restart().expect("prompt")];
+            for token in [3, 30, 300, 33] {
+                logits.push(stepper.feed(token).expect("step"));
+            }
+            logits
+        };
+        let reference = run(Isa::Portable);
+        for isa in [Isa::Avx2, Isa::Avx512Vnni] {
+            if !isa.is_supported() {
+                eprintln!("SKIPPED (declared): {isa:?} is not available on this processor");
+                continue;
+            }
+            for (step, (got, want)) in run(isa).iter().zip(&reference).enumerate() {
+                let same = got
+                    .iter()
+                    .zip(want)
+                    .all(|(g, w)| g.to_bits() == w.to_bits());
+                assert!(same, "{file} {isa:?}: logits of step {step} differ");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_stepper_reports_what_runs_and_counts_positions() {
+    let mut stepper =
+        DecodeStepper::open(&tiny("model-q8_0.gguf"), Isa::Portable, vec![1, 2, 3]).expect("open");
+    assert_eq!(stepper.model().weight_format(), WeightFormat::Q8_0);
+    assert_eq!(stepper.model().describe(), "rigger-cpu Q8_0 portable");
+    assert_eq!(
+        stepper.step().expect("first step"),
+        4,
+        "the prompt, then one token"
+    );
+    assert_eq!(stepper.step().expect("second step"), 5);
+    stepper.restart().expect("restart");
+    assert_eq!(stepper.step().expect("after a restart"), 4);
+}
+
+#[test]
+fn what_the_engine_does_not_run_is_not_covered() {
+    match load_gguf(&tiny("model-f16.gguf"), Isa::Portable) {
+        Err(Error::NotCovered(why)) => assert!(why.contains("F16"), "{why}"),
+        other => panic!("f16 weights: {:?}", other.err()),
+    }
+    let path = rigger_model_gen::scratch::write_gguf(
+        "qwen2.gguf",
+        &[("general.architecture", Value::String("qwen2".into()))],
+        &[],
+    );
+    match load_gguf(&path, Isa::Portable) {
+        Err(Error::NotCovered(why)) => assert!(why.contains("qwen2"), "{why}"),
+        other => panic!("a qwen2 file: {:?}", other.err()),
+    }
+    support::remove(&path);
+}
+
+#[test]
+fn bad_input_and_bad_files_are_typed_errors() {
+    let empty = DecodeStepper::open(&tiny("model-q4_0.gguf"), Isa::Portable, Vec::new());
+    assert!(matches!(empty, Err(Error::InvalidInput(_))));
+    let mut stepper =
+        DecodeStepper::open(&tiny("model-q4_0.gguf"), Isa::Portable, vec![1]).expect("open");
+    let vocab = stepper.model().vocab() as u32;
+    assert!(matches!(stepper.feed(vocab), Err(Error::InvalidInput(_))));
+    assert!(matches!(
+        load_gguf(&tiny("no-such-file.gguf"), Isa::Portable),
+        Err(Error::Io(_))
+    ));
+    assert!(matches!(
+        load_gguf(&tiny("tokenizer.json"), Isa::Portable),
+        Err(Error::Malformed(_))
+    ));
+}
