@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rigger_candle_adapter::chat_template_for_bench;
+use rigger_candle_adapter::template::ChatTemplate;
 use rigger_ports::ChatMessage;
 use tokenizers::Tokenizer;
 
@@ -34,18 +34,23 @@ fn rendering(c: &mut Criterion) {
         ("zephyr", rigger_model_gen::CHAT_TEMPLATE),
         ("chatml", CHATML),
     ] {
-        let render = chat_template_for_bench(source, "<s>", "</s>").expect("template compiles");
+        let template = ChatTemplate::new(Some(source.to_owned()), "<s>".into(), "</s>".into())
+            .expect("template compiles");
         group.bench_function(format!("render/{name}"), |b| {
-            b.iter(|| render(black_box(&messages)).expect("renders"))
+            b.iter(|| template.render(black_box(&messages)).expect("renders").text)
         });
     }
     let dir = rigger_model_gen::tiny_model().expect("tiny model");
     let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).expect("tokenizer");
-    let render = chat_template_for_bench(rigger_model_gen::CHAT_TEMPLATE, "<s>", "</s>")
-        .expect("template compiles");
+    let template = ChatTemplate::new(
+        Some(rigger_model_gen::CHAT_TEMPLATE.to_owned()),
+        "<s>".into(),
+        "</s>".into(),
+    )
+    .expect("template compiles");
     group.bench_function("render_and_tokenize/zephyr", |b| {
         b.iter(|| {
-            let text = render(black_box(&messages)).expect("renders");
+            let text = template.render(black_box(&messages)).expect("renders").text;
             tokenizer.encode(text, false).expect("encodes").len()
         })
     });

@@ -1,16 +1,18 @@
 //! `cargo xtask ci`: the one test command (README, `.ci/run` and the GitHub workflow call it).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 
+use crate::{setup_mlx, workspace};
+
 pub fn run() -> anyhow::Result<()> {
-    let root = workspace_root();
+    let root = workspace::root();
     // The MLX adapter's tests run against real mlx-lm: make (or reuse) the venv first.
     println!("xtask ci: mlx venv: cargo xtask setup-mlx");
-    crate::setup_mlx::run(crate::setup_mlx::Args::default())?;
+    setup_mlx::run(setup_mlx::Args::default())?;
     step(&root, "format", &["fmt", "--all", "--", "--check"])?;
     step(
         &root,
@@ -32,7 +34,7 @@ pub fn run() -> anyhow::Result<()> {
 fn step(root: &Path, name: &str, args: &[&str]) -> anyhow::Result<()> {
     println!("xtask ci: {name}: cargo {}", args.join(" "));
     let started = Instant::now();
-    let status = Command::new(cargo())
+    let status = Command::new(workspace::cargo())
         .args(args)
         .current_dir(root)
         .status()
@@ -45,15 +47,4 @@ fn step(root: &Path, name: &str, args: &[&str]) -> anyhow::Result<()> {
         bail!("the {name} step failed ({status})");
     }
     Ok(())
-}
-
-pub fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
-}
-
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
 }

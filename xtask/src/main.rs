@@ -2,15 +2,20 @@
 //!
 //! - `ci`: everything CI checks — format, clippy with warnings denied, the whole test suite.
 //! - `tidy`: the architecture invariants over the dependency graph (also run as a test).
-//! - `gen-model`: a synthetic model of a real architecture, in HF and GGUF formats.
+//! - `gen-model`: runs the `gen-model` binary of `rigger-model-gen` (docs/model-gen.md).
 //! - `setup-mlx`: a project-local venv with pinned mlx-lm.
-//! - `bench`: one model on every backend, side by side (docs/bench.md).
+//! - `bench`: runs the `rigger-bench` binary of `rigger-benches` in release (docs/bench.md).
+//!
+//! Light on purpose: the xtask depends on clap, anyhow and cargo_metadata only (`tidy` checks
+//! it), so `cargo xtask ci` starts `cargo fmt --check` without compiling the inference stack. A
+//! task that needs more lives in a binary of the crate it belongs to, and the xtask runs it.
 
-mod bench;
 mod ci;
-mod gen_model;
 mod setup_mlx;
 mod tidy;
+mod workspace;
+
+use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 
@@ -27,12 +32,23 @@ enum Task {
     Ci,
     /// Check the crate-graph invariants (which crate may depend on which).
     Tidy,
-    /// Generate a synthetic model (seeded random weights of a real architecture).
-    GenModel(gen_model::Args),
+    /// Generate a synthetic model (seeded random weights of a real architecture): runs the
+    /// gen-model binary of rigger-model-gen; `cargo xtask gen-model --help` lists its flags.
+    GenModel(Forwarded),
     /// Create or update the project's MLX venv (.venv) with pinned mlx-lm.
     SetupMlx(setup_mlx::Args),
     /// One model on every backend, side by side: tokens/s, TTFT, memory, against the ceiling.
-    Bench(bench::Args),
+    /// Runs the rigger-bench binary of rigger-benches in release; `cargo xtask bench --help`
+    /// lists its flags.
+    Bench(Forwarded),
+}
+
+/// Arguments handed unchanged to a task's own binary, `--help` included.
+#[derive(clap::Args)]
+#[command(disable_help_flag = true)]
+struct Forwarded {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<OsString>,
 }
 
 fn main() {
@@ -45,9 +61,16 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.task {
         Task::Ci => ci::run(),
-        Task::GenModel(args) => gen_model::run(args),
+        // Its dependencies and the generator are optimised in dev builds too (the workspace's
+        // profile), so the dev build is as fast and shares the tests' build cache.
+        Task::GenModel(f) => workspace::run_binary("rigger-model-gen", "gen-model", false, &f.args),
         Task::SetupMlx(args) => setup_mlx::run(args).map(drop),
-        Task::Bench(args) => bench::run(args),
+        Task::Bench(f) => {
+            // Timings of an unoptimised build are not valid; `--debug-build` asks for one anyway
+            // (to try a command out quickly), and the bench marks its record so.
+            let release = !f.args.iter().any(|a| a == "--debug-build");
+            workspace::run_binary("rigger-benches", "rigger-bench", release, &f.args)
+        }
         Task::Tidy => {
             let violations = tidy::check_workspace()?;
             if violations.is_empty() {

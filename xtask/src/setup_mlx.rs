@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
-use crate::ci::workspace_root;
+use crate::workspace;
 
 pub const MLX_VERSION: &str = "0.32.4";
 pub const MLX_LM_VERSION: &str = "0.32.2";
@@ -92,7 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<PathBuf> {
     let venv = args
         .venv
         .clone()
-        .unwrap_or_else(|| workspace_root().join(".venv"));
+        .unwrap_or_else(|| workspace::root().join(".venv"));
     let python = venv_python(&venv);
     if !python.exists() {
         let base = base_python(args.python.clone())?;

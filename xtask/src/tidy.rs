@@ -4,8 +4,12 @@
 //! - `rigger-ports` pulls in no transport or engine (no reqwest, hyper, candle, pyo3).
 //! - `rigger-pipeline` pulls in no transport, engine or runtime; `rigger-http-support` no engine.
 //! - no adapter depends on another adapter;
-//! - only `rigger-provider-factory` and the facade depend on adapters (plus the tooling crates,
-//!   `xtask` and `rigger-benches`, which measure adapters directly).
+//! - only `rigger-provider-factory` and the facade depend on adapters (plus `rigger-benches`,
+//!   which measures adapters directly);
+//! - `xtask` depends on its allow-list only (clap, anyhow, cargo_metadata), so `cargo xtask ci`
+//!   compiles no inference stack before `cargo fmt --check`;
+//! - the facade names its adapters' items one by one (no glob re-export of an adapter crate,
+//!   which would carry the `#[doc(hidden)]` `*_for_bench` hooks along), checked on its source.
 //!
 //! Only normal dependencies count: an adapter's tests may use anything.
 
@@ -20,12 +24,16 @@ pub const ADAPTERS: [&str; 5] = [
     "rigger-openai-adapter",
     "rigger-anthropic-adapter",
 ];
-const MAY_DEPEND_ON_ADAPTERS: [&str; 4] = [
+const MAY_DEPEND_ON_ADAPTERS: [&str; 3] = [
     "rigger-provider-factory",
     "task-orchestrator",
-    "xtask",
     "rigger-benches",
 ];
+/// The xtask's normal dependencies, all of them (rust-analyzer's rule: avoid adding more). A task
+/// that needs more is a binary of its own crate that the xtask runs (the bench, gen-model).
+const XTASK_MAY_DEPEND_ON: [&str; 3] = ["anyhow", "cargo_metadata", "clap"];
+/// The facade's source, checked for glob re-exports of adapters and for bench hooks.
+const FACADE_SOURCE: &str = "crates/task-orchestrator/src/lib.rs";
 const DOMAIN_FORBIDS: [&str; 4] = ["tokio", "reqwest", "hyper", "mio"];
 /// The pipeline reaches models only through the port: no transport, engine or runtime.
 const PIPELINE_FORBIDS: [&str; 6] = [
@@ -52,7 +60,7 @@ pub type Graph = BTreeMap<String, BTreeSet<String>>;
 
 pub fn check_workspace() -> anyhow::Result<Vec<String>> {
     let metadata = MetadataCommand::new()
-        .manifest_path(super::ci::workspace_root().join("Cargo.toml"))
+        .manifest_path(crate::workspace::root().join("Cargo.toml"))
         .exec()?;
     let resolve = metadata
         .resolve
@@ -82,7 +90,36 @@ pub fn check_workspace() -> anyhow::Result<Vec<String>> {
         .iter()
         .filter_map(|id| name_of.get(id).cloned())
         .collect();
-    Ok(check(&graph, &members))
+    let mut violations = check(&graph, &members);
+    let facade = crate::workspace::root().join(FACADE_SOURCE);
+    let source = std::fs::read_to_string(&facade)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", facade.display()))?;
+    violations.extend(check_facade_source(&source));
+    Ok(violations)
+}
+
+/// The facade re-exports each adapter's supported items by name: a glob (`pub use
+/// rigger_x_adapter::*`) would re-export its `#[doc(hidden)]` bench hooks too.
+pub fn check_facade_source(source: &str) -> Vec<String> {
+    let mut violations = Vec::new();
+    for adapter in ADAPTERS {
+        let glob = format!("{}::*", adapter.replace('-', "_"));
+        if source.contains(&glob) {
+            violations.push(format!(
+                "the facade ({FACADE_SOURCE}) re-exports {glob}; name the supported items, so that \
+                 the adapter's #[doc(hidden)] bench hooks stay out"
+            ));
+        }
+    }
+    // Doc comments may name a hook: the facade's compile_fail doctests do, to prove it absent.
+    let code = source.lines().filter(|l| !l.trim_start().starts_with("//"));
+    if let Some(line) = code.into_iter().find(|l| l.contains("_for_bench")) {
+        violations.push(format!(
+            "the facade ({FACADE_SOURCE}) re-exports a bench hook: {}",
+            line.trim()
+        ));
+    }
+    violations
 }
 
 /// Everything `package` pulls in through normal dependencies.
@@ -115,6 +152,17 @@ pub fn check(graph: &Graph, members: &BTreeSet<String>) -> Vec<String> {
         for f in forbidden {
             if pulled.contains(*f) {
                 violations.push(format!("{package} depends (transitively) on {f}"));
+            }
+        }
+    }
+    if let Some(direct) = graph.get("xtask") {
+        for dep in direct {
+            if !XTASK_MAY_DEPEND_ON.contains(&dep.as_str()) {
+                violations.push(format!(
+                    "xtask depends on {dep}; the xtask stays light (allowed: {}): a task that \
+                     needs more is a binary of its own crate that the xtask runs",
+                    XTASK_MAY_DEPEND_ON.join(", ")
+                ));
             }
         }
     }
@@ -185,6 +233,9 @@ mod tests {
             ("rigger-http-support", "reqwest"),
             ("rigger-pipeline", "rigger-ports"),
             ("rigger-pipeline", "tokio"),
+            ("xtask", "clap"),
+            ("xtask", "tokio"),
+            ("xtask", "rigger-candle-adapter"),
         ]);
         let v = check(&g, &m);
         let has = |s: &str| v.iter().any(|x| x.contains(s));
@@ -210,7 +261,34 @@ mod tests {
             has("rigger-ports depends (transitively) on reqwest"),
             "inherited from domain"
         );
+        assert!(has("xtask depends on tokio"), "{v:#?}");
+        assert!(!has("xtask depends on clap"), "{v:#?}");
+        // The xtask may not depend on an adapter: outside its allow-list, and no longer a
+        // tooling crate that may measure adapters.
+        assert!(
+            has("xtask depends on rigger-candle-adapter; the xtask"),
+            "{v:#?}"
+        );
+        assert!(
+            has("xtask depends on rigger-candle-adapter; only the provider factory"),
+            "{v:#?}"
+        );
         // The pipeline inherits reqwest and candle-core from ports in this graph.
-        assert_eq!(v.len(), 8, "{v:#?}");
+        assert_eq!(v.len(), 11, "{v:#?}");
+    }
+
+    #[test]
+    fn the_facade_names_adapter_items_and_no_bench_hook() {
+        let named = "pub mod candle_adapter { pub use rigger_candle_adapter::{CandleAdapter}; }";
+        assert!(check_facade_source(named).is_empty());
+        let glob = "pub mod openai_adapter { pub use rigger_openai_adapter::*; }";
+        let v = check_facade_source(glob);
+        assert_eq!(v.len(), 1, "{v:#?}");
+        assert!(v[0].contains("rigger_openai_adapter::*"), "{v:#?}");
+        let hook = "pub use rigger_ollama_adapter::{decode_lines_for_bench};";
+        assert_eq!(check_facade_source(hook).len(), 1);
+        let doctest =
+            "/// use task_orchestrator::adapters::ollama_adapter::decode_lines_for_bench;";
+        assert!(check_facade_source(doctest).is_empty());
     }
 }

@@ -26,7 +26,7 @@ mod load;
 mod loaded;
 mod sampling;
 mod source;
-mod template;
+pub mod template;
 mod weights;
 mod worker;
 
@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::StreamExt;
 use rigger_ports::{
-    Capabilities, ChatMessage, ErrorKind, EventStream, GenerationRequest, InferenceError,
-    LanguageModel, ModelDescriptor, TokenBudget, enforce_response_format,
+    Capabilities, ErrorKind, EventStream, GenerationRequest, InferenceError, LanguageModel,
+    ModelDescriptor, TokenBudget, enforce_response_format,
 };
 use tokio::sync::mpsc;
 
@@ -189,19 +189,6 @@ impl CandleConfig {
         }
         Ok(config)
     }
-}
-
-/// The adapter's chat-template rendering on its own (compile once, then render), for the
-/// criterion bench of prompt rendering in `benches/`; not part of the supported API.
-#[doc(hidden)]
-pub fn chat_template_for_bench(
-    source: &str,
-    bos: &str,
-    eos: &str,
-) -> Result<impl Fn(&[ChatMessage]) -> Result<String, InferenceError>, InferenceError> {
-    let template =
-        template::ChatTemplate::new(Some(source.to_owned()), bos.to_owned(), eos.to_owned())?;
-    Ok(move |messages: &[ChatMessage]| template.render(messages).map(|r| r.text))
 }
 
 /// The Candle adapter: one model, served in-process.

@@ -1,11 +1,15 @@
 //! Chat templates: the model's own Jinja template (from `tokenizer_config.json` or the GGUF's
 //! `tokenizer.chat_template`) rendered with minijinja, or a plain fallback for models without one.
+//!
+//! Public so that other tools render prompts exactly as the adapter does (the bench builds its
+//! prompts of an exact token count with it): one renderer in the workspace.
 
 use minijinja::{Environment, ErrorKind as JinjaErrorKind, context};
 use rigger_ports::{ChatMessage, ErrorKind, InferenceError};
 
 use crate::BACKEND;
 
+/// A compiled chat template, or the plain fallback.
 pub struct ChatTemplate {
     env: Option<Environment<'static>>,
     bos: String,
@@ -20,6 +24,8 @@ pub struct Rendered {
 }
 
 impl ChatTemplate {
+    /// Compiles `source` (the plain fallback when `None`); `bos` and `eos` are the texts the
+    /// template sees as `bos_token` and `eos_token`.
     pub fn new(source: Option<String>, bos: String, eos: String) -> Result<Self, InferenceError> {
         let env = match source {
             None => {
@@ -47,10 +53,12 @@ impl ChatTemplate {
         Ok(Self { env, bos, eos })
     }
 
+    /// Whether this is the plain fallback (the model has no template of its own).
     pub fn is_fallback(&self) -> bool {
         self.env.is_none()
     }
 
+    /// The prompt for `messages`, with the generation prompt appended.
     pub fn render(&self, messages: &[ChatMessage]) -> Result<Rendered, InferenceError> {
         let Some(env) = &self.env else {
             let mut text = String::new();

@@ -4,7 +4,9 @@
 //! `task_orchestrator::domain::model_role::ModelRole`.
 //!
 //! Invariant: re-exports only; no logic lives here. Each adapter module exists when its cargo
-//! feature is on (all are by default).
+//! feature is on (all are by default), and names its adapter's supported items one by one: a glob
+//! would also re-export the `#[doc(hidden)]` hooks the adapters keep for `benches/` (checked by
+//! `cargo xtask tidy` and by the `compile_fail` doctests below).
 
 /// The domain: roles, tasks and their rules.
 pub mod domain {
@@ -46,27 +48,46 @@ pub mod adapters {
     /// `task_orchestrator::adapters::mlx_subprocess_adapter::MlxSubprocessAdapter`.
     #[cfg(feature = "mlx")]
     pub mod mlx_subprocess_adapter {
-        pub use rigger_mlx_adapter::*;
+        pub use rigger_mlx_adapter::{
+            Availability, BACKEND, DEFAULT_MODEL, Hello, MlxConfig, MlxSubprocessAdapter, PROTOCOL,
+            availability, check_availability, codes, openblas_preload,
+        };
     }
 
     #[cfg(feature = "candle")]
     pub mod candle_adapter {
-        pub use rigger_candle_adapter::*;
+        pub use rigger_candle_adapter::{
+            BACKEND, CandleAdapter, CandleConfig, DEFAULT_TEMPERATURE, DeviceKind, Kernels,
+            ModelFiles, template,
+        };
     }
 
     #[cfg(feature = "ollama")]
     pub mod ollama_adapter {
-        pub use rigger_ollama_adapter::*;
+        pub use rigger_ollama_adapter::{
+            API_KEY_VAR, BACKEND, CAPABILITIES, DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_PORT,
+            HOST_VAR, KeepAlive, MIN_NUM_CTX, MODEL_VAR, ModelDetails, ModelInfo, ModelSummary,
+            OllamaAdapter, OllamaClient, OllamaConfig, Progress, ProgressStream, RunningModel,
+            codes, estimate_prompt_tokens, list_models, parse_ollama_host, probe,
+        };
     }
 
     #[cfg(feature = "openai")]
     pub mod openai_adapter {
-        pub use rigger_openai_adapter::*;
+        pub use rigger_openai_adapter::{
+            BACKEND, DEFAULT_BASE_URL, ENV_API_KEY, ENV_BASE_URL, ENV_CONTEXT_LENGTH,
+            ENV_IDLE_TIMEOUT, ENV_MAX_CONCURRENT, ENV_MODEL, ENV_SERVER, OpenAiAdapter,
+            OpenAiConfig, ServerKind, list_models, probe,
+        };
     }
 
     #[cfg(feature = "anthropic")]
     pub mod anthropic_adapter {
-        pub use rigger_anthropic_adapter::*;
+        pub use rigger_anthropic_adapter::{
+            API_VERSION, AnthropicAdapter, AnthropicConfig, BACKEND, CAPABILITIES,
+            DEFAULT_BASE_URL, DEFAULT_MODEL, Decoded, ENV_API_KEY, ENV_BASE_URL, ENV_MODEL,
+            EventDecoder, Output, codes, list_models, probe,
+        };
     }
 }
 
@@ -76,3 +97,29 @@ pub mod spec;
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The adapters' bench hooks stay out of the facade; the supported items are there.
+///
+/// ```
+/// use task_orchestrator::adapters::candle_adapter::{CandleConfig, template::ChatTemplate};
+/// use task_orchestrator::adapters::ollama_adapter::OllamaConfig;
+/// use task_orchestrator::adapters::openai_adapter::OpenAiConfig;
+/// ```
+///
+/// ```compile_fail
+/// use task_orchestrator::adapters::candle_adapter::decode_stepper_for_bench;
+/// ```
+///
+/// ```compile_fail
+/// use task_orchestrator::adapters::candle_adapter::DecodeStepper;
+/// ```
+///
+/// ```compile_fail
+/// use task_orchestrator::adapters::ollama_adapter::decode_lines_for_bench;
+/// ```
+///
+/// ```compile_fail
+/// use task_orchestrator::adapters::openai_adapter::decode_payloads_for_bench;
+/// ```
+#[cfg(doctest)]
+pub struct NoBenchHooks;

@@ -5,84 +5,40 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use minijinja::{Environment, context};
+use rigger_candle_adapter::template::{self, ChatTemplate};
+use rigger_ports::ChatMessage;
 use tokenizers::Tokenizer;
 
 /// Filler text: plain words, so every tokenizer handles it without special cases.
 const FILLER: &str = "The keeper of the lighthouse wrote in his log every night: the wind, the \
     height of the waves, the ships that passed and the colour of the sky at dusk. ";
 
-/// The model's chat template (the `chat_template` of `tokenizer_config.json`), rendered the way
-/// Hugging Face tokenizers (and so mlx-lm and the Candle adapter) render it.
-pub struct Template {
-    env: Environment<'static>,
-    bos: String,
-    eos: String,
+/// The model's chat template (`chat_template`, `bos_token` and `eos_token` of a
+/// `tokenizer_config.json`), compiled by the Candle adapter's renderer: the one that renders the
+/// adapter's own prompts, the way Hugging Face tokenizers (and so mlx-lm) render them.
+pub fn template_from_tokenizer_config(path: &Path) -> anyhow::Result<ChatTemplate> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let Some(source) = template::from_tokenizer_config(&config).filter(|s| !s.is_empty()) else {
+        bail!(
+            "{} has no chat_template: every backend would fall back to a different plain \
+             prompt, so the prompts would not be the same tokens; use a model with a chat template",
+            path.display()
+        );
+    };
+    let token = |key: &str| template::special_token(&config, key).unwrap_or_default();
+    Ok(ChatTemplate::new(
+        Some(source),
+        token("bos_token"),
+        token("eos_token"),
+    )?)
 }
 
-impl Template {
-    pub fn new(source: &str, bos: &str, eos: &str) -> anyhow::Result<Self> {
-        let mut env = Environment::new();
-        env.add_function(
-            "raise_exception",
-            |msg: String| -> Result<String, minijinja::Error> {
-                Err(minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    msg,
-                ))
-            },
-        );
-        env.add_template_owned("chat", source.to_owned())
-            .context("the model's chat template does not compile")?;
-        Ok(Self {
-            env,
-            bos: bos.to_owned(),
-            eos: eos.to_owned(),
-        })
-    }
-
-    /// Reads `chat_template`, `bos_token` and `eos_token` from a `tokenizer_config.json`.
-    pub fn from_tokenizer_config(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let config: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not JSON", path.display()))?;
-        let token = |key: &str| match &config[key] {
-            serde_json::Value::String(s) => s.clone(),
-            // Some configs write special tokens as objects: {"content": "<s>", ...}.
-            other => other["content"].as_str().unwrap_or_default().to_owned(),
-        };
-        let source = match &config["chat_template"] {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Array(list) => list
-                .iter()
-                .find(|t| t["name"] == "default")
-                .or_else(|| list.first())
-                .and_then(|t| t["template"].as_str())
-                .map(str::to_owned)
-                .unwrap_or_default(),
-            _ => String::new(),
-        };
-        if source.is_empty() {
-            bail!(
-                "{} has no chat_template: every backend would fall back to a different plain \
-                 prompt, so the prompts would not be the same tokens; use a model with a chat template",
-                path.display()
-            );
-        }
-        Self::new(&source, &token("bos_token"), &token("eos_token"))
-    }
-
-    /// The prompt text for one user message, with the generation prompt appended.
-    pub fn render(&self, user: &str) -> anyhow::Result<String> {
-        let template = self.env.get_template("chat")?;
-        Ok(template.render(context! {
-            messages => vec![context! { role => "user", content => user }],
-            add_generation_prompt => true,
-            bos_token => self.bos.as_str(),
-            eos_token => self.eos.as_str(),
-        })?)
-    }
+/// The prompt text for one user message, with the generation prompt appended.
+pub fn render(template: &ChatTemplate, user: &str) -> anyhow::Result<String> {
+    Ok(template.render(&[ChatMessage::user(user)])?.text)
 }
 
 /// A user message and the token count of its rendered prompt.
@@ -96,8 +52,8 @@ pub struct BenchPrompt {
 
 /// Counts the tokens of a rendered prompt. The template writes BOS itself, so special tokens
 /// are not added again (what the Candle adapter and `apply_chat_template` do).
-pub fn count(tokenizer: &Tokenizer, template: &Template, user: &str) -> anyhow::Result<usize> {
-    let text = template.render(user)?;
+pub fn count(tokenizer: &Tokenizer, template: &ChatTemplate, user: &str) -> anyhow::Result<usize> {
+    let text = render(template, user)?;
     let encoding = tokenizer
         .encode(text, false)
         .map_err(|e| anyhow::anyhow!("the tokenizer failed: {e}"))?;
@@ -109,7 +65,7 @@ pub fn count(tokenizer: &Tokenizer, template: &Template, user: &str) -> anyhow::
 /// changes, so each length is checked, not predicted.
 pub fn exact_prompt(
     tokenizer: &Tokenizer,
-    template: &Template,
+    template: &ChatTemplate,
     target: usize,
 ) -> anyhow::Result<BenchPrompt> {
     let template_tokens = count(tokenizer, template, "")?;
@@ -164,10 +120,10 @@ mod tests {
 
     use super::*;
 
-    fn tiny() -> (Tokenizer, Template) {
+    fn tiny() -> (Tokenizer, ChatTemplate) {
         let dir = rigger_model_gen::tiny_model().unwrap();
         let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
-        let template = Template::from_tokenizer_config(&dir.join("tokenizer_config.json")).unwrap();
+        let template = template_from_tokenizer_config(&dir.join("tokenizer_config.json")).unwrap();
         (tokenizer, template)
     }
 
@@ -178,7 +134,7 @@ mod tests {
             let p = exact_prompt(&tokenizer, &template, target).unwrap();
             assert_eq!(p.tokens, target);
             // Counted independently: render, then encode without added special tokens.
-            let text = template.render(&p.user).unwrap();
+            let text = render(&template, &p.user).unwrap();
             assert!(text.starts_with("<s>"), "{text}");
             assert_eq!(tokenizer.encode(text, false).unwrap().len(), target);
         }
@@ -199,7 +155,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tokenizer_config.json");
         std::fs::write(&path, r#"{"bos_token": "<s>"}"#).unwrap();
-        let err = Template::from_tokenizer_config(&path)
+        let err = template_from_tokenizer_config(&path)
             .err()
             .unwrap()
             .to_string();

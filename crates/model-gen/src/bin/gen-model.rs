@@ -1,13 +1,17 @@
-//! `cargo xtask gen-model`: a synthetic model of a real architecture (see `rigger-model-gen`).
+//! `gen-model` (run it as `cargo xtask gen-model`): a synthetic model of a real architecture,
+//! written by this crate's library.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
+use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use rigger_model_gen::{Format, GenOptions, generate, shape};
+use rigger_model_gen::{Format, GenError, GenOptions, generate, shape};
 
-#[derive(clap::Args)]
-pub struct Args {
+/// Generate a synthetic model (seeded random weights of a real architecture).
+#[derive(Parser)]
+#[command(name = "cargo xtask gen-model")]
+struct Args {
     /// Architecture shape (tiny, tinyllama-1.1b, llama-3.2-1b).
     #[arg(long, default_value = "tiny")]
     shape: String,
@@ -31,7 +35,14 @@ pub struct Args {
     force: bool,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<(), GenError> {
     let shape = shape(&args.shape)?;
     let formats = args
         .formats

@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: one model, every backend, side by side, on this machine.
+//! `rigger-bench` (run it as `cargo xtask bench`): one model, every backend, side by side, on
+//! this machine.
 //!
 //! Every backend gets the byte-identical weights in its own format (GGUF for Candle and Ollama,
 //! the HF folder for MLX), the same prompt tokens and exactly the same number of generated tokens
@@ -6,17 +7,22 @@
 //! is missing gets a row with the reason; one that cannot be held to the same work gets a row that
 //! says it is not comparable. Output: the spec's table, the full figures, `target/bench/<time>.json`
 //! and an SVG chart. See docs/bench.md.
+//!
+//! A binary of its own, so that the xtask stays light: the inference stack it measures (the
+//! adapters, candle, tokenizers) is compiled only when a benchmark runs.
 
 mod backends;
 mod machine;
 mod model;
+mod plan;
 mod prompt;
 mod report;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
+use clap::Parser;
 use serde::Serialize;
 use tokenizers::Tokenizer;
 
@@ -24,7 +30,9 @@ use backends::{Backend, Outcome, Work};
 use model::{BenchModel, WeightFormat};
 use report::{Row, Stats, Status};
 
-#[derive(clap::Args, Debug)]
+/// One model on every backend, side by side: tokens/s, TTFT, memory, against the ceiling.
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask bench")]
 pub struct Args {
     /// `synthetic:SHAPE` (generated once, cached under target/rigger-models), a model folder, or
     /// a hub id already in the Hugging Face cache.
@@ -102,7 +110,14 @@ const CEILING_METHOD: &str = "measured read bandwidth / bytes of weights read pe
     unless it doubles as the output projection); KV-cache reads are left out, so the true \
     ceiling is slightly lower";
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
     if cfg!(debug_assertions) && !args.debug_build {
         return rerun_release();
     }
@@ -152,7 +167,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let model = model::resolve(&args.model, args.seed, &target.join("rigger-models"))?;
     let tokenizer = Tokenizer::from_file(&model.tokenizer)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", model.tokenizer.display()))?;
-    let template = prompt::Template::from_tokenizer_config(&model.tokenizer_config)?;
+    let template = prompt::template_from_tokenizer_config(&model.tokenizer_config)?;
     let bench_prompt = prompt::exact_prompt(&tokenizer, &template, args.prompt_tokens)?;
     if let Some(ctx) = model.context_length
         && args.prompt_tokens + args.gen_tokens as usize > ctx as usize
@@ -172,7 +187,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let plan = runtime.block_on(plan_rows(&backends, &formats, &model));
+    let plan = runtime.block_on(plan::rows(&backends, &formats, &model));
     let steps = plan.iter().filter(|p| p.reason.is_none()).count() as u64 * (1 + args.runs as u64);
     let bar = report::bar(
         steps,
@@ -272,7 +287,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", bench_dir.display()))?;
     let record = Record {
         timestamp: timestamp.clone(),
-        command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        // As `cargo xtask bench` was asked for it (the record's format before the bench had its
+        // own binary).
+        command: std::iter::once("bench".to_owned())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
         build: if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -332,119 +352,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn failed(e: anyhow::Error) -> Outcome {
     Outcome::Failed(format!("{e:#}"))
-}
-
-/// A row to run, or the reason it cannot.
-struct Planned {
-    backend: Backend,
-    format: Option<WeightFormat>,
-    row: Row,
-    reason: Option<String>,
-    python: Option<PathBuf>,
-    ollama: Option<rigger_ollama_adapter::OllamaConfig>,
-}
-
-async fn plan_rows(
-    backends: &[Backend],
-    formats: &[WeightFormat],
-    model: &BenchModel,
-) -> Vec<Planned> {
-    let mut out = Vec::new();
-    let planned = |backend: Backend, format: Option<WeightFormat>, row: Row| Planned {
-        backend,
-        format,
-        row,
-        reason: None,
-        python: None,
-        ollama: None,
-    };
-    for backend in backends {
-        match backend {
-            Backend::Candle | Backend::CandleReference | Backend::LlamaBench { .. } => {
-                let (framework, name) = match backend {
-                    Backend::Candle => ("Candle (in-process)", "candle"),
-                    Backend::CandleReference => {
-                        ("Candle (candle's quantized_llama)", "candle-reference")
-                    }
-                    _ => ("llama.cpp (llama-bench)", "llama-bench"),
-                };
-                for &format in formats {
-                    let mut p = planned(
-                        backend.clone(),
-                        Some(format),
-                        Row::new(framework, name, Some(format.to_string())),
-                    );
-                    if model.gguf(format).is_none() {
-                        p.reason = Some(format!("the model has no {format} GGUF file"));
-                    }
-                    if let Backend::LlamaBench { binary } = backend
-                        && !binary.is_file()
-                    {
-                        p.reason = Some(format!(
-                            "{} does not exist; build it with ../shared/tools/build-llama-server.sh \
-                             or name it: llama-bench=PATH",
-                            binary.display()
-                        ));
-                    }
-                    out.push(p);
-                }
-            }
-            Backend::Mlx | Backend::MlxRaw | Backend::MlxPerCall => {
-                let (framework, name) = match backend {
-                    Backend::Mlx => ("MLX (Rigger adapter, persistent worker)", "mlx"),
-                    Backend::MlxRaw => ("mlx_lm (raw, in-process)", "mlx-raw"),
-                    _ => ("mlx_lm per-call subprocess (spec method)", "mlx-per-call"),
-                };
-                let mut p = planned(
-                    backend.clone(),
-                    None,
-                    Row::new(framework, name, Some("safetensors".to_owned())),
-                );
-                match (backends::mlx_python(), &model.hf_folder) {
-                    (Err(reason), _) => p.reason = Some(reason),
-                    (Ok(_), None) => {
-                        p.reason = Some(
-                            "the model has no HF folder (config.json + safetensors) for mlx-lm"
-                                .into(),
-                        )
-                    }
-                    (Ok(python), Some(_)) => p.python = Some(python),
-                }
-                out.push(p);
-            }
-            Backend::Ollama => match backends::ollama_reachable().await {
-                Err(reason) => {
-                    let mut p = planned(backend.clone(), None, Row::new("Ollama", "ollama", None));
-                    p.reason = Some(reason);
-                    out.push(p);
-                }
-                Ok(config) => {
-                    for &format in formats {
-                        let mut p = planned(
-                            backend.clone(),
-                            Some(format),
-                            Row::new("Ollama", "ollama", Some(format.to_string())),
-                        );
-                        if model.gguf(format).is_none() {
-                            p.reason = Some(format!("the model has no {format} GGUF file"));
-                        }
-                        p.ollama = Some(config.clone());
-                        out.push(p);
-                    }
-                }
-            },
-            Backend::OpenAi { kind, url } => out.push(planned(
-                backend.clone(),
-                None,
-                Row::new(
-                    format!("OpenAI-compatible ({kind}) at {url}"),
-                    kind.clone(),
-                    None,
-                ),
-            )),
-        }
-    }
-    out
 }
 
 /// The bandwidth ceiling of the weights the row read.
@@ -567,13 +474,13 @@ fn candle_kernels() -> anyhow::Result<rigger_candle_adapter::Kernels> {
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::ci::workspace_root().join("target"))
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 fn git_commit() -> Option<String> {
     let out = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(crate::ci::workspace_root())
+        .current_dir(workspace_root())
         .output()
         .ok()?;
     out.status
@@ -581,22 +488,40 @@ fn git_commit() -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// The workspace root: this package's folder is one level below it.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
 /// Timings of unoptimised Rust (tokenizer, sampler, the adapters' own code) would be wrong, so a
-/// debug build hands over to an optimised one with the same arguments.
+/// debug build (`cargo run -p rigger-benches --bin rigger-bench`; `cargo xtask bench` builds
+/// release already) hands over to an optimised one with the same arguments.
 fn rerun_release() -> anyhow::Result<()> {
     println!(
-        "bench: building and running xtask with --release (a debug build's timings are not valid; \
-         --debug-build skips this)"
+        "bench: building and running rigger-bench with --release (a debug build's timings are not \
+         valid; --debug-build skips this)"
     );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["run", "--release", "--quiet", "--package", "xtask", "--"])
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "rigger-benches",
+            "--bin",
+            "rigger-bench",
+            "--",
+        ])
         .args(std::env::args_os().skip(1))
-        .current_dir(crate::ci::workspace_root())
+        .current_dir(workspace_root())
         .status()
         .context("cannot run cargo")?;
     if !status.success() {
-        bail!("the release build of cargo xtask bench failed ({status})");
+        bail!("the release build of rigger-bench failed ({status})");
     }
     Ok(())
 }
