@@ -263,6 +263,51 @@ fn a_malformed_config_names_the_file_the_line_and_the_key() {
 }
 
 #[test]
+fn a_providers_section_is_checked_against_its_backend_with_the_line() {
+    let path = config_file(
+        "section.toml",
+        "[providers.candle]\nmodel = \"/m.gguf\"\nthreads = 4\nkernels = \"avx2\"\n\n[providers.ollama]\nhots = \"x\"\n",
+    );
+    let err =
+        ProviderFactory::from_vars(env(&[("RIGGER_CONFIG", path.to_str().unwrap())])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+    let message = err.message();
+    assert!(message.contains("section.toml"), "{message}");
+    assert!(message.contains("line 7"), "{message}");
+    assert!(
+        message.contains("[providers.ollama] unknown key `hots`"),
+        "{message}"
+    );
+
+    let path = config_file("threads.toml", "[providers.candle]\nthreads = \"4\"\n");
+    let err =
+        ProviderFactory::from_vars(env(&[("RIGGER_CONFIG", path.to_str().unwrap())])).unwrap_err();
+    assert!(err.message().contains("line 2"), "{err}");
+    assert!(
+        err.message().contains("`threads` must be a whole number"),
+        "{err}"
+    );
+
+    let path = config_file("provider.toml", "[providers.llamafile]\nmodel = \"x\"\n");
+    let err =
+        ProviderFactory::from_vars(env(&[("RIGGER_CONFIG", path.to_str().unwrap())])).unwrap_err();
+    assert!(
+        err.message()
+            .contains("unknown provider [providers.llamafile]"),
+        "{err}"
+    );
+
+    let path = config_file(
+        "candle.toml",
+        "provider = \"candle\"\n[providers.candle]\nmodel = \"/m.gguf\"\nthreads = 4\nkernels = \"avx2\"\n",
+    );
+    let f = ProviderFactory::from_vars(env(&[("RIGGER_CONFIG", path.to_str().unwrap())])).unwrap();
+    assert_eq!(f.vars().get("CANDLE_THREADS").as_deref(), Some("4"));
+    assert_eq!(f.vars().get("CANDLE_KERNELS").as_deref(), Some("avx2"));
+    assert_eq!(chain(&f, ModelRole::Router)[0].1, "/m.gguf");
+}
+
+#[test]
 fn auto_detection_picks_a_configured_candle_model_here_and_reports_every_backend() {
     let tiny = rigger_model_gen::tiny_model()
         .unwrap()
