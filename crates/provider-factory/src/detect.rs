@@ -128,8 +128,7 @@ pub(crate) fn detect_blocking(vars: &Vars) -> Result<DetectionReport, InferenceE
                     .enable_all()
                     .build()
                     .map_err(|e| {
-                        InferenceError::new(
-                            ErrorKind::Internal,
+                        InferenceError::internal(
                             BACKEND,
                             format!("cannot start the detection runtime: {e}"),
                         )
@@ -137,12 +136,6 @@ pub(crate) fn detect_blocking(vars: &Vars) -> Result<DetectionReport, InferenceE
                 Ok(runtime.block_on(detect(&vars)))
             })
             .join()
-            .unwrap_or_else(|_| {
-                Err(InferenceError::new(
-                    ErrorKind::Internal,
-                    BACKEND,
-                    "detection panicked",
-                ))
-            })
+            .unwrap_or_else(|_| Err(InferenceError::internal(BACKEND, "detection panicked")))
     })
 }

@@ -24,7 +24,6 @@
 mod backends;
 pub mod config;
 mod detect;
-mod lazy;
 mod models;
 mod plan;
 mod provider;

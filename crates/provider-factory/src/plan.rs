@@ -159,9 +159,8 @@ pub(crate) fn plan(input: PlanInput<'_>) -> Result<Vec<RolePlan>, InferenceError
             if detected.is_none() {
                 detected = Some(detect()?);
             }
-            let p = detected.ok_or_else(|| {
-                InferenceError::new(ErrorKind::Internal, BACKEND, "detection returned nothing")
-            })?;
+            let p = detected
+                .ok_or_else(|| InferenceError::internal(BACKEND, "detection returned nothing"))?;
             (p, "auto-detected".to_owned())
         };
 

@@ -331,6 +331,46 @@ fn auto_detection_picks_a_configured_candle_model_here_and_reports_every_backend
     assert!(!mlx.usable && mlx.fix.is_some(), "{mlx:?}");
 }
 
+/// `rigger doctor` and the Candle adapter judge `CANDLE_MODEL` by the same rule: a bare name is
+/// neither an existing path nor a hub id, so it is not reported usable and then refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_doctor_and_the_candle_adapter_agree_on_what_candle_model_names() {
+    let bare = env(&[
+        ("CANDLE_MODEL", "tinyllama"),
+        ("OLLAMA_HOST", "127.0.0.1:9"),
+    ]);
+    let report = rigger_provider_factory::detect(&bare).await;
+    let candle = report.status(Provider::Candle).unwrap();
+    assert!(!candle.usable, "{candle:?}");
+    assert!(candle.detail.contains("owner/repo"), "{candle:?}");
+    let factory = ProviderFactory::new_with_vars("candle", "", bare).unwrap();
+    let err = factory.model_chain_for_role(ModelRole::Router).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ModelNotFound, "{err}");
+
+    // A hub id is usable for both (fetched on first use, so nothing is downloaded here).
+    let hub = env(&[
+        (
+            "CANDLE_MODEL",
+            "TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF:tinyllama.Q4_0.gguf",
+        ),
+        ("OLLAMA_HOST", "127.0.0.1:9"),
+    ]);
+    let report = rigger_provider_factory::detect(&hub).await;
+    assert!(report.status(Provider::Candle).unwrap().usable, "{report}");
+    let factory = ProviderFactory::new_with_vars("candle", "", hub).unwrap();
+    factory.model_chain_for_role(ModelRole::Router).unwrap();
+
+    // A missing file is a missing file for both, not a hub id.
+    let missing = env(&[
+        ("CANDLE_MODEL", "models/tiny.gguf"),
+        ("OLLAMA_HOST", "127.0.0.1:9"),
+    ]);
+    let report = rigger_provider_factory::detect(&missing).await;
+    assert!(!report.status(Provider::Candle).unwrap().usable, "{report}");
+    let factory = ProviderFactory::new_with_vars("candle", "", missing).unwrap();
+    assert!(factory.model_chain_for_role(ModelRole::Router).is_err());
+}
+
 #[test]
 fn nothing_usable_is_not_available_with_the_report() {
     let err = ProviderFactory::from_vars(env(&[("OLLAMA_HOST", "127.0.0.1:9")])).unwrap_err();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rigger_anthropic_adapter::{
-    AnthropicAdapter, AnthropicConfig, DEFAULT_MODEL, ENV_BASE_URL, ENV_MODEL,
+    AnthropicAdapter, AnthropicConfig, DEFAULT_MODEL, BASE_URL_VAR, MODEL_VAR,
 };
 use rigger_domain::ModelRole;
 use rigger_ports::{InferenceError, LanguageModel};
@@ -18,7 +18,7 @@ pub(crate) struct Anthropic;
 
 const NOT_SET: &str = "ANTHROPIC_API_KEY is not set";
 
-fn config(vars: &Vars) -> AnthropicConfig {
+fn config(vars: &Vars) -> Result<AnthropicConfig, InferenceError> {
     AnthropicConfig::from_vars(&vars.lookup())
 }
 
@@ -29,7 +29,7 @@ impl Backend for Anthropic {
     }
 
     fn model_var(&self) -> &'static str {
-        ENV_MODEL
+        MODEL_VAR
     }
 
     /// The adapter's default, a current model id (which will age), for every role.
@@ -39,21 +39,26 @@ impl Backend for Anthropic {
 
     fn settings(&self) -> &'static [Setting] {
         const SETTINGS: &[Setting] = &[
-            Setting::text("base_url", ENV_BASE_URL),
-            Setting::text("model", ENV_MODEL),
+            Setting::text("base_url", BASE_URL_VAR),
+            Setting::text("model", MODEL_VAR),
         ];
         SETTINGS
     }
 
     fn build(&self, model: &str, vars: &Vars) -> Result<Arc<dyn LanguageModel>, InferenceError> {
-        let mut config = config(vars);
-        config.model = model.to_owned();
+        let config = AnthropicConfig::from_vars(&vars.lookup_with(MODEL_VAR, model))?;
         Ok(Arc::new(AnthropicAdapter::new(config)?))
     }
 
     /// Usable when `ANTHROPIC_API_KEY` is set and the API answers.
     async fn probe(&self, vars: &Vars) -> BackendStatus {
-        let config = config(vars);
+        let fix = Some(format!(
+            "check ANTHROPIC_API_KEY, {BASE_URL_VAR} and the network"
+        ));
+        let config = match config(vars) {
+            Ok(config) => config,
+            Err(e) => return status(Provider::Anthropic, false, e.message().to_owned(), fix),
+        };
         if config.api_key.is_none() {
             return status(
                 Provider::Anthropic,
@@ -64,17 +69,12 @@ impl Backend for Anthropic {
         }
         match rigger_anthropic_adapter::probe(&config, PROBE_TIMEOUT).await {
             Ok(found) => status(Provider::Anthropic, true, found, None),
-            Err(e) => status(
-                Provider::Anthropic,
-                false,
-                e.message().to_owned(),
-                Some("check ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL and the network".into()),
-            ),
+            Err(e) => status(Provider::Anthropic, false, e.message().to_owned(), fix),
         }
     }
 
     async fn list_models(&self, vars: &Vars) -> Result<Vec<String>, InferenceError> {
-        let config = config(vars);
+        let config = config(vars)?;
         if config.api_key.is_none() {
             return Err(not_configured(NOT_SET));
         }

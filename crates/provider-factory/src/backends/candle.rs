@@ -3,25 +3,18 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rigger_candle_adapter::{CandleAdapter, CandleConfig};
+use rigger_candle_adapter::{
+    CandleAdapter, CandleConfig, DEVICE_VAR, KERNELS_VAR, MODEL_VAR, THREADS_VAR, TOKENIZER_VAR,
+};
 use rigger_domain::ModelRole;
-use rigger_ports::{InferenceError, LanguageModel, ModelDescriptor};
+use rigger_ports::{InferenceError, LanguageModel};
 
 use super::{Backend, Setting};
 use crate::Provider;
-use crate::detect::{BackendStatus, status};
-use crate::lazy::LazyModel;
-use crate::models::hub_cache_models;
+use crate::detect::{BackendStatus, PROBE_TIMEOUT, status};
 use crate::vars::Vars;
 
 pub(crate) struct Candle;
-
-const MODEL_VAR: &str = "CANDLE_MODEL";
-
-/// `CANDLE_MODEL`, when set.
-fn configured_model(vars: &Vars) -> Option<String> {
-    vars.get(MODEL_VAR)
-}
 
 #[async_trait]
 impl Backend for Candle {
@@ -41,83 +34,38 @@ impl Backend for Candle {
     fn settings(&self) -> &'static [Setting] {
         const SETTINGS: &[Setting] = &[
             Setting::text("model", MODEL_VAR),
-            Setting::text("tokenizer", "CANDLE_TOKENIZER"),
-            Setting::text("device", "CANDLE_DEVICE"),
-            Setting::count("threads", "CANDLE_THREADS"),
+            Setting::text("tokenizer", TOKENIZER_VAR),
+            Setting::text("device", DEVICE_VAR),
+            Setting::count("threads", THREADS_VAR),
             // auto, reference, avx2 or portable: the adapter parses it.
-            Setting::text("kernels", "CANDLE_KERNELS"),
+            Setting::text("kernels", KERNELS_VAR),
         ];
         SETTINGS
     }
 
+    /// Lazy: the weights load on the first request.
     fn build(&self, model: &str, vars: &Vars) -> Result<Arc<dyn LanguageModel>, InferenceError> {
-        let lookup = vars.lookup();
-        let link_model = model.to_owned();
-        let config = CandleConfig::from_vars(move |k| {
-            if k == MODEL_VAR {
-                Some(link_model.clone())
-            } else {
-                lookup(k)
-            }
-        })?;
-        let provisional = ModelDescriptor {
-            backend: "candle".into(),
-            model_id: model.to_owned(),
-            context_length: None,
-            capabilities: CandleAdapter::capabilities(),
-        };
-        Ok(Arc::new(LazyModel::new(
-            provisional,
-            Box::new(move || {
-                let config = config.clone();
-                Box::pin(async move {
-                    let adapter = CandleAdapter::load(config).await?;
-                    Ok(Arc::new(adapter) as Arc<dyn LanguageModel>)
-                })
-            }),
-        )))
+        let config = CandleConfig::from_vars(&vars.lookup_with(MODEL_VAR, model))?;
+        Ok(Arc::new(CandleAdapter::new(config)?))
     }
 
+    /// The adapter's own check (its one rule for "local path or hub id"), so that what is
+    /// reported usable here is what the adapter then accepts.
     async fn probe(&self, vars: &Vars) -> BackendStatus {
-        let fix =
-            Some("set CANDLE_MODEL to a .gguf file, a safetensors folder or a hub id".to_owned());
-        let Some(model) = configured_model(vars) else {
-            return status(Provider::Candle, false, "CANDLE_MODEL is not set", fix);
+        let fix = Some(format!(
+            "set {MODEL_VAR} to a .gguf file, a safetensors folder or a hub id (owner/repo or owner/repo:file.gguf)"
+        ));
+        let found = match CandleConfig::from_vars(&vars.lookup()) {
+            Ok(config) => rigger_candle_adapter::probe(&config, PROBE_TIMEOUT).await,
+            Err(e) => Err(e),
         };
-        let path = std::path::Path::new(&model);
-        let looks_local = path.is_absolute() || model.starts_with('.') || model.ends_with(".gguf");
-        if path.exists() {
-            status(
-                Provider::Candle,
-                true,
-                format!("CANDLE_MODEL={model} (loaded on first use)"),
-                None,
-            )
-        } else if looks_local {
-            status(
-                Provider::Candle,
-                false,
-                format!("CANDLE_MODEL={model} does not exist"),
-                fix,
-            )
-        } else {
-            status(
-                Provider::Candle,
-                true,
-                format!(
-                    "CANDLE_MODEL={model}: a hub id, resolved through the hub cache on first use"
-                ),
-                None,
-            )
+        match found {
+            Ok(found) => status(Provider::Candle, true, found, None),
+            Err(e) => status(Provider::Candle, false, e.message().to_owned(), fix),
         }
     }
 
-    /// The configured model first, then the Hugging Face cache (hub ids load from it).
     async fn list_models(&self, vars: &Vars) -> Result<Vec<String>, InferenceError> {
-        let mut models = hub_cache_models(vars);
-        if let Some(m) = configured_model(vars) {
-            models.insert(0, format!("{m} (CANDLE_MODEL)"));
-        }
-        Ok(models)
+        rigger_candle_adapter::list_models(&CandleConfig::from_vars(&vars.lookup())?).await
     }
 }

@@ -1,30 +1,23 @@
 //! MLX on Apple Silicon, through a Python worker (`mlx-lm`).
 
-use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rigger_domain::ModelRole;
-use rigger_mlx_adapter::{MlxConfig, MlxSubprocessAdapter};
+use rigger_mlx_adapter::{MODEL_VAR, MlxConfig, MlxSubprocessAdapter, PYTHON_VAR};
 use rigger_ports::{InferenceError, LanguageModel};
 
 use super::{Backend, Setting};
 use crate::Provider;
 use crate::detect::{BackendStatus, status};
-use crate::models::hub_cache_models;
 use crate::vars::Vars;
 
 pub(crate) struct Mlx;
 
-const MODEL_VAR: &str = "MLX_MODEL";
-const PYTHON_VAR: &str = "PYTHON_PATH";
-
-/// The adapter's settings for `model`; the interpreter from `PYTHON_PATH`, when set.
-fn config(model: &str, vars: &Vars) -> MlxConfig {
-    let mut config = MlxConfig::new(model);
-    config.python = vars.get(PYTHON_VAR).map(PathBuf::from);
-    config
-}
+/// The probe starts Python and imports mlx, which takes seconds on a cold start: far more than
+/// a network probe's timeout.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[async_trait]
 impl Backend for Mlx {
@@ -54,36 +47,34 @@ impl Backend for Mlx {
     }
 
     fn build(&self, model: &str, vars: &Vars) -> Result<Arc<dyn LanguageModel>, InferenceError> {
-        Ok(Arc::new(MlxSubprocessAdapter::new(config(model, vars))?))
+        let config = MlxConfig::from_vars(&vars.lookup_with(MODEL_VAR, model))?;
+        Ok(Arc::new(MlxSubprocessAdapter::new(config)?))
     }
 
     async fn probe(&self, vars: &Vars) -> BackendStatus {
-        let python = config("", vars).python;
-        let checked = tokio::task::spawn_blocking(move || match python {
-            Some(p) => rigger_mlx_adapter::check_availability(Some(&p)),
-            None => rigger_mlx_adapter::availability().clone(),
-        })
-        .await;
-        let a = match checked {
-            Ok(a) => a,
-            Err(e) => return status(Provider::Mlx, false, format!("the check failed: {e}"), None),
+        let fix = Some(format!(
+            "cargo xtask setup-mlx (or pip install mlx-lm), or set {PYTHON_VAR}"
+        ));
+        let found = match MlxConfig::from_vars(&vars.lookup()) {
+            Ok(config) => rigger_mlx_adapter::probe(&config, PROBE_TIMEOUT).await,
+            Err(e) => Err(e),
         };
-        let fix =
-            Some("cargo xtask setup-mlx (or pip install mlx-lm), or set PYTHON_PATH".to_owned());
-        let mut s = status(Provider::Mlx, a.available, a.reason.clone(), fix);
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => return status(Provider::Mlx, false, e.message().to_owned(), fix),
+        };
+        let mut s = status(Provider::Mlx, true, found.clone(), None);
         let apple_silicon = cfg!(all(target_os = "macos", target_arch = "aarch64"));
-        if a.available && !apple_silicon {
+        if !apple_silicon {
             s.auto_selectable = false;
             s.detail = format!(
-                "{} — not auto-selected off Apple Silicon; set TASK_ORCHESTRATOR_PROVIDER=mlx to use it",
-                a.reason
+                "{found} — not auto-selected off Apple Silicon; set TASK_ORCHESTRATOR_PROVIDER=mlx to use it"
             );
         }
         s
     }
 
-    /// MLX loads hub ids from the Hugging Face cache.
     async fn list_models(&self, vars: &Vars) -> Result<Vec<String>, InferenceError> {
-        Ok(hub_cache_models(vars))
+        rigger_mlx_adapter::list_models(&MlxConfig::from_vars(&vars.lookup())?).await
     }
 }

@@ -14,10 +14,6 @@ use crate::vars::Vars;
 
 pub(crate) struct Ollama;
 
-fn config(vars: &Vars) -> Result<OllamaConfig, InferenceError> {
-    OllamaConfig::from_vars(&vars.lookup())
-}
-
 #[async_trait]
 impl Backend for Ollama {
     fn provider(&self) -> Provider {
@@ -47,19 +43,20 @@ impl Backend for Ollama {
     }
 
     fn build(&self, model: &str, vars: &Vars) -> Result<Arc<dyn LanguageModel>, InferenceError> {
-        let mut config = config(vars)?;
-        config.model = model.to_owned();
+        let config = OllamaConfig::from_vars(&vars.lookup_with(MODEL_VAR, model))?;
         Ok(Arc::new(OllamaAdapter::new(config)?))
     }
 
     async fn probe(&self, vars: &Vars) -> BackendStatus {
-        let fix = Some("start Ollama (`ollama serve`), or point OLLAMA_HOST at it".to_owned());
-        match config(vars) {
+        let fix = Some(format!(
+            "start Ollama (`ollama serve`), or point {HOST_VAR} at it"
+        ));
+        match OllamaConfig::from_vars(&vars.lookup()) {
             Err(e) => status(
                 Provider::Ollama,
                 false,
                 e.message().to_owned(),
-                Some("fix OLLAMA_HOST".into()),
+                Some(format!("fix {HOST_VAR}")),
             ),
             Ok(config) => match rigger_ollama_adapter::probe(&config, PROBE_TIMEOUT).await {
                 Ok(found) => status(Provider::Ollama, true, found, None),
@@ -69,6 +66,6 @@ impl Backend for Ollama {
     }
 
     async fn list_models(&self, vars: &Vars) -> Result<Vec<String>, InferenceError> {
-        rigger_ollama_adapter::list_models(&config(vars)?).await
+        rigger_ollama_adapter::list_models(&OllamaConfig::from_vars(&vars.lookup())?).await
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rigger_domain::ModelRole;
 use rigger_openai_adapter::{
-    DEFAULT_BASE_URL, ENV_BASE_URL, ENV_MODEL, OpenAiAdapter, OpenAiConfig,
+    DEFAULT_BASE_URL, BASE_URL_VAR, MODEL_VAR, OpenAiAdapter, OpenAiConfig,
 };
 use rigger_ports::{InferenceError, LanguageModel};
 
@@ -35,7 +35,7 @@ impl Backend for OpenAi {
     }
 
     fn model_var(&self) -> &'static str {
-        ENV_MODEL
+        MODEL_VAR
     }
 
     /// None: a server serves whatever it was started with, so `OPENAI_MODEL` is required.
@@ -45,15 +45,14 @@ impl Backend for OpenAi {
 
     fn settings(&self) -> &'static [Setting] {
         const SETTINGS: &[Setting] = &[
-            Setting::text("base_url", ENV_BASE_URL),
-            Setting::text("model", ENV_MODEL),
+            Setting::text("base_url", BASE_URL_VAR),
+            Setting::text("model", MODEL_VAR),
         ];
         SETTINGS
     }
 
     fn build(&self, model: &str, vars: &Vars) -> Result<Arc<dyn LanguageModel>, InferenceError> {
-        let mut config = config(vars)?;
-        config.model = Some(model.to_owned());
+        let config = OpenAiConfig::from_vars(&vars.lookup_with(MODEL_VAR, model))?;
         Ok(Arc::new(OpenAiAdapter::new(config)?))
     }
 
