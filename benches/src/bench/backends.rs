@@ -264,16 +264,18 @@ pub async fn candle(
     };
     let own_peak = machine::reset_own_peak_rss();
     work.step(&format!("{}: loading {format}", row.framework));
-    let adapter = CandleAdapter::load(CandleConfig {
+    let adapter = CandleAdapter::connect(CandleConfig {
         threads: Some(work.threads),
         tokenizer: Some(work.model.tokenizer.clone()),
         kernels,
         ..CandleConfig::new(path.display().to_string())
     })
     .await?;
-    row.notes.push(format!("engine: {}", adapter.engine()));
-    row.load_seconds = Some(adapter.load_duration().as_secs_f64());
-    if adapter.uses_fallback_template() {
+    // connect() loaded the model, so these are known.
+    row.notes
+        .push(format!("engine: {}", adapter.engine().unwrap_or("unknown")));
+    row.load_seconds = adapter.load_duration().map(|d| d.as_secs_f64());
+    if adapter.uses_fallback_template() == Some(true) {
         row.comparable = false;
         row.notes
             .push("Candle found no chat template and used its plain fallback".to_owned());

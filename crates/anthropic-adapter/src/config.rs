@@ -20,9 +20,9 @@ pub const API_VERSION: &str = "2023-06-01";
 /// The host that always needs a key.
 const ANTHROPIC_HOST: &str = "api.anthropic.com";
 
-pub const ENV_API_KEY: &str = "ANTHROPIC_API_KEY";
-pub const ENV_BASE_URL: &str = "ANTHROPIC_BASE_URL";
-pub const ENV_MODEL: &str = "ANTHROPIC_MODEL";
+pub const API_KEY_VAR: &str = "ANTHROPIC_API_KEY";
+pub const BASE_URL_VAR: &str = "ANTHROPIC_BASE_URL";
+pub const MODEL_VAR: &str = "ANTHROPIC_MODEL";
 
 /// How to reach an Anthropic Messages API server and which model to use.
 ///
@@ -76,26 +76,36 @@ impl AnthropicConfig {
         }
     }
 
-    /// `ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL`, `ANTHROPIC_MODEL` from the process environment.
-    pub fn from_env() -> Self {
+    /// [`from_vars`](Self::from_vars) over the process environment.
+    pub fn from_env() -> Result<Self, InferenceError> {
         Self::from_vars(&|name| std::env::var(name).ok())
     }
 
-    /// The same as [`from_env`](Self::from_env) with an explicit lookup. Unset and blank
-    /// variables mean the default.
-    pub fn from_vars(lookup: &dyn Fn(&str) -> Option<String>) -> Self {
+    /// [`ANTHROPIC_API_KEY`](API_KEY_VAR), [`ANTHROPIC_BASE_URL`](BASE_URL_VAR),
+    /// [`ANTHROPIC_MODEL`](MODEL_VAR), read through `lookup`. Unset and blank variables mean
+    /// the default; a base URL that is not an http(s) URL, or ends with `/v1`, is an
+    /// `InvalidRequest` naming the variable. A missing key is refused later, by
+    /// [`AnthropicAdapter::new`](crate::AnthropicAdapter::new), and only for Anthropic's host.
+    pub fn from_vars(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, InferenceError> {
         let var = |name: &str| {
             lookup(name)
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
         let defaults = Self::default();
-        Self {
-            base_url: var(ENV_BASE_URL).unwrap_or(defaults.base_url.clone()),
-            api_key: lookup(ENV_API_KEY).and_then(ApiKey::new),
-            model: var(ENV_MODEL).unwrap_or(defaults.model.clone()),
+        let base_url = match var(BASE_URL_VAR) {
+            Some(url) => {
+                parse_base_url(&url)?;
+                url
+            }
+            None => defaults.base_url.clone(),
+        };
+        Ok(Self {
+            base_url,
+            api_key: lookup(API_KEY_VAR).and_then(ApiKey::new),
+            model: var(MODEL_VAR).unwrap_or(defaults.model.clone()),
             ..defaults
-        }
+        })
     }
 
     /// Checks the configuration without any network; returns the base URL without a trailing
@@ -104,26 +114,11 @@ impl AnthropicConfig {
         let invalid = |message: String, hint: &str| {
             Err(InferenceError::invalid_request(BACKEND, message).with_hint(hint))
         };
-        let trimmed = self.base_url.trim().trim_end_matches('/');
-        let url = match Url::parse(trimmed) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => url,
-            Ok(_) | Err(_) => {
-                return invalid(
-                    format!("the base URL {trimmed:?} is not an http(s) URL"),
-                    &format!("set {ENV_BASE_URL} to e.g. {DEFAULT_BASE_URL}"),
-                );
-            }
-        };
-        if url.path().trim_end_matches('/').ends_with("/v1") {
-            return invalid(
-                format!("the base URL {trimmed:?} ends with /v1"),
-                &format!("remove the /v1 from {ENV_BASE_URL}: the adapter appends /v1/messages"),
-            );
-        }
+        let url = parse_base_url(&self.base_url)?;
         if self.model.trim().is_empty() {
             return invalid(
                 "no model is configured".to_owned(),
-                &format!("set {ENV_MODEL}, e.g. to {DEFAULT_MODEL}"),
+                &format!("set {MODEL_VAR}, e.g. to {DEFAULT_MODEL}"),
             );
         }
         if self.api_version.trim().is_empty() {
@@ -137,7 +132,7 @@ impl AnthropicConfig {
         {
             return invalid(
                 "the API key contains characters that cannot be sent in a header".to_owned(),
-                &format!("check {ENV_API_KEY} for stray characters"),
+                &format!("check {API_KEY_VAR} for stray characters"),
             );
         }
         if self.api_key.is_none() && url.host_str() == Some(ANTHROPIC_HOST) {
@@ -147,9 +142,33 @@ impl AnthropicConfig {
             )
             .with_code(codes::ANTHROPIC_API_KEY_MISSING)
             .with_hint(format!(
-                "set {ENV_API_KEY} (console.anthropic.com → API keys)"
+                "set {API_KEY_VAR} (console.anthropic.com → API keys)"
             )));
         }
         Ok(url)
     }
+}
+
+/// An http(s) URL with a host and without a trailing `/v1` (the adapter appends `/v1/...`).
+fn parse_base_url(base_url: &str) -> Result<Url, InferenceError> {
+    let invalid = |message: String, hint: String| {
+        Err(InferenceError::invalid_request(BACKEND, message).with_hint(hint))
+    };
+    let trimmed = base_url.trim().trim_end_matches('/');
+    let url = match Url::parse(trimmed) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => url,
+        Ok(_) | Err(_) => {
+            return invalid(
+                format!("the base URL {trimmed:?} is not an http(s) URL"),
+                format!("set {BASE_URL_VAR} to e.g. {DEFAULT_BASE_URL}"),
+            );
+        }
+    };
+    if url.path().trim_end_matches('/').ends_with("/v1") {
+        return invalid(
+            format!("the base URL {trimmed:?} ends with /v1"),
+            format!("remove the /v1 from {BASE_URL_VAR}: the adapter appends /v1/messages"),
+        );
+    }
+    Ok(url)
 }

@@ -9,7 +9,7 @@
 use rigger_http_support::{ErrorResponse, kind_for_status};
 use rigger_ports::{ErrorKind, InferenceError};
 
-use crate::config::{ENV_API_KEY, ENV_BASE_URL, ENV_MODEL};
+use crate::config::{API_KEY_VAR, BASE_URL_VAR, MODEL_VAR};
 use crate::wire::{ApiError, ErrorBody};
 use crate::{BACKEND, codes};
 
@@ -36,7 +36,7 @@ pub(crate) fn from_response(response: ErrorResponse, model: &str) -> InferenceEr
                     format!("HTTP 404 from a server that does not speak the Messages API: {snippet:?}"),
                 )
                 .with_hint(format!(
-                    "check {ENV_BASE_URL}: it must point at an Anthropic-compatible server, without /v1"
+                    "check {BASE_URL_VAR}: it must point at an Anthropic-compatible server, without /v1"
                 )),
                 _ => with_kind_hint(err, kind),
             }
@@ -77,14 +77,14 @@ pub(crate) fn from_api_error(error: &ApiError, status: Option<u16>, model: &str)
             format!("model {model:?} not found: {message}"),
         )
         .with_hint(format!(
-            "check {ENV_MODEL}; `rigger models` lists the models this key can use"
+            "check {MODEL_VAR}; `rigger models` lists the models this key can use"
         )),
         _ => InferenceError::new(kind, BACKEND, message),
     };
     let err = match error.kind.as_str() {
         "authentication_error" => err
             .with_code(codes::ANTHROPIC_UNAUTHORIZED)
-            .with_hint(format!("check {ENV_API_KEY}: the server rejected the key")),
+            .with_hint(format!("check {API_KEY_VAR}: the server rejected the key")),
         "permission_error" => err.with_code(codes::ANTHROPIC_UNAUTHORIZED).with_hint(
             "this key may not use this model or resource; check the workspace's permissions",
         ),
@@ -110,7 +110,7 @@ fn with_kind_hint(err: InferenceError, kind: ErrorKind) -> InferenceError {
             err.with_hint("shorten the prompt or lower max_tokens; Rigger never truncates")
         }
         ErrorKind::RateLimited => err.with_hint("slow down or retry after the server's delay"),
-        ErrorKind::Unauthorized => err.with_hint(format!("check {ENV_API_KEY}")),
+        ErrorKind::Unauthorized => err.with_hint(format!("check {API_KEY_VAR}")),
         ErrorKind::InvalidRequest => err.with_hint("fix the request as the message says"),
         ErrorKind::BackendCrashed | ErrorKind::Timeout => {
             err.with_hint("a server-side failure; retrying may succeed")

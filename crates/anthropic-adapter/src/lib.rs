@@ -16,7 +16,7 @@
 //! use rigger_anthropic_adapter::{AnthropicAdapter, AnthropicConfig};
 //! use rigger_ports::{GenerationRequest, LanguageModel};
 //!
-//! let model = AnthropicAdapter::new(AnthropicConfig::from_env())?;
+//! let model = AnthropicAdapter::new(AnthropicConfig::from_env()?)?;
 //! let reply = model.generate(GenerationRequest::prompt("Say hi").with_max_tokens(32)).await?;
 //! println!("{}\n{}", reply.text, reply.completion.timings.summary());
 //! # Ok(()) }
@@ -44,8 +44,8 @@ use rigger_ports::{
 use tokio::sync::OnceCell;
 
 pub use config::{
-    API_VERSION, AnthropicConfig, DEFAULT_BASE_URL, DEFAULT_MODEL, ENV_API_KEY, ENV_BASE_URL,
-    ENV_MODEL,
+    API_KEY_VAR, API_VERSION, AnthropicConfig, BASE_URL_VAR, DEFAULT_BASE_URL, DEFAULT_MODEL,
+    MODEL_VAR,
 };
 pub use decode::{Decoded, EventDecoder, Output};
 
@@ -405,7 +405,7 @@ fn check_event_stream(response: &reqwest::Response) -> Result<(), InferenceError
             format!("expected an event stream, got content-type {content_type:?}"),
         )
         .with_hint(format!(
-            "check {ENV_BASE_URL}: the server must speak Anthropic's Messages API with streaming"
+            "check {BASE_URL_VAR}: the server must speak Anthropic's Messages API with streaming"
         )))
     }
 }
@@ -429,7 +429,7 @@ fn endpoint(base: &Url, segments: &[&str]) -> Result<Url, InferenceError> {
     url.path_segments_mut()
         .map_err(|()| {
             InferenceError::invalid_request(BACKEND, format!("{base} cannot take a path"))
-                .with_hint(format!("set {ENV_BASE_URL} to an http(s) URL"))
+                .with_hint(format!("set {BASE_URL_VAR} to an http(s) URL"))
         })?
         .pop_if_empty()
         .extend(segments);
@@ -515,7 +515,7 @@ pub async fn probe(config: &AnthropicConfig, timeout: Duration) -> Result<String
             BACKEND,
             format!("{url} did not answer within {timeout:?}"),
         )
-        .with_hint(format!("check {ENV_BASE_URL} and the network"))
+        .with_hint(format!("check {BASE_URL_VAR} and the network"))
     })??;
     let listed = page.data.iter().any(|m| m.id == config.model);
     Ok(format!(
@@ -572,7 +572,7 @@ async fn models_page(
         |e| {
             if e.status == reqwest::StatusCode::NOT_FOUND {
                 InferenceError::new(ErrorKind::NotAvailable, BACKEND, format!("{url} has no model list (HTTP 404)"))
-                    .with_hint(format!("check {ENV_BASE_URL}: it must point at an Anthropic-compatible server, without /v1"))
+                    .with_hint(format!("check {BASE_URL_VAR}: it must point at an Anthropic-compatible server, without /v1"))
             } else {
                 errors::from_response(e, &config.model)
             }

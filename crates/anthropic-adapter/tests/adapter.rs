@@ -680,7 +680,7 @@ fn configuration_from_variables_and_its_checks() {
                 .map(|(_, v)| (*v).to_owned())
         }
     };
-    let defaults = AnthropicConfig::from_vars(&vars(&[("ANTHROPIC_MODEL", "  ")]));
+    let defaults = AnthropicConfig::from_vars(&vars(&[("ANTHROPIC_MODEL", "  ")])).unwrap();
     assert_eq!(defaults.base_url, DEFAULT_BASE_URL);
     assert_eq!(defaults.model, DEFAULT_MODEL);
     assert_eq!(defaults.api_key, None);
@@ -696,7 +696,8 @@ fn configuration_from_variables_and_its_checks() {
         ),
         ("ANTHROPIC_BASE_URL", "http://127.0.0.1:8080/"),
         ("ANTHROPIC_MODEL", "local"),
-    ]));
+    ]))
+    .unwrap();
     assert_eq!(set.model, "local");
     let adapter = AnthropicAdapter::new(set.clone()).unwrap();
     for shown in [format!("{set:?}"), format!("{adapter:?}")] {

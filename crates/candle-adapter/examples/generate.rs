@@ -35,12 +35,12 @@ async fn main() -> anyhow::Result<()> {
         kernels: args.kernels,
         ..CandleConfig::new(&args.model)
     };
-    let model = CandleAdapter::load(config).await?;
+    let model = CandleAdapter::connect(config).await?;
     eprintln!(
         "loaded {} in {:.2}s, running on {}",
         args.model,
-        model.load_duration().as_secs_f64(),
-        model.engine()
+        model.load_duration().unwrap_or_default().as_secs_f64(),
+        model.engine().unwrap_or_default()
     );
     let request = GenerationRequest::prompt(args.prompt)
         .with_max_tokens(args.max_tokens)

@@ -43,19 +43,68 @@ fn not_found(model: &str, why: impl Into<String>, fix: impl Into<String>) -> Inf
     .with_hint(fix)
 }
 
-/// Resolves `model` (a path, `owner/repo` or `owner/repo:file.gguf`) to local files.
-pub async fn resolve(model: &str, tokenizer: Option<&Path>) -> Result<ModelFiles, InferenceError> {
-    let path = Path::new(model);
-    if path.exists() {
-        return resolve_local(model, path, tokenizer);
+/// Where a model comes from. The one rule for "local path or hub id": the adapter resolves
+/// models by it and the factory's doctor reports by it, so the two cannot disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// An existing file or folder.
+    Local(PathBuf),
+    /// `owner/repo` (safetensors) or `owner/repo:file.gguf`, resolved through the hub cache.
+    Hub {
+        owner: String,
+        repo: String,
+        file: Option<String>,
+    },
+}
+
+impl ModelSource {
+    /// An existing path is local. Anything else must be a hub id; a value that looks like a
+    /// path (absolute, starting with `.` or `~`, or naming a `.gguf`/`.safetensors` file
+    /// without a `:`) but does not exist is a missing file, not a hub id. Errors are
+    /// `ModelNotFound` with what to set instead. Touches the filesystem (one `stat`), never
+    /// the network.
+    pub fn parse(model: &str) -> Result<Self, InferenceError> {
+        let path = Path::new(model);
+        if path.exists() {
+            return Ok(ModelSource::Local(path.to_path_buf()));
+        }
+        if looks_like_a_path(model) {
+            return Err(not_found(
+                model,
+                "no such file or folder",
+                "set CANDLE_MODEL to an existing .gguf file or model folder, or to a hub id (owner/repo or owner/repo:file.gguf)",
+            ));
+        }
+        match parse_hub_id(model) {
+            Some((owner, repo, file)) => Ok(ModelSource::Hub {
+                owner: owner.to_owned(),
+                repo: repo.to_owned(),
+                file: file.map(str::to_owned),
+            }),
+            None => Err(not_found(
+                model,
+                "no such file or folder, and not a hub id (owner/repo or owner/repo:file.gguf)",
+                "set CANDLE_MODEL to a .gguf file, a folder with config.json + safetensors, or a hub id",
+            )),
+        }
     }
-    match parse_hub_id(model) {
-        Some((owner, repo, file)) => resolve_hub(model, owner, repo, file, tokenizer).await,
-        None => Err(not_found(
-            model,
-            "no such file or folder, and not a hub id (owner/repo or owner/repo:file.gguf)",
-            "set CANDLE_MODEL to a .gguf file, a folder with config.json + safetensors, or a hub id",
-        )),
+}
+
+fn looks_like_a_path(model: &str) -> bool {
+    let lower = model.to_ascii_lowercase();
+    Path::new(model).is_absolute()
+        || model.starts_with('.')
+        || model.starts_with('~')
+        || (!model.contains(':') && (lower.ends_with(".gguf") || lower.ends_with(".safetensors")))
+}
+
+/// Resolves `model` (see [`ModelSource::parse`]) to local files.
+pub async fn resolve(model: &str, tokenizer: Option<&Path>) -> Result<ModelFiles, InferenceError> {
+    match ModelSource::parse(model)? {
+        ModelSource::Local(path) => resolve_local(model, &path, tokenizer),
+        ModelSource::Hub { owner, repo, file } => {
+            resolve_hub(model, &owner, &repo, file.as_deref(), tokenizer).await
+        }
     }
 }
 
@@ -299,6 +348,39 @@ mod tests {
         assert_eq!(parse_hub_id("just-a-name"), None);
         assert_eq!(parse_hub_id("a/b:"), None);
         assert_eq!(parse_hub_id("a b/c"), None);
+    }
+
+    #[test]
+    fn a_bare_name_is_neither_a_path_nor_a_hub_id() {
+        // `CANDLE_MODEL=tinyllama`: the doctor used to call it usable, the adapter refused it.
+        let err = ModelSource::parse("tinyllama").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ModelNotFound);
+        assert!(err.to_string().contains("owner/repo"), "{err}");
+        assert!(
+            err.hint().is_some_and(|h| h.contains("CANDLE_MODEL")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sources_are_local_paths_or_hub_ids() {
+        let here = env!("CARGO_MANIFEST_DIR");
+        assert_eq!(
+            ModelSource::parse(here).unwrap(),
+            ModelSource::Local(PathBuf::from(here))
+        );
+        assert_eq!(
+            ModelSource::parse("TheBloke/Llama-2-7B-GGUF:llama-2-7b.Q4_0.gguf").unwrap(),
+            ModelSource::Hub {
+                owner: "TheBloke".into(),
+                repo: "Llama-2-7B-GGUF".into(),
+                file: Some("llama-2-7b.Q4_0.gguf".into())
+            }
+        );
+        for missing in ["models/tiny.gguf", "./tiny", "/no/such/folder"] {
+            let err = ModelSource::parse(missing).unwrap_err();
+            assert!(err.to_string().contains("no such file or folder"), "{err}");
+        }
     }
 
     #[tokio::test]

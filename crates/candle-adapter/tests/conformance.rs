@@ -21,7 +21,7 @@ impl ConformanceTarget for CandleTarget {
             kernels: self.kernels,
             ..CandleConfig::new(&self.model)
         };
-        Ok(Arc::new(CandleAdapter::load(config).await?))
+        Ok(Arc::new(CandleAdapter::connect(config).await?))
     }
 
     async fn missing_model(
@@ -29,7 +29,7 @@ impl ConformanceTarget for CandleTarget {
         model_id: &str,
     ) -> Result<Arc<dyn LanguageModel>, InferenceError> {
         Ok(Arc::new(
-            CandleAdapter::load(CandleConfig::new(model_id)).await?,
+            CandleAdapter::connect(CandleConfig::new(model_id)).await?,
         ))
     }
 }

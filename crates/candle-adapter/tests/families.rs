@@ -97,10 +97,10 @@ fn phi3() -> std::path::PathBuf {
 }
 
 async fn exercise(path: &std::path::Path, engine: &str) {
-    let model = CandleAdapter::load(CandleConfig::new(path.display().to_string()))
+    let model = CandleAdapter::connect(CandleConfig::new(path.display().to_string()))
         .await
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(model.engine(), engine);
+    assert_eq!(model.engine(), Some(engine));
     assert_eq!(model.descriptor().context_length, Some(512));
     let greedy = || {
         GenerationRequest::prompt("Plan the launch")
@@ -139,7 +139,7 @@ async fn phi3_gguf_runs_on_candles_phi3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_architecture_is_refused_with_the_supported_list() {
     let path = write("gpt2", |_, _| Vec::new());
-    let err = match CandleAdapter::load(CandleConfig::new(path.display().to_string())).await {
+    let err = match CandleAdapter::connect(CandleConfig::new(path.display().to_string())).await {
         Ok(_) => panic!("a gpt2 GGUF loaded"),
         Err(e) => e,
     };

@@ -14,7 +14,7 @@ use serde_json::json;
 use task_orchestrator::adapters::provider_factory::{ProviderFactory, RolePlan, Vars};
 use task_orchestrator::domain::model_role::ModelRole;
 use task_orchestrator::domain::{Task, TaskId};
-use task_orchestrator::pipeline::{PipelineEvent, PipelineRun};
+use task_orchestrator::pipeline::{PipelineEvent, PipelineRun, RoleVar, role_var};
 use task_orchestrator::ports::{CallMetrics, ErrorKind, InferenceError, Outcome};
 
 #[derive(Parser)]
@@ -154,12 +154,7 @@ fn factory(choice: &Choice) -> Result<ProviderFactory, InferenceError> {
             let model = model.clone();
             let overrides: Vec<String> = ModelRole::ALL
                 .iter()
-                .map(|r| {
-                    format!(
-                        "TASK_ORCHESTRATOR_{}_MODEL",
-                        r.as_str().to_ascii_uppercase()
-                    )
-                })
+                .map(|r| role_var(*r, RoleVar::Model))
                 .collect();
             ProviderFactory::from_vars(Vars::from_fn(move |k| {
                 if overrides.iter().any(|o| o == k) {

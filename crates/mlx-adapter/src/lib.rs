@@ -19,11 +19,12 @@
 //! }
 //! ```
 
+mod config;
 mod python;
 mod worker;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -37,67 +38,18 @@ use rigger_ports::{
 };
 use tokio::sync::mpsc;
 
+pub use config::{DEFAULT_MODEL, HF_HOME_VAR, HUB_CACHE_VAR, MODEL_VAR, MlxConfig, PYTHON_VAR};
 pub use python::{Availability, availability, check as check_availability};
 pub use worker::{Hello, PROTOCOL, openblas as openblas_preload};
 
 /// The backend's name in descriptors and errors.
 pub const BACKEND: &str = "mlx";
 
-/// The default model, as the user guide lists it.
-pub const DEFAULT_MODEL: &str = "mlx-community/Phi-3-mini-4k-instruct";
-
 /// The guide's error codes.
 pub mod codes {
     pub const MLX_NOT_AVAILABLE: &str = "MLX_NOT_AVAILABLE";
     pub const PYTHON_EXEC_FAILED: &str = "PYTHON_EXEC_FAILED";
     pub const MODEL_LOAD_FAILED: &str = "MODEL_LOAD_FAILED";
-}
-
-/// How to reach MLX and which model to serve.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MlxConfig {
-    /// A hub id (`mlx-community/...`, downloaded by the worker on first use) or a local folder.
-    pub model: String,
-    /// The interpreter; `None` finds one (`PYTHON_PATH`, `.venv`, `python3`, `python`).
-    pub python: Option<PathBuf>,
-    /// Worker start-up (importing mlx) and handshake.
-    pub startup_timeout: Duration,
-    /// Loading (and, from the hub, downloading) a model.
-    pub load_timeout: Duration,
-    /// From the model being ready to the first token.
-    pub first_token_timeout: Duration,
-    /// Between two tokens.
-    pub idle_timeout: Duration,
-    /// Run this adapter's requests on a worker of its own instead of the one shared by every
-    /// adapter with the same Python (so that it never queues behind another role's requests).
-    pub dedicated_worker: bool,
-}
-
-impl MlxConfig {
-    pub fn new(model: impl Into<String>) -> Self {
-        Self {
-            model: model.into(),
-            python: None,
-            startup_timeout: Duration::from_secs(60),
-            load_timeout: Duration::from_secs(1800),
-            first_token_timeout: Duration::from_secs(300),
-            idle_timeout: Duration::from_secs(60),
-            dedicated_worker: false,
-        }
-    }
-
-    /// `MLX_MODEL` (default [`DEFAULT_MODEL`]) and `PYTHON_PATH`.
-    pub fn from_env() -> Self {
-        let model = std::env::var("MLX_MODEL")
-            .ok()
-            .filter(|m| !m.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_MODEL.to_owned());
-        let mut config = Self::new(model);
-        config.python = std::env::var_os("PYTHON_PATH")
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from);
-        config
-    }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -153,7 +105,7 @@ impl MlxSubprocessAdapter {
 
     /// [`MlxConfig::from_env`], then [`Self::new`].
     pub fn from_env() -> Result<Self, InferenceError> {
-        Self::new(MlxConfig::from_env())
+        Self::new(MlxConfig::from_env()?)
     }
 
     /// Starts the worker (if needed) and loads the model now, so the descriptor knows the
@@ -252,6 +204,69 @@ impl MlxSubprocessAdapter {
             )),
         }
     }
+}
+
+/// Whether MLX can run with this configuration: the platform, the Python, and `import mlx.core,
+/// mlx_lm` there (one Python start, uncached). `Ok` says what was found; the error says why not
+/// and what to do. Starts no worker and loads no model.
+pub async fn probe(config: &MlxConfig, timeout: Duration) -> Result<String, InferenceError> {
+    let explicit = config.python.clone();
+    let checked = tokio::time::timeout(
+        timeout,
+        tokio::task::spawn_blocking(move || python::check(explicit.as_deref())),
+    )
+    .await
+    .map_err(|_| {
+        InferenceError::timeout(
+            BACKEND,
+            format!("checking Python and mlx-lm took longer than {timeout:?}"),
+        )
+    })?
+    .map_err(|e| InferenceError::internal(BACKEND, format!("the MLX check panicked: {e}")))?;
+    if checked.available {
+        return Ok(checked.reason);
+    }
+    Err(
+        InferenceError::new(ErrorKind::NotAvailable, BACKEND, checked.reason)
+            .with_code(codes::MLX_NOT_AVAILABLE)
+            .with_hint(format!(
+                "run `cargo xtask setup-mlx` (or `pip install mlx-lm`, plus `mlx[cpu]` on Linux), or set {PYTHON_VAR}"
+            )),
+    )
+}
+
+/// The models this configuration can serve without a download: the configured one, then the
+/// hub cache's models that have a `config.json` (what mlx-lm loads), sorted. No Python starts.
+pub async fn list_models(config: &MlxConfig) -> Result<Vec<String>, InferenceError> {
+    let mut cached = config
+        .hub_cache
+        .as_deref()
+        .map(cached_models)
+        .unwrap_or_default();
+    cached.sort();
+    cached.retain(|m| *m != config.model);
+    let mut models = vec![config.model.clone()];
+    models.append(&mut cached);
+    Ok(models)
+}
+
+/// `models--owner--repo` folders of a hub cache with a snapshot holding `config.json`.
+fn cached_models(cache: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return Vec::new(); // no cache yet: nothing downloaded
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let (owner, repo) = name.strip_prefix("models--")?.split_once("--")?;
+            let has_config = std::fs::read_dir(entry.path().join("snapshots"))
+                .ok()?
+                .filter_map(Result::ok)
+                .any(|snap| snap.path().join("config.json").is_file());
+            has_config.then(|| format!("{owner}/{repo}"))
+        })
+        .collect()
 }
 
 /// Maps a worker `error` line to the port's error, with the guide's codes and fixes.

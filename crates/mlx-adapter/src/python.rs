@@ -1,10 +1,12 @@
 //! Finding the Python that runs the worker, and whether MLX is usable there. One order
-//! everywhere: `PYTHON_PATH`, the project venv that `cargo xtask setup-mlx` makes (`.venv` in the
+//! everywhere: the configured interpreter (`PYTHON_PATH`, read by [`MlxConfig`]), else the project venv that `cargo xtask setup-mlx` makes (`.venv` in the
 //! working directory), `python3`, `python`.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+
+use crate::MlxConfig;
 
 /// The Python candidates, in the order they are tried.
 pub fn candidates(explicit: Option<&std::path::Path>) -> Vec<PathBuf> {
@@ -12,9 +14,6 @@ pub fn candidates(explicit: Option<&std::path::Path>) -> Vec<PathBuf> {
     if let Some(p) = explicit {
         out.push(p.to_path_buf());
         return out;
-    }
-    if let Some(p) = std::env::var_os("PYTHON_PATH").filter(|p| !p.is_empty()) {
-        out.push(PathBuf::from(p));
     }
     let venv = if cfg!(windows) {
         ".venv/Scripts/python.exe"
@@ -57,11 +56,14 @@ pub fn platform_supported() -> bool {
     (cfg!(target_os = "macos") && cfg!(target_arch = "aarch64")) || cfg!(target_os = "linux")
 }
 
-/// Checks platform, Python and `import mlx.core, mlx_lm` once per process (a second call costs
+/// Checks platform, Python ([`MlxConfig::from_env`]'s) and `import mlx.core, mlx_lm` once per process (a second call costs
 /// nothing).
 pub fn availability() -> &'static Availability {
     static CACHE: OnceLock<Availability> = OnceLock::new();
-    CACHE.get_or_init(|| check(None))
+    CACHE.get_or_init(|| {
+        let python = MlxConfig::from_env().ok().and_then(|c| c.python);
+        check(python.as_deref())
+    })
 }
 
 pub fn check(explicit: Option<&std::path::Path>) -> Availability {

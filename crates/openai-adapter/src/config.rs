@@ -10,21 +10,21 @@ use rigger_ports::{Capabilities, InferenceError};
 
 use crate::BACKEND;
 
-/// OpenAI's own endpoint; any compatible server replaces it through [`ENV_BASE_URL`].
+/// OpenAI's own endpoint; any compatible server replaces it through [`BASE_URL_VAR`].
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
-pub const ENV_API_KEY: &str = "OPENAI_API_KEY";
+pub const API_KEY_VAR: &str = "OPENAI_API_KEY";
 /// The `.../v1` base of any OpenAI-compatible server, with or without a trailing slash.
-pub const ENV_BASE_URL: &str = "OPENAI_BASE_URL";
+pub const BASE_URL_VAR: &str = "OPENAI_BASE_URL";
 /// The model id to request. There is no default: servers name models differently.
-pub const ENV_MODEL: &str = "OPENAI_MODEL";
+pub const MODEL_VAR: &str = "OPENAI_MODEL";
 /// Which server speaks behind the URL ([`ServerKind`] names); decides the capabilities.
-pub const ENV_SERVER: &str = "RIGGER_OPENAI_SERVER";
+pub const SERVER_VAR: &str = "RIGGER_OPENAI_SERVER";
 /// The model's context length in tokens, for servers that neither report nor enforce it.
-pub const ENV_CONTEXT_LENGTH: &str = "RIGGER_OPENAI_CONTEXT_LENGTH";
+pub const CONTEXT_LENGTH_VAR: &str = "RIGGER_OPENAI_CONTEXT_LENGTH";
 /// The most requests this adapter has in flight at once (the rest wait their turn).
-pub const ENV_MAX_CONCURRENT: &str = "RIGGER_OPENAI_MAX_CONCURRENT";
+pub const MAX_CONCURRENT_VAR: &str = "RIGGER_OPENAI_MAX_CONCURRENT";
 /// Seconds without a streamed event before a generation is abandoned as stalled.
-pub const ENV_IDLE_TIMEOUT: &str = "RIGGER_OPENAI_IDLE_TIMEOUT_SECS";
+pub const IDLE_TIMEOUT_VAR: &str = "RIGGER_OPENAI_IDLE_TIMEOUT_SECS";
 
 /// The server behind the URL. Each kind declares only what that server really honours, so a
 /// request for anything else is refused instead of silently ignored.
@@ -56,7 +56,7 @@ impl ServerKind {
         ServerKind::Generic,
     ];
 
-    /// The name used in [`ENV_SERVER`].
+    /// The name used in [`SERVER_VAR`].
     pub fn name(self) -> &'static str {
         match self {
             ServerKind::OpenAi => "openai",
@@ -137,7 +137,7 @@ impl FromStr for ServerKind {
             .ok_or_else(|| {
                 let names: Vec<&str> = ServerKind::ALL.iter().map(|k| k.name()).collect();
                 InferenceError::invalid_request(BACKEND, format!("unknown server kind {s:?}"))
-                    .with_hint(format!("set {ENV_SERVER} to one of {}", names.join(", ")))
+                    .with_hint(format!("set {SERVER_VAR} to one of {}", names.join(", ")))
             })
     }
 }
@@ -210,16 +210,16 @@ impl OpenAiConfig {
                 .filter(|v| !v.is_empty())
         };
         let mut config = Self::default();
-        if let Some(url) = var(ENV_BASE_URL) {
+        if let Some(url) = var(BASE_URL_VAR) {
             config.base_url = url;
         }
-        config.api_key = lookup(ENV_API_KEY).and_then(ApiKey::new);
-        config.model = var(ENV_MODEL);
-        config.server = var(ENV_SERVER).map(|s| s.parse()).transpose()?;
-        config.context_length = parse_var(&var, ENV_CONTEXT_LENGTH, "a number of tokens")?;
+        config.api_key = lookup(API_KEY_VAR).and_then(ApiKey::new);
+        config.model = var(MODEL_VAR);
+        config.server = var(SERVER_VAR).map(|s| s.parse()).transpose()?;
+        config.context_length = parse_var(&var, CONTEXT_LENGTH_VAR, "a number of tokens")?;
         config.max_concurrent_requests =
-            parse_var(&var, ENV_MAX_CONCURRENT, "a number of requests")?;
-        if let Some(secs) = parse_var::<u64>(&var, ENV_IDLE_TIMEOUT, "a number of seconds")? {
+            parse_var(&var, MAX_CONCURRENT_VAR, "a number of requests")?;
+        if let Some(secs) = parse_var::<u64>(&var, IDLE_TIMEOUT_VAR, "a number of seconds")? {
             config.idle_timeout = Duration::from_secs(secs);
         }
         Ok(config)
@@ -240,7 +240,7 @@ impl OpenAiConfig {
                 format!("the base URL {:?} is not usable: {why}", self.base_url),
             )
             .with_hint(format!(
-                "set {ENV_BASE_URL} to the server's /v1 base, e.g. http://127.0.0.1:8080/v1"
+                "set {BASE_URL_VAR} to the server's /v1 base, e.g. http://127.0.0.1:8080/v1"
             ))
         };
         let url = reqwest::Url::parse(trimmed).map_err(|e| bad(e.to_string()))?;
@@ -300,13 +300,13 @@ mod tests {
     #[test]
     fn reads_every_variable() {
         let c = OpenAiConfig::from_vars(&vars(&[
-            (ENV_BASE_URL, "http://10.0.0.5:8000/v1/"),
-            (ENV_API_KEY, "sk-test"),
-            (ENV_MODEL, " llama-3 "),
-            (ENV_SERVER, "vLLM"),
-            (ENV_CONTEXT_LENGTH, "8192"),
-            (ENV_MAX_CONCURRENT, "16"),
-            (ENV_IDLE_TIMEOUT, "30"),
+            (BASE_URL_VAR, "http://10.0.0.5:8000/v1/"),
+            (API_KEY_VAR, "sk-test"),
+            (MODEL_VAR, " llama-3 "),
+            (SERVER_VAR, "vLLM"),
+            (CONTEXT_LENGTH_VAR, "8192"),
+            (MAX_CONCURRENT_VAR, "16"),
+            (IDLE_TIMEOUT_VAR, "30"),
         ]))
         .unwrap();
         assert_eq!(c.parsed_base_url().unwrap(), "http://10.0.0.5:8000/v1");
@@ -321,9 +321,9 @@ mod tests {
     #[test]
     fn malformed_variables_name_themselves() {
         for (name, value) in [
-            (ENV_SERVER, "triton"),
-            (ENV_CONTEXT_LENGTH, "lots"),
-            (ENV_IDLE_TIMEOUT, "-1"),
+            (SERVER_VAR, "triton"),
+            (CONTEXT_LENGTH_VAR, "lots"),
+            (IDLE_TIMEOUT_VAR, "-1"),
         ] {
             let err = OpenAiConfig::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.kind(), rigger_ports::ErrorKind::InvalidRequest);
@@ -356,7 +356,7 @@ mod tests {
             };
             let err = c.parsed_base_url().unwrap_err();
             assert!(
-                err.hint().is_some_and(|h| h.contains(ENV_BASE_URL)),
+                err.hint().is_some_and(|h| h.contains(BASE_URL_VAR)),
                 "{url}: {err}"
             );
         }

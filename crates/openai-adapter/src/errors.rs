@@ -10,7 +10,7 @@ use rigger_ports::{ErrorKind, InferenceError};
 use serde_json::Value;
 
 use crate::BACKEND;
-use crate::config::{ENV_API_KEY, ENV_BASE_URL, ENV_MODEL};
+use crate::config::{API_KEY_VAR, BASE_URL_VAR, MODEL_VAR};
 
 /// What an error body says, whatever its shape.
 #[derive(Debug, Default, PartialEq)]
@@ -155,13 +155,13 @@ fn from_status(status: StatusCode, server: &ServerError, model: &str) -> Inferen
             format!("model `{model}` not found: {with_code}"),
         )
         .with_hint(format!(
-            "set {ENV_MODEL} to a model the server has (`rigger models` lists them)"
+            "set {MODEL_VAR} to a model the server has (`rigger models` lists them)"
         )),
         ErrorKind::NotAvailable => error.with_hint(format!(
-            "check {ENV_BASE_URL}: it must be the server's /v1 base (…/v1/chat/completions must exist)"
+            "check {BASE_URL_VAR}: it must be the server's /v1 base (…/v1/chat/completions must exist)"
         )),
         ErrorKind::Unauthorized => error.with_hint(format!(
-            "set {ENV_API_KEY} to a valid key for this server"
+            "set {API_KEY_VAR} to a valid key for this server"
         )),
         ErrorKind::RateLimited if server.mentions(&["insufficient_quota"]) => error
             .with_retryable(false)

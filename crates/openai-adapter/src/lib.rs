@@ -28,8 +28,8 @@ use rigger_ports::{
 use tokio::sync::{OnceCell, Semaphore};
 
 pub use config::{
-    DEFAULT_BASE_URL, ENV_API_KEY, ENV_BASE_URL, ENV_CONTEXT_LENGTH, ENV_IDLE_TIMEOUT,
-    ENV_MAX_CONCURRENT, ENV_MODEL, ENV_SERVER, OpenAiConfig, ServerKind,
+    API_KEY_VAR, BASE_URL_VAR, CONTEXT_LENGTH_VAR, DEFAULT_BASE_URL, IDLE_TIMEOUT_VAR,
+    MAX_CONCURRENT_VAR, MODEL_VAR, OpenAiConfig, SERVER_VAR, ServerKind,
 };
 #[doc(hidden)]
 pub use stream::decode_payloads_for_bench;
@@ -78,7 +78,7 @@ impl OpenAiAdapter {
             .filter(|m| !m.is_empty())
             .ok_or_else(|| {
                 InferenceError::invalid_request(BACKEND, "no model is configured").with_hint(
-                    format!("set {ENV_MODEL} (`rigger models` lists what the server has)"),
+                    format!("set {MODEL_VAR} (`rigger models` lists what the server has)"),
                 )
             })?;
         if config.max_concurrent_requests == Some(0) {
@@ -87,7 +87,7 @@ impl OpenAiAdapter {
                 "max_concurrent_requests is 0: no request could ever run",
             )
             .with_hint(format!(
-                "set {ENV_MAX_CONCURRENT} to 1 or more, or unset it"
+                "set {MAX_CONCURRENT_VAR} to 1 or more, or unset it"
             )));
         }
         let client = http_client(&config, None)?;
@@ -132,7 +132,7 @@ impl OpenAiAdapter {
                     inner.model, inner.models_url
                 ),
             )
-            .with_hint(format!("set {ENV_MODEL} to one of: {}", ids.join(", "))));
+            .with_hint(format!("set {MODEL_VAR} to one of: {}", ids.join(", "))));
         }
         let descriptor = inner.descriptor_from(&models);
         let _ = inner.resolved.set(descriptor);
@@ -329,7 +329,7 @@ pub async fn probe(config: &OpenAiConfig, timeout: Duration) -> Result<String, I
     let model_note = match config.model.as_deref() {
         Some(m) if models.data.iter().any(|e| e.id == m) => format!(", `{m}` listed"),
         Some(m) => format!(", `{m}` not listed"),
-        None => format!(", {ENV_MODEL} not set"),
+        None => format!(", {MODEL_VAR} not set"),
     };
     Ok(format!(
         "{kind} server at {base_url}: {} model(s){model_note}",
@@ -373,7 +373,7 @@ async fn get_models(
         InferenceError::protocol(BACKEND, format!("{url} did not answer a model list: {e}"))
             .with_raw_output(String::from_utf8_lossy(&bytes).into_owned())
             .with_hint(format!(
-                "check {ENV_BASE_URL}: it must be the server's /v1 base"
+                "check {BASE_URL_VAR}: it must be the server's /v1 base"
             ))
     })
 }

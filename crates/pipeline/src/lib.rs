@@ -15,13 +15,13 @@
 mod chain;
 mod orchestrator;
 mod roles;
+mod settings;
 mod structured;
 
 pub use chain::{FALLS_THROUGH, ModelChain};
 pub use orchestrator::{
     Orchestrator, PipelineEvent, PipelineFailure, PipelineRun, ProgressObserver, StepReport,
 };
-pub use roles::{
-    LlmComprehensionTester, LlmDecomposer, LlmEnhancer, LlmRouter, RoleSettings, RouterFallback,
-};
+pub use roles::{LlmComprehensionTester, LlmDecomposer, LlmEnhancer, LlmRouter, RouterFallback};
+pub use settings::{RoleSettings, RoleVar, role_var};
 pub use structured::{FailedStepCalls, extract_json, step_calls};

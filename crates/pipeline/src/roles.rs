@@ -12,34 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::chain::ModelChain;
+use crate::settings::RoleSettings;
 use crate::structured::call_json;
-
-/// How a role calls its model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoleSettings {
-    /// The most tokens one answer may take.
-    pub max_tokens: u32,
-    /// `None` leaves the backend's default.
-    pub temperature: Option<f32>,
-    /// How many times an invalid answer is sent back for repair before the call fails.
-    pub repair_attempts: u32,
-}
-
-impl RoleSettings {
-    /// Defaults per role: short answers for the Router, room for 3–5 subtasks for the Decomposer.
-    pub fn for_role(role: ModelRole) -> Self {
-        let max_tokens = match role {
-            ModelRole::Router => 256,
-            ModelRole::Decomposer => 1024,
-            ModelRole::Enhancer | ModelRole::Tester => 512,
-        };
-        Self {
-            max_tokens,
-            temperature: Some(0.2),
-            repair_attempts: 1,
-        }
-    }
-}
 
 type Clock = fn() -> DateTime<Utc>;
 

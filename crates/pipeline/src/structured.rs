@@ -5,7 +5,7 @@ use rigger_ports::{
 use serde_json::Value;
 
 use crate::chain::ModelChain;
-use crate::roles::RoleSettings;
+use crate::settings::{RoleSettings, RoleVar, role_var};
 
 /// The JSON value in a model's answer: the whole answer, or failing that the first JSON object in
 /// it (models often wrap JSON in a code fence or a sentence). serde_json does the parsing.
@@ -126,9 +126,9 @@ pub(crate) async fn call_json<T>(
             )
             .with_raw_output(raw)
             .with_hint(format!(
-                "use a larger or instruction-tuned model for this role \
-                 (TASK_ORCHESTRATOR_{}_MODEL), or allow more repair attempts",
-                role.as_str().to_ascii_uppercase()
+                "use a larger or instruction-tuned model for this role ({}), or allow more \
+                 repair attempts",
+                role_var(role, RoleVar::Model)
             ))
             .with_source(FailedStepCalls { calls }));
         }

@@ -116,6 +116,19 @@ impl InferenceError {
         Self::new(ErrorKind::Protocol, backend, message)
     }
 
+    /// A deadline passed: connecting, loading, the first token, or the gap between two tokens
+    /// took longer than configured. Retryable (the kind's default); say which deadline in
+    /// `message` and which setting raises it with [`with_hint`](Self::with_hint).
+    pub fn timeout(backend: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Timeout, backend, message)
+    }
+
+    /// A fault on our side, not the backend's or the request's: a thread or runtime that could
+    /// not start, a task that panicked, an invariant that did not hold. Not retryable.
+    pub fn internal(backend: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, backend, message)
+    }
+
     /// The same error with a new message (e.g. with context added); everything else is kept.
     pub fn with_message(mut self, message: impl Into<String>) -> Self {
         self.0.message = message.into();
@@ -254,6 +267,19 @@ mod tests {
         );
         assert_eq!(err.kind(), ErrorKind::NotAvailable);
         assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn timeout_and_internal_constructors_set_kind_and_retryability() {
+        let t = InferenceError::timeout("b", "no token within 5s");
+        assert_eq!(
+            (t.kind(), t.backend(), t.message()),
+            (ErrorKind::Timeout, "b", "no token within 5s")
+        );
+        assert!(t.is_retryable());
+        let i = InferenceError::internal("b", "thread did not start");
+        assert_eq!(i.kind(), ErrorKind::Internal);
+        assert!(!i.is_retryable());
     }
 
     #[test]

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use rigger_ports::{ErrorKind, InferenceError};
 use serde::Deserialize;
+use toml::Spanned;
+
+use crate::Provider;
+use crate::backends::{self, SettingKind};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -38,68 +42,13 @@ pub struct RoleConfig {
     pub repair_attempts: Option<u32>,
 }
 
-/// `[providers.*]`: each key stands for the environment variable named beside it; the
-/// environment wins. API keys are read from the environment only, never from this file.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProvidersConfig {
-    pub mlx: Option<MlxSection>,
-    pub ollama: Option<OllamaSection>,
-    pub candle: Option<CandleSection>,
-    pub openai: Option<OpenAiSection>,
-    pub anthropic: Option<AnthropicSection>,
-}
+/// `[providers.<name>]`, by provider name: each key stands for an environment variable, and the
+/// environment wins. Each backend's file in `src/backends/` declares its keys. API keys are read
+/// from the environment only, never from this file.
+pub type ProvidersConfig = BTreeMap<String, ProviderSection>;
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MlxSection {
-    /// `MLX_MODEL`
-    pub model: Option<String>,
-    /// `PYTHON_PATH`
-    pub python: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OllamaSection {
-    /// `OLLAMA_HOST`
-    pub host: Option<String>,
-    /// `OLLAMA_MODEL`
-    pub model: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CandleSection {
-    /// `CANDLE_MODEL`
-    pub model: Option<String>,
-    /// `CANDLE_TOKENIZER`
-    pub tokenizer: Option<String>,
-    /// `CANDLE_DEVICE`
-    pub device: Option<String>,
-    /// `CANDLE_THREADS`
-    pub threads: Option<u32>,
-    /// `CANDLE_KERNELS` (`auto` or `reference`)
-    pub kernels: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OpenAiSection {
-    /// `OPENAI_BASE_URL`
-    pub base_url: Option<String>,
-    /// `OPENAI_MODEL`
-    pub model: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AnthropicSection {
-    /// `ANTHROPIC_BASE_URL`
-    pub base_url: Option<String>,
-    /// `ANTHROPIC_MODEL`
-    pub model: Option<String>,
-}
+/// One `[providers.<name>]` section: key to value, each with its place in the file.
+pub type ProviderSection = BTreeMap<String, Spanned<toml::Value>>;
 
 /// A parsed config file and where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,43 +72,81 @@ impl ConfigFile {
                 ));
             }
         }
+        for (name, section) in &file.providers {
+            check_section(path, text, name, section)?;
+        }
         Ok(file)
     }
 
-    /// The settings that stand for environment variables, as (variable, value) pairs.
+    /// The settings that stand for environment variables, as (variable, value) pairs. Sections
+    /// of providers not compiled into this build are ignored (the file may serve several builds).
     pub fn as_vars(&self) -> Vec<(&'static str, String)> {
-        let p = &self.providers;
         let mut vars = Vec::new();
-        let mut put = |name: &'static str, value: Option<String>| {
-            if let Some(v) = value {
-                vars.push((name, v));
+        for backend in backends::compiled() {
+            let Some(section) = self.providers.get(backend.provider().as_str()) else {
+                continue;
+            };
+            for setting in backend.settings() {
+                let value = section.get(setting.key).map(|v| match v.get_ref() {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
+                if let Some(value) = value {
+                    vars.push((setting.var, value));
+                }
             }
-        };
-        if let Some(s) = &p.mlx {
-            put("MLX_MODEL", s.model.clone());
-            put("PYTHON_PATH", s.python.clone());
-        }
-        if let Some(s) = &p.ollama {
-            put("OLLAMA_HOST", s.host.clone());
-            put("OLLAMA_MODEL", s.model.clone());
-        }
-        if let Some(s) = &p.candle {
-            put("CANDLE_MODEL", s.model.clone());
-            put("CANDLE_TOKENIZER", s.tokenizer.clone());
-            put("CANDLE_DEVICE", s.device.clone());
-            put("CANDLE_THREADS", s.threads.map(|t| t.to_string()));
-            put("CANDLE_KERNELS", s.kernels.clone());
-        }
-        if let Some(s) = &p.openai {
-            put("OPENAI_BASE_URL", s.base_url.clone());
-            put("OPENAI_MODEL", s.model.clone());
-        }
-        if let Some(s) = &p.anthropic {
-            put("ANTHROPIC_BASE_URL", s.base_url.clone());
-            put("ANTHROPIC_MODEL", s.model.clone());
         }
         vars
     }
+}
+
+/// Checks `[providers.<name>]` against what the backend declares: a known provider, known keys,
+/// values of the right type. Unknown keys are errors here too, with their line.
+fn check_section(
+    path: &Path,
+    text: &str,
+    name: &str,
+    section: &ProviderSection,
+) -> Result<(), InferenceError> {
+    let Some(provider) = Provider::ALL.into_iter().find(|p| p.as_str() == name) else {
+        let names: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
+        return Err(config_error(
+            path,
+            &format!(
+                "unknown provider [providers.{name}]; the providers are {}",
+                names.join(", ")
+            ),
+        ));
+    };
+    let Some(backend) = backends::get(provider) else {
+        return Ok(());
+    };
+    let settings = backend.settings();
+    for (key, value) in section {
+        let line = text[..value.span().start.min(text.len())]
+            .matches('\n')
+            .count()
+            + 1;
+        let problem = match settings.iter().find(|s| s.key == key) {
+            None => {
+                let keys: Vec<&str> = settings.iter().map(|s| s.key).collect();
+                format!("unknown key `{key}`, expected one of {}", keys.join(", "))
+            }
+            Some(s) => match (s.kind, value.get_ref()) {
+                (SettingKind::Text, toml::Value::String(_)) => continue,
+                (SettingKind::Count, toml::Value::Integer(n)) if u32::try_from(*n).is_ok() => {
+                    continue;
+                }
+                (SettingKind::Text, _) => format!("`{key}` must be a string"),
+                (SettingKind::Count, _) => format!("`{key}` must be a whole number"),
+            },
+        };
+        return Err(config_error(
+            path,
+            &format!("line {line}: [providers.{name}] {problem}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads the config file: `RIGGER_CONFIG` (must exist) or `rigger.toml` in the working directory

@@ -19,13 +19,11 @@
 //! `TASK_ORCHESTRATOR_PROVIDER` and the backend's own model variable (`MLX_MODEL`, …); the
 //! `rigger.toml` top level and provider sections; auto-detection and per-backend role defaults
 //! (docs/configuration.md has the full table). Each adapter is behind its cargo feature (all on
-//! by default).
+//! by default); `src/backends/` has one file per backend and the registry of those compiled in.
 
-mod build;
+mod backends;
 pub mod config;
-mod defaults;
 mod detect;
-mod lazy;
 mod models;
 mod plan;
 mod provider;
@@ -44,8 +42,8 @@ use rigger_ports::{
     TaskEnhancementPort, TaskRouterPort,
 };
 
+pub use backends::{model_var, role_default};
 pub use config::{ConfigFile, LoadedConfig};
-pub use defaults::{ANTHROPIC_DEFAULT_MODEL, model_var, role_default};
 pub use detect::{BackendStatus, DetectionReport, PROBE_TIMEOUT, detect};
 pub use models::list_models;
 pub use plan::{Link, RolePlan};
@@ -180,7 +178,7 @@ impl ProviderFactory {
         if let Some(model) = models.get(link) {
             return Ok(Arc::clone(model));
         }
-        let model = build::build(link, &self.vars)?;
+        let model = backends::build(link.provider, &link.model, &self.vars)?;
         models.insert(link.clone(), Arc::clone(&model));
         Ok(model)
     }

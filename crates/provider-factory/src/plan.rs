@@ -2,14 +2,21 @@
 //! auto-detection, then per-backend role defaults.
 
 use rigger_domain::ModelRole;
-use rigger_pipeline::{RoleSettings, RouterFallback};
+use rigger_pipeline::{RoleSettings, RoleVar, RouterFallback, role_var};
 use rigger_ports::{ErrorKind, InferenceError};
 use serde::Serialize;
 
+use crate::backends::{model_var, role_default};
 use crate::config::{ConfigFile, LoadedConfig, RoleConfig, config_error};
-use crate::defaults::{model_var, role_default};
 use crate::vars::Vars;
 use crate::{BACKEND, Provider};
+
+/// The provider for roles that name none.
+const PROVIDER_VAR: &str = "TASK_ORCHESTRATOR_PROVIDER";
+/// A fallback chain for roles that have none of their own.
+const FALLBACK_VAR: &str = "TASK_ORCHESTRATOR_FALLBACK";
+/// `heuristic` or `none`: what the Router does when its model fails.
+const ROUTER_ON_FAILURE_VAR: &str = "TASK_ORCHESTRATOR_ROUTER_ON_FAILURE";
 
 /// One link of a role's chain.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -33,13 +40,6 @@ pub struct RolePlan {
 pub(crate) struct Explicit {
     pub provider: Option<Provider>,
     pub model: Option<String>,
-}
-
-pub(crate) fn role_var(role: ModelRole, what: &str) -> String {
-    format!(
-        "TASK_ORCHESTRATOR_{}_{what}",
-        role.as_str().to_ascii_uppercase()
-    )
 }
 
 fn parse_provider(name: &str, source: &str) -> Result<Provider, InferenceError> {
@@ -68,7 +68,10 @@ fn provider_model(
     provider: Provider,
     role: ModelRole,
 ) -> Result<String, InferenceError> {
-    if let Some(model) = vars.get(model_var(provider)) {
+    // Only compiled-in providers get this far (`parse_provider` refuses the others), so the
+    // variable is always known.
+    let var = model_var(provider).unwrap_or("its model variable");
+    if let Some(model) = model_var(provider).and_then(|v| vars.get(v)) {
         return Ok(model);
     }
     role_default(provider, role)
@@ -80,9 +83,8 @@ fn provider_model(
                 format!("no model is configured for {provider} (role {role})"),
             )
             .with_hint(format!(
-                "set {} (or {}, or [providers.{provider}] model in rigger.toml)",
-                model_var(provider),
-                role_var(role, "MODEL")
+                "set {var} (or {}, or [providers.{provider}] model in rigger.toml)",
+                role_var(role, RoleVar::Model)
             ))
         })
 }
@@ -99,8 +101,8 @@ pub(crate) fn router_fallback(
     vars: &Vars,
     config: Option<&LoadedConfig>,
 ) -> Result<RouterFallback, InferenceError> {
-    let (value, source) = match vars.get("TASK_ORCHESTRATOR_ROUTER_ON_FAILURE") {
-        Some(v) => (Some(v), "TASK_ORCHESTRATOR_ROUTER_ON_FAILURE".to_owned()),
+    let (value, source) = match vars.get(ROUTER_ON_FAILURE_VAR) {
+        Some(v) => (Some(v), ROUTER_ON_FAILURE_VAR.to_owned()),
         None => (
             config.and_then(|c| c.file.router_on_failure.clone()),
             config
@@ -139,16 +141,16 @@ pub(crate) fn plan(input: PlanInput<'_>) -> Result<Vec<RolePlan>, InferenceError
         // The first link's provider.
         let (provider, provider_source) = if let Some(p) = explicit.provider {
             (p, "set in code".to_owned())
-        } else if let Some(name) = vars.get(&role_var(role, "PROVIDER")) {
-            let var = role_var(role, "PROVIDER");
+        } else if let Some(name) = vars.get(&role_var(role, RoleVar::Provider)) {
+            let var = role_var(role, RoleVar::Provider);
             (parse_provider(&name, &var)?, var)
         } else if let Some(name) = &role_config.provider {
             let source = format!("{config_name} [roles.{role}]");
             (parse_provider(name, &source)?, source)
-        } else if let Some(name) = vars.get("TASK_ORCHESTRATOR_PROVIDER") {
+        } else if let Some(name) = vars.get(PROVIDER_VAR) {
             (
-                parse_provider(&name, "TASK_ORCHESTRATOR_PROVIDER")?,
-                "TASK_ORCHESTRATOR_PROVIDER".to_owned(),
+                parse_provider(&name, PROVIDER_VAR)?,
+                PROVIDER_VAR.to_owned(),
             )
         } else if let Some(name) = &file.provider {
             let source = format!("{config_name} provider");
@@ -157,16 +159,15 @@ pub(crate) fn plan(input: PlanInput<'_>) -> Result<Vec<RolePlan>, InferenceError
             if detected.is_none() {
                 detected = Some(detect()?);
             }
-            let p = detected.ok_or_else(|| {
-                InferenceError::new(ErrorKind::Internal, BACKEND, "detection returned nothing")
-            })?;
+            let p = detected
+                .ok_or_else(|| InferenceError::internal(BACKEND, "detection returned nothing"))?;
             (p, "auto-detected".to_owned())
         };
 
         // The first link's model.
         let model = if let Some(m) = &explicit.model {
             m.clone()
-        } else if let Some(m) = vars.get(&role_var(role, "MODEL")) {
+        } else if let Some(m) = vars.get(&role_var(role, RoleVar::Model)) {
             m
         } else if let Some(m) = role_config.model.clone().filter(|_| {
             role_config
@@ -181,15 +182,15 @@ pub(crate) fn plan(input: PlanInput<'_>) -> Result<Vec<RolePlan>, InferenceError
         let mut links = vec![Link { provider, model }];
 
         // The rest of the chain.
-        let (specs, source) = if let Some(list) = vars.get(&role_var(role, "FALLBACK")) {
-            (split_list(&list), role_var(role, "FALLBACK"))
+        let (specs, source) = if let Some(list) = vars.get(&role_var(role, RoleVar::Fallback)) {
+            (split_list(&list), role_var(role, RoleVar::Fallback))
         } else if let Some(list) = &role_config.fallback {
             (
                 list.clone(),
                 format!("{config_name} [roles.{role}] fallback"),
             )
-        } else if let Some(list) = vars.get("TASK_ORCHESTRATOR_FALLBACK") {
-            (split_list(&list), "TASK_ORCHESTRATOR_FALLBACK".to_owned())
+        } else if let Some(list) = vars.get(FALLBACK_VAR) {
+            (split_list(&list), FALLBACK_VAR.to_owned())
         } else {
             (file.fallback.clone(), format!("{config_name} fallback"))
         };

@@ -4,7 +4,8 @@ use std::str::FromStr;
 use rigger_ports::{ErrorKind, InferenceError};
 use serde::Serialize;
 
-/// A backend the factory can build adapters for.
+/// A backend the factory can build adapters for (compiled in or not; `src/backends/` holds
+/// what the factory knows about each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
@@ -39,18 +40,12 @@ impl Provider {
 
     /// Whether this build has the provider's adapter (its cargo feature).
     pub fn is_compiled(self) -> bool {
-        match self {
-            Provider::Mlx => cfg!(feature = "mlx"),
-            Provider::Ollama => cfg!(feature = "ollama"),
-            Provider::Candle => cfg!(feature = "candle"),
-            Provider::OpenAi => cfg!(feature = "openai"),
-            Provider::Anthropic => cfg!(feature = "anthropic"),
-        }
+        crate::backends::get(self).is_some()
     }
 
     /// The providers compiled into this build.
     pub fn compiled() -> Vec<Provider> {
-        Self::ALL.into_iter().filter(|p| p.is_compiled()).collect()
+        crate::backends::compiled().map(|b| b.provider()).collect()
     }
 }
 

@@ -56,4 +56,21 @@ impl Vars {
         let me = self.clone();
         move |k| me.get(k)
     }
+
+    /// [`Self::lookup`] with `var` answering `value`: how a link's model reaches an adapter's
+    /// `from_vars` whatever the environment's model variable says.
+    pub(crate) fn lookup_with(
+        &self,
+        var: &'static str,
+        value: &str,
+    ) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+        let (me, value) = (self.clone(), value.to_owned());
+        move |k| {
+            if k == var {
+                Some(value.clone())
+            } else {
+                me.get(k)
+            }
+        }
+    }
 }

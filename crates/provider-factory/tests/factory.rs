@@ -263,6 +263,51 @@ fn a_malformed_config_names_the_file_the_line_and_the_key() {
 }
 
 #[test]
+fn a_providers_section_is_checked_against_its_backend_with_the_line() {
+    let path = config_file(
+        "section.toml",
+        "[providers.candle]\nmodel = \"/m.gguf\"\nthreads = 4\nkernels = \"avx2\"\n\n[providers.ollama]\nhots = \"x\"\n",
+    );
+    let err =
+        ProviderFactory::from_vars(env(&[("RIGGER_CONFIG", path.to_str().unwrap())])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+    let message = err.message();
+    assert!(message.contains("section.toml"), "{message}");
+    assert!(message.contains("line 7"), "{message}");
+    assert!(
+        message.contains("[providers.ollama] unknown key `hots`"),
+        "{message}"
+    );
+
+    let path = config_file("threads.toml", "[providers.candle]\nthreads = \"4\"\n");
+    let err =
+        ProviderFactory::from_vars(env(&[("RIGGER_CONFIG", path.to_str().unwrap())])).unwrap_err();
+    assert!(err.message().contains("line 2"), "{err}");
+    assert!(
+        err.message().contains("`threads` must be a whole number"),
+        "{err}"
+    );
+
+    let path = config_file("provider.toml", "[providers.llamafile]\nmodel = \"x\"\n");
+    let err =
+        ProviderFactory::from_vars(env(&[("RIGGER_CONFIG", path.to_str().unwrap())])).unwrap_err();
+    assert!(
+        err.message()
+            .contains("unknown provider [providers.llamafile]"),
+        "{err}"
+    );
+
+    let path = config_file(
+        "candle.toml",
+        "provider = \"candle\"\n[providers.candle]\nmodel = \"/m.gguf\"\nthreads = 4\nkernels = \"avx2\"\n",
+    );
+    let f = ProviderFactory::from_vars(env(&[("RIGGER_CONFIG", path.to_str().unwrap())])).unwrap();
+    assert_eq!(f.vars().get("CANDLE_THREADS").as_deref(), Some("4"));
+    assert_eq!(f.vars().get("CANDLE_KERNELS").as_deref(), Some("avx2"));
+    assert_eq!(chain(&f, ModelRole::Router)[0].1, "/m.gguf");
+}
+
+#[test]
 fn auto_detection_picks_a_configured_candle_model_here_and_reports_every_backend() {
     let tiny = rigger_model_gen::tiny_model()
         .unwrap()
@@ -284,6 +329,46 @@ fn auto_detection_picks_a_configured_candle_model_here_and_reports_every_backend
     assert_eq!(names, Provider::ALL);
     let mlx = report.status(Provider::Mlx).unwrap();
     assert!(!mlx.usable && mlx.fix.is_some(), "{mlx:?}");
+}
+
+/// `rigger doctor` and the Candle adapter judge `CANDLE_MODEL` by the same rule: a bare name is
+/// neither an existing path nor a hub id, so it is not reported usable and then refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_doctor_and_the_candle_adapter_agree_on_what_candle_model_names() {
+    let bare = env(&[
+        ("CANDLE_MODEL", "tinyllama"),
+        ("OLLAMA_HOST", "127.0.0.1:9"),
+    ]);
+    let report = rigger_provider_factory::detect(&bare).await;
+    let candle = report.status(Provider::Candle).unwrap();
+    assert!(!candle.usable, "{candle:?}");
+    assert!(candle.detail.contains("owner/repo"), "{candle:?}");
+    let factory = ProviderFactory::new_with_vars("candle", "", bare).unwrap();
+    let err = factory.model_chain_for_role(ModelRole::Router).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ModelNotFound, "{err}");
+
+    // A hub id is usable for both (fetched on first use, so nothing is downloaded here).
+    let hub = env(&[
+        (
+            "CANDLE_MODEL",
+            "TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF:tinyllama.Q4_0.gguf",
+        ),
+        ("OLLAMA_HOST", "127.0.0.1:9"),
+    ]);
+    let report = rigger_provider_factory::detect(&hub).await;
+    assert!(report.status(Provider::Candle).unwrap().usable, "{report}");
+    let factory = ProviderFactory::new_with_vars("candle", "", hub).unwrap();
+    factory.model_chain_for_role(ModelRole::Router).unwrap();
+
+    // A missing file is a missing file for both, not a hub id.
+    let missing = env(&[
+        ("CANDLE_MODEL", "models/tiny.gguf"),
+        ("OLLAMA_HOST", "127.0.0.1:9"),
+    ]);
+    let report = rigger_provider_factory::detect(&missing).await;
+    assert!(!report.status(Provider::Candle).unwrap().usable, "{report}");
+    let factory = ProviderFactory::new_with_vars("candle", "", missing).unwrap();
+    assert!(factory.model_chain_for_role(ModelRole::Router).is_err());
 }
 
 #[test]

@@ -180,7 +180,7 @@ async fn anthropic_is_reached_through_the_factory_with_its_headers() {
     .unwrap();
     assert_eq!(
         factory.plan(ModelRole::Tester).links[0].model,
-        rigger_provider_factory::ANTHROPIC_DEFAULT_MODEL
+        rigger_anthropic_adapter::DEFAULT_MODEL
     );
     let outcome = factory
         .create_comprehension_test_adapter()
@@ -201,8 +201,10 @@ async fn anthropic_is_reached_through_the_factory_with_its_headers() {
 
 #[test]
 fn the_anthropic_default_is_the_adapters() {
-    assert_eq!(
-        rigger_provider_factory::ANTHROPIC_DEFAULT_MODEL,
-        rigger_anthropic_adapter::DEFAULT_MODEL
-    );
+    for role in ModelRole::ALL {
+        assert_eq!(
+            rigger_provider_factory::role_default(Provider::Anthropic, role),
+            Some(rigger_anthropic_adapter::DEFAULT_MODEL)
+        );
+    }
 }

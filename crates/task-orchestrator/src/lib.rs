@@ -49,16 +49,18 @@ pub mod adapters {
     #[cfg(feature = "mlx")]
     pub mod mlx_subprocess_adapter {
         pub use rigger_mlx_adapter::{
-            Availability, BACKEND, DEFAULT_MODEL, Hello, MlxConfig, MlxSubprocessAdapter, PROTOCOL,
-            availability, check_availability, codes, openblas_preload,
+            Availability, BACKEND, DEFAULT_MODEL, HF_HOME_VAR, HUB_CACHE_VAR, Hello, MODEL_VAR,
+            MlxConfig, MlxSubprocessAdapter, PROTOCOL, PYTHON_VAR, availability,
+            check_availability, codes, list_models, openblas_preload, probe,
         };
     }
 
     #[cfg(feature = "candle")]
     pub mod candle_adapter {
         pub use rigger_candle_adapter::{
-            BACKEND, CandleAdapter, CandleConfig, DEFAULT_TEMPERATURE, DeviceKind, Kernels,
-            ModelFiles, template,
+            BACKEND, CandleAdapter, CandleConfig, DEFAULT_TEMPERATURE, DEVICE_VAR, DeviceKind,
+            KERNELS_VAR, Kernels, MODEL_VAR, ModelFiles, ModelSource, REPEAT_PENALTY_VAR,
+            THREADS_VAR, TOKENIZER_VAR, list_models, probe, template,
         };
     }
 
@@ -75,18 +77,18 @@ pub mod adapters {
     #[cfg(feature = "openai")]
     pub mod openai_adapter {
         pub use rigger_openai_adapter::{
-            BACKEND, DEFAULT_BASE_URL, ENV_API_KEY, ENV_BASE_URL, ENV_CONTEXT_LENGTH,
-            ENV_IDLE_TIMEOUT, ENV_MAX_CONCURRENT, ENV_MODEL, ENV_SERVER, OpenAiAdapter,
-            OpenAiConfig, ServerKind, list_models, probe,
+            API_KEY_VAR, BACKEND, BASE_URL_VAR, CONTEXT_LENGTH_VAR, DEFAULT_BASE_URL,
+            IDLE_TIMEOUT_VAR, MAX_CONCURRENT_VAR, MODEL_VAR, OpenAiAdapter, OpenAiConfig,
+            SERVER_VAR, ServerKind, list_models, probe,
         };
     }
 
     #[cfg(feature = "anthropic")]
     pub mod anthropic_adapter {
         pub use rigger_anthropic_adapter::{
-            API_VERSION, AnthropicAdapter, AnthropicConfig, BACKEND, CAPABILITIES,
-            DEFAULT_BASE_URL, DEFAULT_MODEL, Decoded, ENV_API_KEY, ENV_BASE_URL, ENV_MODEL,
-            EventDecoder, Output, codes, list_models, probe,
+            API_KEY_VAR, API_VERSION, AnthropicAdapter, AnthropicConfig, BACKEND, BASE_URL_VAR,
+            CAPABILITIES, DEFAULT_BASE_URL, DEFAULT_MODEL, Decoded, EventDecoder, MODEL_VAR,
+            Output, codes, list_models, probe,
         };
     }
 }

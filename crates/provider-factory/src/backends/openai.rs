@@ -1,0 +1,87 @@
+//! OpenAI-compatible servers: the OpenAI API, vLLM, llama-server, mlx_lm.server, …
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rigger_domain::ModelRole;
+use rigger_openai_adapter::{
+    DEFAULT_BASE_URL, BASE_URL_VAR, MODEL_VAR, OpenAiAdapter, OpenAiConfig,
+};
+use rigger_ports::{InferenceError, LanguageModel};
+
+use super::{Backend, Setting, not_configured};
+use crate::Provider;
+use crate::detect::{BackendStatus, PROBE_TIMEOUT, status};
+use crate::vars::Vars;
+
+pub(crate) struct OpenAi;
+
+const NOT_SET: &str = "OPENAI_API_KEY and OPENAI_BASE_URL are not set";
+
+fn config(vars: &Vars) -> Result<OpenAiConfig, InferenceError> {
+    OpenAiConfig::from_vars(&vars.lookup())
+}
+
+/// Whether there is anything to reach: a key (for the default base URL) or a base URL of its
+/// own. Without either, probing the public API would only fail.
+fn is_configured(config: &OpenAiConfig) -> bool {
+    config.api_key.is_some() || config.base_url != DEFAULT_BASE_URL
+}
+
+#[async_trait]
+impl Backend for OpenAi {
+    fn provider(&self) -> Provider {
+        Provider::OpenAi
+    }
+
+    fn model_var(&self) -> &'static str {
+        MODEL_VAR
+    }
+
+    /// None: a server serves whatever it was started with, so `OPENAI_MODEL` is required.
+    fn role_default(&self, _role: ModelRole) -> Option<&'static str> {
+        None
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        const SETTINGS: &[Setting] = &[
+            Setting::text("base_url", BASE_URL_VAR),
+            Setting::text("model", MODEL_VAR),
+        ];
+        SETTINGS
+    }
+
+    fn build(&self, model: &str, vars: &Vars) -> Result<Arc<dyn LanguageModel>, InferenceError> {
+        let config = OpenAiConfig::from_vars(&vars.lookup_with(MODEL_VAR, model))?;
+        Ok(Arc::new(OpenAiAdapter::new(config)?))
+    }
+
+    /// Usable when a key or a base URL is set and the server answers.
+    async fn probe(&self, vars: &Vars) -> BackendStatus {
+        let fix = Some("check OPENAI_BASE_URL, OPENAI_API_KEY and that the server runs".to_owned());
+        let config = match config(vars) {
+            Ok(config) => config,
+            Err(e) => return status(Provider::OpenAi, false, e.message().to_owned(), fix),
+        };
+        if !is_configured(&config) {
+            return status(
+                Provider::OpenAi,
+                false,
+                NOT_SET,
+                Some("set OPENAI_BASE_URL to a server's /v1 base (vLLM, llama-server, mlx_lm.server) or OPENAI_API_KEY".into()),
+            );
+        }
+        match rigger_openai_adapter::probe(&config, PROBE_TIMEOUT).await {
+            Ok(found) => status(Provider::OpenAi, true, found, None),
+            Err(e) => status(Provider::OpenAi, false, e.message().to_owned(), fix),
+        }
+    }
+
+    async fn list_models(&self, vars: &Vars) -> Result<Vec<String>, InferenceError> {
+        let config = config(vars)?;
+        if !is_configured(&config) {
+            return Err(not_configured(NOT_SET));
+        }
+        rigger_openai_adapter::list_models(&config).await
+    }
+}
