@@ -10,10 +10,13 @@
 //!   compiles no inference stack before `cargo fmt --check`;
 //! - the facade names its adapters' items one by one (no glob re-export of an adapter crate,
 //!   which would carry the `#[doc(hidden)]` `*_for_bench` hooks along), checked on its source.
+//! - every adapter crate (`crates/*-adapter`) runs the shared conformance suite from
+//!   `tests/conformance.rs`, and keeps its test server in `tests/support/` (no `tests/common/`).
 //!
 //! Only normal dependencies count: an adapter's tests may use anything.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use cargo_metadata::{DependencyKind, MetadataCommand};
 
@@ -95,6 +98,9 @@ pub fn check_workspace() -> anyhow::Result<Vec<String>> {
     let source = std::fs::read_to_string(&facade)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", facade.display()))?;
     violations.extend(check_facade_source(&source));
+    violations.extend(check_adapter_tests(
+        &crate::workspace::root().join("crates"),
+    ));
     Ok(violations)
 }
 
@@ -118,6 +124,51 @@ pub fn check_facade_source(source: &str) -> Vec<String> {
             "the facade ({FACADE_SOURCE}) re-exports a bench hook: {}",
             line.trim()
         ));
+    }
+    violations
+}
+
+/// The call every adapter's `tests/conformance.rs` makes.
+const CONFORMANCE_CALL: &str = "rigger_conformance::conformance_suite!";
+
+/// One test layout in every adapter crate under `crates`: `tests/conformance.rs` runs the
+/// conformance suite, and the test server lives in `tests/support/`, not `tests/common/`.
+pub fn check_adapter_tests(crates: &Path) -> Vec<String> {
+    let mut violations = Vec::new();
+    let Ok(entries) = std::fs::read_dir(crates) else {
+        return vec![format!("cannot list {}", crates.display())];
+    };
+    let mut adapters: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with("-adapter"))
+        })
+        .collect();
+    adapters.sort();
+    for adapter in adapters {
+        let name = format!(
+            "crates/{}",
+            adapter.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+        );
+        let tests = adapter.join("tests");
+        match std::fs::read_to_string(tests.join("conformance.rs")) {
+            Ok(text) if text.contains(CONFORMANCE_CALL) => {}
+            Ok(_) => violations.push(format!(
+                "{name}/tests/conformance.rs does not call {CONFORMANCE_CALL}"
+            )),
+            Err(_) => violations.push(format!(
+                "{name} has no tests/conformance.rs running the conformance suite"
+            )),
+        }
+        if tests.join("common").exists() {
+            violations.push(format!(
+                "{name}/tests/common/: the test server and fixtures live in tests/support/"
+            ));
+        }
     }
     violations
 }
@@ -290,5 +341,37 @@ mod tests {
         let doctest =
             "/// use task_orchestrator::adapters::ollama_adapter::decode_lines_for_bench;";
         assert!(check_facade_source(doctest).is_empty());
+    }
+
+    #[test]
+    fn the_layout_rule_catches_an_adapter_without_the_suite() {
+        let crates = std::env::temp_dir().join(format!("rigger-tidy-{}", std::process::id()));
+        let write = |path: &str, text: &str| {
+            let path = crates.join(path);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        };
+        write(
+            "good-adapter/tests/conformance.rs",
+            "rigger_conformance::conformance_suite!(x, target: t);",
+        );
+        write("silent-adapter/tests/conformance.rs", "// nothing here");
+        write("missing-adapter/tests/other.rs", "");
+        write(
+            "common-adapter/tests/conformance.rs",
+            "rigger_conformance::conformance_suite!(x, target: t);",
+        );
+        write("common-adapter/tests/common/mod.rs", "");
+        write("not-an-adaptor/tests/other.rs", "");
+        let v = check_adapter_tests(&crates);
+        let _ = std::fs::remove_dir_all(&crates);
+        let has = |s: &str| v.iter().any(|x| x.contains(s));
+        assert!(
+            has("silent-adapter/tests/conformance.rs does not call"),
+            "{v:#?}"
+        );
+        assert!(has("missing-adapter has no tests/conformance.rs"), "{v:#?}");
+        assert!(has("common-adapter/tests/common/"), "{v:#?}");
+        assert_eq!(v.len(), 3, "{v:#?}");
     }
 }

@@ -53,5 +53,6 @@ async fn fixture() -> FixtureTarget {
 }
 
 rigger_conformance::conformance_suite!(anthropic_fixture, target: fixture, skip: {
-    exact_token_budget: "the Messages API has no way to force N tokens (no ignore-end-of-sequence); the adapter refuses TokenBudget::Exactly as Unsupported",
+    exact_token_budget: Unsupported("the Messages API has no way to force N tokens (no \
+        ignore-end-of-sequence); the adapter refuses TokenBudget::Exactly"),
 });

@@ -54,7 +54,6 @@ pub use source::{ModelFiles, ModelSource};
 /// The backend's name in descriptors and errors.
 pub const BACKEND: &str = "candle";
 
-
 /// The Candle adapter: one model, served in-process, loaded by [`connect`](Self::connect) or
 /// on the first request after [`new`](Self::new).
 pub struct CandleAdapter {

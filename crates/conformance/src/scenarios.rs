@@ -11,12 +11,12 @@ use rigger_ports::{
     LanguageModel, ResponseFormat, StreamEvent, collect_stream,
 };
 
-use crate::{ConformanceTarget, Failure, Scenario};
+use crate::{ConformanceTarget, Failure};
 
 /// The model id the unknown-model scenario asks for.
 pub const MISSING_MODEL_ID: &str = "rigger-conformance/no-such-model";
 
-type Outcome = Result<(), Failure>;
+pub(crate) type Outcome = Result<(), Failure>;
 
 macro_rules! ensure {
     ($cond:expr, $($msg:tt)+) => {
@@ -26,30 +26,12 @@ macro_rules! ensure {
     };
 }
 
-/// Runs one scenario against a target.
-pub async fn run_scenario(scenario: Scenario, target: &dyn ConformanceTarget) -> Outcome {
-    let patience = target.patience();
-    if scenario == Scenario::UnknownModel {
-        return unknown_model(target, patience).await;
-    }
-    let model = target
+/// The target's model, or the failure that it could not provide one.
+async fn model_of(target: &dyn ConformanceTarget) -> Result<Arc<dyn LanguageModel>, Failure> {
+    target
         .model()
         .await
-        .map_err(|e| Failure(format!("the target could not provide its model: {e}")))?;
-    let m = model.as_ref();
-    match scenario {
-        Scenario::StreamMatchesGenerate => stream_matches_generate(m, patience).await,
-        Scenario::MaxTokensRespected => max_tokens_respected(m, patience).await,
-        Scenario::ExactTokenBudget => exact_token_budget(m, patience).await,
-        Scenario::UsageAndTimings => usage_and_timings(m, patience).await,
-        Scenario::StopSequences => stop_sequences(m, patience).await,
-        Scenario::DropCancelsGeneration => drop_cancels_generation(m, patience).await,
-        Scenario::ConcurrentRequests => concurrent_requests(model.clone(), patience).await,
-        Scenario::EmptyMessages => empty_messages(m, patience).await,
-        Scenario::ContextLengthExceeded => context_length_exceeded(m, patience).await,
-        Scenario::JsonSchema => json_schema(m, patience).await,
-        Scenario::UnknownModel => unreachable!("handled above"),
-    }
+        .map_err(|e| Failure(format!("the target could not provide its model: {e}")))
 }
 
 fn base_request() -> GenerationRequest {
@@ -175,7 +157,12 @@ fn preview(text: &str) -> String {
     text.chars().take(80).collect()
 }
 
-async fn stream_matches_generate(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+pub(crate) async fn stream_matches_generate(
+    target: &dyn ConformanceTarget,
+    patience: Duration,
+) -> Outcome {
+    let model = model_of(target).await?;
+    let m = model.as_ref();
     let request = greedy(m, base_request().with_max_tokens(16));
     let (streamed, deltas) = stream(m, request.clone(), patience).await?;
     let generated = generate(m, request, patience).await?;
@@ -204,7 +191,12 @@ async fn stream_matches_generate(m: &dyn LanguageModel, patience: Duration) -> O
     Ok(())
 }
 
-async fn max_tokens_respected(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+pub(crate) async fn max_tokens_respected(
+    target: &dyn ConformanceTarget,
+    patience: Duration,
+) -> Outcome {
+    let model = model_of(target).await?;
+    let m = model.as_ref();
     const MAX: u32 = 5;
     let g = generate(m, greedy(m, base_request().with_max_tokens(MAX)), patience).await?;
     let c = &g.completion;
@@ -234,7 +226,12 @@ async fn max_tokens_respected(m: &dyn LanguageModel, patience: Duration) -> Outc
     Ok(())
 }
 
-async fn exact_token_budget(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+pub(crate) async fn exact_token_budget(
+    target: &dyn ConformanceTarget,
+    patience: Duration,
+) -> Outcome {
+    let model = model_of(target).await?;
+    let m = model.as_ref();
     const N: u32 = 24;
     let g = generate(m, greedy(m, base_request().with_exact_tokens(N)), patience).await?;
     let c = &g.completion;
@@ -252,7 +249,12 @@ async fn exact_token_budget(m: &dyn LanguageModel, patience: Duration) -> Outcom
     Ok(())
 }
 
-async fn usage_and_timings(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+pub(crate) async fn usage_and_timings(
+    target: &dyn ConformanceTarget,
+    patience: Duration,
+) -> Outcome {
+    let model = model_of(target).await?;
+    let m = model.as_ref();
     let started = Instant::now();
     let g = generate(m, greedy(m, base_request().with_max_tokens(8)), patience).await?;
     let wall = started.elapsed();
@@ -295,7 +297,12 @@ async fn usage_and_timings(m: &dyn LanguageModel, patience: Duration) -> Outcome
     Ok(())
 }
 
-async fn stop_sequences(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+/// A greedy request, a stop sequence of 3 characters from the middle of its output (not all
+/// whitespace), and the text expected with that stop: the output up to its first occurrence.
+async fn stop_case(
+    m: &dyn LanguageModel,
+    patience: Duration,
+) -> Result<(GenerationRequest, String), Failure> {
     let request = greedy(m, base_request().with_max_tokens(32));
     let full = generate(m, request.clone(), patience).await?.text;
     let chars: Vec<(usize, char)> = full.char_indices().collect();
@@ -304,7 +311,6 @@ async fn stop_sequences(m: &dyn LanguageModel, patience: Duration) -> Outcome {
         "the scenario needs at least 8 characters of output to pick a stop sequence, got {:?}",
         full
     );
-    // A 3-character stop sequence from the middle of the text, not all whitespace.
     let stop = (chars.len() / 2..chars.len() - 3)
         .map(|i| {
             let end = chars.get(i + 3).map_or(full.len(), |(b, _)| *b);
@@ -314,20 +320,33 @@ async fn stop_sequences(m: &dyn LanguageModel, patience: Duration) -> Outcome {
         .ok_or_else(|| Failure(format!("no usable stop sequence in {full:?}")))?
         .to_owned();
     let cut = full.find(&stop).unwrap_or(full.len());
-    let expected = &full[..cut];
-    let stopped = generate(m, request.clone().with_stop(stop.clone()), patience).await?;
+    let expected = full[..cut].to_owned();
+    Ok((request.with_stop(stop), expected))
+}
+
+pub(crate) async fn stop_sequences(target: &dyn ConformanceTarget, patience: Duration) -> Outcome {
+    let model = model_of(target).await?;
+    let m = model.as_ref();
+    let (request, expected) = stop_case(m, patience).await?;
+    let stop = &request.stop[0];
+    let stopped = generate(m, request.clone(), patience).await?;
     ensure!(
         stopped.text == expected,
         "with stop {stop:?} expected {:?}, got {:?}",
-        preview(expected),
+        preview(&expected),
         preview(&stopped.text)
     );
+    // Which reason a backend gives for a matched stop is the next scenario's; never the budget
+    // or end-of-sequence, which would be wrong.
     ensure!(
-        stopped.completion.finish_reason == FinishReason::StopSequence,
+        !matches!(
+            stopped.completion.finish_reason,
+            FinishReason::MaxTokens | FinishReason::EndOfSequence
+        ),
         "finish reason {:?} after a stop sequence matched",
         stopped.completion.finish_reason
     );
-    let (streamed, _) = stream(m, request.with_stop(stop), patience).await?;
+    let (streamed, _) = stream(m, request, patience).await?;
     ensure!(
         streamed.text == expected,
         "the streamed text {:?} does not end before the stop sequence",
@@ -336,7 +355,34 @@ async fn stop_sequences(m: &dyn LanguageModel, patience: Duration) -> Outcome {
     Ok(())
 }
 
-async fn drop_cancels_generation(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+pub(crate) async fn stop_sequence_reported(
+    target: &dyn ConformanceTarget,
+    patience: Duration,
+) -> Outcome {
+    let model = model_of(target).await?;
+    let m = model.as_ref();
+    let (request, _) = stop_case(m, patience).await?;
+    let stopped = generate(m, request.clone(), patience).await?;
+    ensure!(
+        stopped.completion.finish_reason == FinishReason::StopSequence,
+        "finish reason {:?} from generate() after a stop sequence matched",
+        stopped.completion.finish_reason
+    );
+    let (streamed, _) = stream(m, request, patience).await?;
+    ensure!(
+        streamed.completion.finish_reason == FinishReason::StopSequence,
+        "finish reason {:?} from stream() after a stop sequence matched",
+        streamed.completion.finish_reason
+    );
+    Ok(())
+}
+
+pub(crate) async fn drop_cancels_generation(
+    target: &dyn ConformanceTarget,
+    patience: Duration,
+) -> Outcome {
+    let model = model_of(target).await?;
+    let m = model.as_ref();
     // Long enough that, if generation went on after the drop, the next request would wait longer
     // than the patience.
     let long = m
@@ -372,7 +418,11 @@ async fn drop_cancels_generation(m: &dyn LanguageModel, patience: Duration) -> O
     Ok(())
 }
 
-async fn concurrent_requests(model: Arc<dyn LanguageModel>, patience: Duration) -> Outcome {
+pub(crate) async fn concurrent_requests(
+    target: &dyn ConformanceTarget,
+    patience: Duration,
+) -> Outcome {
+    let model = model_of(target).await?;
     let request = greedy(model.as_ref(), base_request().with_max_tokens(8));
     let runs = (0..8).map(|_| {
         let model = model.clone();
@@ -404,7 +454,7 @@ async fn concurrent_requests(model: Arc<dyn LanguageModel>, patience: Duration) 
     Ok(())
 }
 
-async fn unknown_model(target: &dyn ConformanceTarget, patience: Duration) -> Outcome {
+pub(crate) async fn unknown_model(target: &dyn ConformanceTarget, patience: Duration) -> Outcome {
     let check = |e: InferenceError| -> Outcome {
         ensure!(
             e.kind() == ErrorKind::ModelNotFound,
@@ -433,7 +483,9 @@ async fn unknown_model(target: &dyn ConformanceTarget, patience: Duration) -> Ou
     }
 }
 
-async fn empty_messages(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+pub(crate) async fn empty_messages(target: &dyn ConformanceTarget, patience: Duration) -> Outcome {
+    let model = model_of(target).await?;
+    let m = model.as_ref();
     let e = expect_error(m, GenerationRequest::new(Vec::new()), patience).await?;
     ensure!(
         e.kind() == ErrorKind::InvalidRequest,
@@ -443,7 +495,12 @@ async fn empty_messages(m: &dyn LanguageModel, patience: Duration) -> Outcome {
     Ok(())
 }
 
-async fn context_length_exceeded(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+pub(crate) async fn context_length_exceeded(
+    target: &dyn ConformanceTarget,
+    patience: Duration,
+) -> Outcome {
+    let model = model_of(target).await?;
+    let m = model.as_ref();
     let Some(ctx) = m.descriptor().context_length else {
         return Err(Failure(
             "the model declares no context length; declare it, or skip this scenario with the reason"
@@ -466,7 +523,9 @@ async fn context_length_exceeded(m: &dyn LanguageModel, patience: Duration) -> O
     Ok(())
 }
 
-async fn json_schema(m: &dyn LanguageModel, patience: Duration) -> Outcome {
+pub(crate) async fn json_schema(target: &dyn ConformanceTarget, patience: Duration) -> Outcome {
+    let model = model_of(target).await?;
+    let m = model.as_ref();
     let format = ResponseFormat::JsonSchema {
         name: "answer".into(),
         schema: serde_json::json!({

@@ -38,6 +38,8 @@ pub enum Fault {
     MissingTimings,
     /// Ignores stop sequences.
     IgnoresStopSequences,
+    /// Ends the text at a stop sequence but reports the finish reason as `Other("stop")`.
+    ReportsStopAmbiguously,
     /// Keeps generating after the stream is dropped, holding the engine.
     KeepsRunningAfterDrop,
     /// Fails a request that finds the engine busy instead of queueing it.
@@ -71,16 +73,27 @@ impl ScriptedModel {
     /// Tokens after which the model ends on its own.
     pub const NATURAL_LENGTH: u32 = 200;
 
+    /// Everything the port offers declared, except native structured output.
+    pub fn capabilities() -> Capabilities {
+        Capabilities {
+            native_structured_output: false,
+            ..Capabilities::all()
+        }
+    }
+
     pub fn new(fault: Option<Fault>) -> Self {
+        Self::with_capabilities(fault, Self::capabilities())
+    }
+
+    /// A model declaring `capabilities`: a request for an undeclared feature is refused as
+    /// Unsupported.
+    pub fn with_capabilities(fault: Option<Fault>, capabilities: Capabilities) -> Self {
         Self {
             descriptor: ModelDescriptor {
                 backend: "scripted".into(),
                 model_id: "scripted-lighthouse".into(),
                 context_length: Some(Self::CONTEXT_LENGTH),
-                capabilities: Capabilities {
-                    native_structured_output: false,
-                    ..Capabilities::all()
-                },
+                capabilities,
             },
             fault,
             engine: Arc::new(Mutex::new(())),
@@ -205,7 +218,11 @@ impl LanguageModel for ScriptedModel {
                     receiver_gone = true;
                 }
                 if stopped {
-                    finish = FinishReason::StopSequence;
+                    finish = if model.has(Fault::ReportsStopAmbiguously) {
+                        FinishReason::Other("stop".into())
+                    } else {
+                        FinishReason::StopSequence
+                    };
                     break;
                 }
             }
@@ -264,18 +281,30 @@ fn tokio_stream(mut rx: mpsc::Receiver<Result<StreamEvent, InferenceError>>) -> 
 /// A [`ConformanceTarget`] over a [`ScriptedModel`], optionally with one fault.
 pub struct ScriptedTarget {
     fault: Option<Fault>,
+    capabilities: Capabilities,
 }
 
 impl ScriptedTarget {
     pub fn new(fault: Option<Fault>) -> Self {
-        Self { fault }
+        Self::with_capabilities(fault, ScriptedModel::capabilities())
+    }
+
+    /// A target whose model declares `capabilities`.
+    pub fn with_capabilities(fault: Option<Fault>, capabilities: Capabilities) -> Self {
+        Self {
+            fault,
+            capabilities,
+        }
     }
 }
 
 #[async_trait]
 impl ConformanceTarget for ScriptedTarget {
     async fn model(&self) -> Result<Arc<dyn LanguageModel>, InferenceError> {
-        Ok(Arc::new(ScriptedModel::new(self.fault)))
+        Ok(Arc::new(ScriptedModel::with_capabilities(
+            self.fault,
+            self.capabilities,
+        )))
     }
 
     async fn missing_model(

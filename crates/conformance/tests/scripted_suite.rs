@@ -17,6 +17,7 @@ fn fault_for(scenario: Scenario) -> Fault {
         Scenario::ExactTokenBudget => Fault::ShortOfExactBudget,
         Scenario::UsageAndTimings => Fault::MissingTimings,
         Scenario::StopSequences => Fault::IgnoresStopSequences,
+        Scenario::StopSequenceReported => Fault::ReportsStopAmbiguously,
         Scenario::DropCancelsGeneration => Fault::KeepsRunningAfterDrop,
         Scenario::ConcurrentRequests => Fault::RejectsConcurrentRequests,
         Scenario::UnknownModel => Fault::AcceptsUnknownModels,
@@ -40,6 +41,18 @@ async fn every_scenario_fails_against_its_fault() {
         not_caught.is_empty(),
         "scenarios that passed despite their fault: {not_caught:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ambiguous_stop_reason_still_passes_the_text_scenario() {
+    // The text is cut right; only the report is vague (Ollama's case), which the next scenario
+    // alone catches.
+    run_scenario(
+        Scenario::StopSequences,
+        &ScriptedTarget::new(Some(Fault::ReportsStopAmbiguously)),
+    )
+    .await
+    .unwrap();
 }
 
 #[test]

@@ -1,20 +1,20 @@
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
-//! The shared conformance suite against the fixture Ollama (`common`): a local server that speaks
+//! The shared conformance suite against the fixture Ollama (`support`): a local server that speaks
 //! Ollama's documented API, checks every request strictly, and runs a tiny deterministic engine.
 //! No Ollama server can be installed here; see docs/backends/ollama.md for what each scenario
 //! proves against it.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{FixtureOllama, MODEL};
 use rigger_conformance::ConformanceTarget;
 use rigger_http_support::RetryPolicy;
 use rigger_ollama_adapter::{OllamaAdapter, OllamaConfig};
 use rigger_ports::{InferenceError, LanguageModel};
+use support::{FixtureOllama, MODEL};
 
 struct OllamaTarget {
     ollama: FixtureOllama,
@@ -31,7 +31,7 @@ impl OllamaTarget {
                 max_backoff: Duration::from_millis(100),
                 max_retry_after: Duration::from_secs(1),
             },
-            ..common::config(&self.ollama.url(), model)
+            ..support::config(&self.ollama.url(), model)
         }
     }
 }
@@ -64,10 +64,10 @@ async fn fixture() -> OllamaTarget {
 }
 
 rigger_conformance::conformance_suite!(ollama_fixture, target: fixture, skip: {
-    exact_token_budget: "Ollama has no documented option to ignore end-of-sequence, so the adapter \
-        does not declare exact budgets and refuses them as Unsupported (tested in endpoints.rs)",
-    stop_sequences: "stop matching is the engine's: Ollama applies `stop` itself and reports \
-        done_reason \"stop\" for end-of-sequence and stop sequences alike, so the adapter cannot \
-        report StopSequence, and the fixture's stop matching would only be faked (that `stop` is \
-        sent is tested in endpoints.rs)",
+    exact_token_budget: Unsupported("Ollama has no documented option to ignore end-of-sequence, \
+        so the adapter does not declare exact budgets and refuses them"),
+    stop_sequence_reported: DoubleCannot("Ollama reports done_reason \"stop\" for end-of-sequence \
+        and a stop sequence alike, so the adapter says FinishReason::Other(\"stop\") rather than \
+        guess; that the text ends before the stop is checked (stop_sequences), and that `stop` is \
+        sent and the reason mapped, in endpoints.rs"),
 });

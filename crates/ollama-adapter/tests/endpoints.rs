@@ -3,13 +3,12 @@
 //! (`docs/api.md`; the section each fixture comes from is named at its test), and the exact
 //! request bodies the adapter sends.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{FixtureOllama, MODEL, config, error_reply, show_body};
 use futures::StreamExt;
 use rigger_http_support::fixture::{FixtureResponse, FixtureServer, RecordedRequest};
 use rigger_ollama_adapter::{
@@ -20,6 +19,7 @@ use rigger_ports::{
     StreamEvent, TimingSource, collect_stream,
 };
 use serde_json::{Value, json};
+use support::{FixtureOllama, MODEL, config, error_reply, show_body};
 
 /// A server answering `/api/show` like api.md (context length `ctx`) and `/api/chat` with `chat`.
 async fn server_with_chat(

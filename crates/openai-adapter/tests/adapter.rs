@@ -4,12 +4,14 @@
 //! mid-stream errors, status mapping with retries, abort on drop, and redacted keys.
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use rigger_http_support::fixture::{FixtureResponse, FixtureServer, RecordedRequest};
+use rigger_http_support::fixture::{FixtureResponse, FixtureServer};
 use rigger_http_support::{ApiKey, RetryPolicy};
 use rigger_openai_adapter::{OpenAiAdapter, OpenAiConfig, ServerKind, list_models, probe};
 use rigger_ports::{
@@ -17,41 +19,7 @@ use rigger_ports::{
     StreamEvent, TimingSource,
 };
 use serde_json::{Value, json};
-
-fn delta(text: &str) -> Value {
-    json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": null}]})
-}
-
-fn finish(reason: &str) -> Value {
-    json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
-}
-
-fn usage(prompt: u32, completion: u32) -> Value {
-    json!({"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}})
-}
-
-fn event(value: &Value) -> String {
-    format!("data: {value}\n\n")
-}
-
-/// A 200 event stream: each chunk written separately, then `[DONE]`.
-fn sse(chunks: &[Value]) -> FixtureResponse {
-    let mut response = FixtureResponse::ok().header("content-type", "text/event-stream");
-    for c in chunks {
-        response = response.chunk(event(c));
-    }
-    response.chunk("data: [DONE]\n\n")
-}
-
-fn hello_stream() -> FixtureResponse {
-    sse(&[delta("Hel"), delta("lo"), finish("stop"), usage(5, 2)])
-}
-
-async fn serve(
-    handler: impl Fn(&RecordedRequest) -> FixtureResponse + Send + Sync + 'static,
-) -> FixtureServer {
-    FixtureServer::start(handler).await.unwrap()
-}
+use support::{delta, event, finish, hello_stream, serve, sse, usage};
 
 /// vLLM's context length is given, so that it is not fetched from `/v1/models` first.
 fn config(server: &FixtureServer, kind: ServerKind) -> OpenAiConfig {

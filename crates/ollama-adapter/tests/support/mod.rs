@@ -3,12 +3,13 @@
 //!
 //! What it is: NDJSON with the documented field names, one token per line, lines sometimes split
 //! across TCP writes, nanosecond figures that match the time it really spent (it sleeps them),
-//! `num_predict` and `stop` honoured as documented (`done_reason` "length" / "stop"), one
+//! `num_predict` and `stop` honoured as documented (`done_reason` "length" / "stop"; text that
+//! could still become a stop sequence is held back, as Ollama's runner does), one
 //! generation at a time (later requests queue, as on a busy Ollama), and `{"error": …}` bodies
 //! with Ollama's statuses for unknown models.
 //!
 //! What it is not: a model. It does not constrain output to a `format`, and its "tokens" are
-//! words. Scenarios that would need that are declared skips in the conformance test.
+//! words. A scenario that would need that is a declared skip in the conformance test.
 
 #![allow(dead_code)] // each test file uses part of this
 
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use rigger_http_support::RetryPolicy;
 use rigger_http_support::fixture::{FixtureResponse, FixtureServer, RecordedRequest};
 use rigger_ollama_adapter::OllamaConfig;
+use rigger_ports::{StopMatcher, StopStep};
 use serde_json::{Value, json};
 
 /// The model the fixture serves (api.md's examples use `llama3.2`).
@@ -372,29 +374,32 @@ impl Engine {
                 ),
             );
         }
-        let mut text = String::new();
+        // As Ollama documents: a stop sequence ends generation and is not sent; text that could
+        // still become one is held back until it cannot.
+        let mut matcher = StopMatcher::new(&call.stop);
         let mut lines = Vec::new();
         let mut reason = "length";
         let mut count = 0u64;
         while count < call.num_predict {
             let piece = token(&call.messages, call.seed, count as usize);
             count += 1;
-            let before = text.len();
-            text.push_str(&piece);
-            if let Some(at) = call.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-                // As Ollama documents: the stop sequence ends generation and is not sent.
-                let emit = if at > before {
-                    text[before..at].to_owned()
-                } else {
-                    String::new()
-                };
-                if !emit.is_empty() {
-                    lines.push(emit);
-                }
+            let (emit, stopped) = match matcher.push(&piece) {
+                StopStep::Emit(t) => (t, false),
+                StopStep::Stop(t) => (t, true),
+            };
+            if !emit.is_empty() {
+                lines.push(emit);
+            }
+            if stopped {
                 reason = "stop";
                 break;
             }
-            lines.push(piece);
+        }
+        if reason == "length" {
+            let rest = matcher.finish();
+            if !rest.is_empty() {
+                lines.push(rest);
+            }
         }
         let generation_time = TOKEN_TIME * count as u32;
         let total = PROMPT_TIME + generation_time;

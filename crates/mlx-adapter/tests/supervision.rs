@@ -1,57 +1,20 @@
-//! The MLX adapter against real mlx-lm (on the CPU here) with the tiny generated model: the
-//! shared conformance suite, plus supervision — a killed worker, timeouts, the handshake.
+//! The MLX adapter's supervision against real mlx-lm (on the CPU here) with the tiny generated
+//! model: a killed worker, timeouts, the handshake, a Python without mlx-lm. The shared
+//! conformance suite is in `conformance.rs`.
 //!
 //! Needs the MLX venv: `cargo xtask setup-mlx` (CI runs it first), or `RIGGER_MLX_PYTHON`.
 //! Without it these tests fail with that instruction; they never skip silently.
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
+mod support;
+
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::StreamExt;
-use rigger_conformance::ConformanceTarget;
 use rigger_mlx_adapter::{MlxConfig, MlxSubprocessAdapter};
-use rigger_ports::{ErrorKind, GenerationRequest, InferenceError, LanguageModel, StreamEvent};
-
-fn config(model: &str) -> MlxConfig {
-    MlxConfig {
-        python: Some(rigger_model_gen::mlx_python()),
-        ..MlxConfig::new(model)
-    }
-}
-
-fn tiny() -> String {
-    rigger_model_gen::tiny_model()
-        .unwrap()
-        .display()
-        .to_string()
-}
-
-struct MlxTarget;
-
-#[async_trait]
-impl ConformanceTarget for MlxTarget {
-    async fn model(&self) -> Result<Arc<dyn LanguageModel>, InferenceError> {
-        Ok(Arc::new(
-            MlxSubprocessAdapter::connect(config(&tiny())).await?,
-        ))
-    }
-
-    async fn missing_model(
-        &self,
-        model_id: &str,
-    ) -> Result<Arc<dyn LanguageModel>, InferenceError> {
-        Ok(Arc::new(MlxSubprocessAdapter::new(config(model_id))?))
-    }
-}
-
-async fn target() -> MlxTarget {
-    MlxTarget
-}
-
-rigger_conformance::conformance_suite!(mlx_cpu, target: target);
+use rigger_ports::{ErrorKind, GenerationRequest, LanguageModel, StreamEvent};
+use support::{config, tiny};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_fails_the_request_in_flight_and_the_next_request_restarts_it() {
