@@ -3,6 +3,8 @@
 //! - `rigger-domain` pulls in no async runtime or transport (no tokio, reqwest, hyper).
 //! - `rigger-ports` pulls in no transport or engine (no reqwest, hyper, candle, pyo3).
 //! - `rigger-pipeline` pulls in no transport, engine or runtime; `rigger-http-support` no engine.
+//! - `rigger-cpu-engine` depends on candle-core, half, rayon and libc only (no port, runtime or
+//!   tokenizer), so any frontend can drive it.
 //! - no adapter depends on another adapter;
 //! - only `rigger-provider-factory` and the facade depend on adapters (plus `rigger-benches`,
 //!   which measures adapters directly);
@@ -49,6 +51,11 @@ const PIPELINE_FORBIDS: [&str; 6] = [
 ];
 /// Shared HTTP plumbing carries no engine.
 const HTTP_SUPPORT_FORBIDS: [&str; 3] = ["candle-core", "candle-transformers", "pyo3"];
+/// The CPU engine's whole list of normal dependencies.
+const CPU_ENGINE_MAY_USE: [&str; 4] = ["candle-core", "half", "rayon", "libc"];
+/// What the engine must not reach even through candle: ports, runtimes. (Not tokenizers:
+/// candle-core itself depends on them; the list above keeps the engine from using them.)
+const CPU_ENGINE_FORBIDS: [&str; 3] = ["rigger-ports", "tokio", "async-trait"];
 const PORTS_FORBIDS: [&str; 6] = [
     "reqwest",
     "hyper",
@@ -194,6 +201,7 @@ pub fn check(graph: &Graph, members: &BTreeSet<String>) -> Vec<String> {
         ("rigger-ports", &PORTS_FORBIDS[..]),
         ("rigger-pipeline", &PIPELINE_FORBIDS[..]),
         ("rigger-http-support", &HTTP_SUPPORT_FORBIDS[..]),
+        ("rigger-cpu-engine", &CPU_ENGINE_FORBIDS[..]),
     ] {
         if !graph.contains_key(package) {
             violations.push(format!("{package} is missing from the workspace"));
@@ -204,6 +212,14 @@ pub fn check(graph: &Graph, members: &BTreeSet<String>) -> Vec<String> {
             if pulled.contains(*f) {
                 violations.push(format!("{package} depends (transitively) on {f}"));
             }
+        }
+    }
+    for dep in graph.get("rigger-cpu-engine").into_iter().flatten() {
+        if !CPU_ENGINE_MAY_USE.contains(&dep.as_str()) {
+            violations.push(format!(
+                "rigger-cpu-engine depends on {dep}; the engine may use only {}",
+                CPU_ENGINE_MAY_USE.join(", ")
+            ));
         }
     }
     if let Some(direct) = graph.get("xtask") {
@@ -287,6 +303,9 @@ mod tests {
             ("xtask", "clap"),
             ("xtask", "tokio"),
             ("xtask", "rigger-candle-adapter"),
+            ("rigger-cpu-engine", "candle-core"),
+            ("rigger-cpu-engine", "rayon"),
+            ("rigger-cpu-engine", "tokio"),
         ]);
         let v = check(&g, &m);
         let has = |s: &str| v.iter().any(|x| x.contains(s));
@@ -306,6 +325,15 @@ mod tests {
             has("rigger-pipeline depends (transitively) on tokio"),
             "{v:#?}"
         );
+        assert!(
+            has("rigger-cpu-engine depends (transitively) on tokio"),
+            "{v:#?}"
+        );
+        assert!(
+            has("rigger-cpu-engine depends on tokio; the engine may use only"),
+            "{v:#?}"
+        );
+        assert!(!has("rigger-cpu-engine depends on rayon"), "{v:#?}");
         assert!(!has("rigger-http-support"), "reqwest is its job: {v:#?}");
         assert!(!has("rigger-provider-factory"), "{v:#?}");
         assert!(
@@ -325,7 +353,7 @@ mod tests {
             "{v:#?}"
         );
         // The pipeline inherits reqwest and candle-core from ports in this graph.
-        assert_eq!(v.len(), 11, "{v:#?}");
+        assert_eq!(v.len(), 13, "{v:#?}");
     }
 
     #[test]
