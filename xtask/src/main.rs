@@ -20,7 +20,11 @@ use std::ffi::OsString;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Rigger's project tasks")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Rigger's project tasks"
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -47,6 +51,7 @@ enum Task {
 #[derive(clap::Args)]
 #[command(disable_help_flag = true)]
 struct Forwarded {
+    /// The binary's own flags (`--help` lists them).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<OsString>,
 }

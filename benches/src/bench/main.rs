@@ -32,7 +32,7 @@ use report::{Row, Stats, Status};
 
 /// One model on every backend, side by side: tokens/s, TTFT, memory, against the ceiling.
 #[derive(Parser, Debug)]
-#[command(name = "cargo xtask bench")]
+#[command(name = "cargo xtask bench", bin_name = "cargo xtask bench")]
 pub struct Args {
     /// `synthetic:SHAPE` (generated once, cached under target/rigger-models), a model folder, or
     /// a hub id already in the Hugging Face cache.

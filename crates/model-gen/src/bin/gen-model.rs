@@ -10,7 +10,7 @@ use rigger_model_gen::{Format, GenError, GenOptions, generate, shape};
 
 /// Generate a synthetic model (seeded random weights of a real architecture).
 #[derive(Parser)]
-#[command(name = "cargo xtask gen-model")]
+#[command(name = "cargo xtask gen-model", bin_name = "cargo xtask gen-model")]
 struct Args {
     /// Architecture shape (tiny, tinyllama-1.1b, llama-3.2-1b).
     #[arg(long, default_value = "tiny")]
