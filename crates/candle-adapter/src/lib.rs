@@ -139,8 +139,7 @@ async fn start_engine(
                 .num_threads(n)
                 .build()
                 .map_err(|e| {
-                    InferenceError::new(
-                        ErrorKind::Internal,
+                    InferenceError::internal(
                         BACKEND,
                         format!("cannot start {n} compute threads: {e}"),
                     )
@@ -155,11 +154,7 @@ async fn start_engine(
         .name("rigger-candle-engine".into())
         .spawn(move || engine::serve(worker, tokenizer, device, pool, queue))
         .map_err(|e| {
-            InferenceError::new(
-                ErrorKind::Internal,
-                BACKEND,
-                format!("cannot start the engine thread: {e}"),
-            )
+            InferenceError::internal(BACKEND, format!("cannot start the engine thread: {e}"))
         })?;
     let engine = Arc::new(Engine {
         jobs: Mutex::new(jobs),
