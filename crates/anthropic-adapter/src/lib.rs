@@ -23,9 +23,9 @@
 //! ```
 
 mod config;
-mod decode;
 mod errors;
 mod request;
+mod stream;
 mod wire;
 
 use std::sync::OnceLock;
@@ -47,7 +47,7 @@ pub use config::{
     API_KEY_VAR, API_VERSION, AnthropicConfig, BASE_URL_VAR, DEFAULT_BASE_URL, DEFAULT_MODEL,
     MODEL_VAR,
 };
-pub use decode::{Decoded, EventDecoder, Output};
+pub use stream::{Decoded, EventDecoder, Output};
 
 /// The backend's name in descriptors and errors.
 pub const BACKEND: &str = "anthropic";
@@ -249,12 +249,8 @@ async fn next_event(
     };
     match tokio::time::timeout(idle, events.next()).await {
         Err(_) => Err(keep(
-            InferenceError::new(
-                ErrorKind::Timeout,
-                BACKEND,
-                format!("no event for {idle:?} while streaming"),
-            )
-            .with_hint("raise idle_timeout in the Anthropic config"),
+            InferenceError::timeout(BACKEND, format!("no event for {idle:?} while streaming"))
+                .with_hint("raise idle_timeout in the Anthropic config"),
         )),
         Ok(None) => Ok(None),
         Ok(Some(Ok(event))) => Ok(Some(event)),
@@ -292,8 +288,7 @@ impl LanguageModel for AnthropicAdapter {
             tokio::time::timeout(first_token_timeout, self.open(&prepared))
                 .await
                 .map_err(|_| {
-                    InferenceError::new(
-                        ErrorKind::Timeout,
+                    InferenceError::timeout(
                         BACKEND,
                         format!("no reply within {first_token_timeout:?}"),
                     )
@@ -415,12 +410,8 @@ fn http_client(config: &AnthropicConfig) -> Result<Client, InferenceError> {
         .connect_timeout(config.connect_timeout)
         .build()
         .map_err(|e| {
-            InferenceError::new(
-                ErrorKind::Internal,
-                BACKEND,
-                format!("cannot build the HTTP client: {e}"),
-            )
-            .with_source(e)
+            InferenceError::internal(BACKEND, format!("cannot build the HTTP client: {e}"))
+                .with_source(e)
         })
 }
 
@@ -510,12 +501,8 @@ pub async fn probe(config: &AnthropicConfig, timeout: Duration) -> Result<String
     )
     .await
     .map_err(|_| {
-        InferenceError::new(
-            ErrorKind::Timeout,
-            BACKEND,
-            format!("{url} did not answer within {timeout:?}"),
-        )
-        .with_hint(format!("check {BASE_URL_VAR} and the network"))
+        InferenceError::timeout(BACKEND, format!("{url} did not answer within {timeout:?}"))
+            .with_hint(format!("check {BASE_URL_VAR} and the network"))
     })??;
     let listed = page.data.iter().any(|m| m.id == config.model);
     Ok(format!(

@@ -12,7 +12,7 @@
 use rigger_ports::{ChatRole, GenerationRequest, InferenceError, ResponseFormat};
 
 use crate::BACKEND;
-use crate::decode::Output;
+use crate::stream::Output;
 use crate::wire::{Content, Message, MessagesRequest, TextBlock, Tool, ToolChoice};
 
 /// The tool description: the model fills the tool's input with its whole reply.
@@ -113,11 +113,7 @@ pub(crate) fn prepare(
         tool_choice,
     };
     let body = serde_json::to_vec(&body).map_err(|e| {
-        InferenceError::new(
-            rigger_ports::ErrorKind::Internal,
-            BACKEND,
-            format!("cannot serialise the request: {e}"),
-        )
+        InferenceError::internal(BACKEND, format!("cannot serialise the request: {e}"))
     })?;
     Ok(Prepared {
         body: body.into(),

@@ -1,6 +1,6 @@
 //! Turning generated tokens back into text as they arrive.
 
-use rigger_ports::{ErrorKind, InferenceError};
+use rigger_ports::InferenceError;
 use tokenizers::Tokenizer;
 
 use crate::BACKEND;
@@ -24,13 +24,10 @@ impl<'a> Detokenizer<'a> {
     /// The text `token` completes (empty while a character is still incomplete).
     pub(crate) fn push(&mut self, token: u32) -> Result<String, InferenceError> {
         self.tokens.push(token);
-        let text = self.tokenizer.decode(&self.tokens, true).map_err(|e| {
-            InferenceError::new(
-                ErrorKind::Internal,
-                BACKEND,
-                format!("decoding failed: {e}"),
-            )
-        })?;
+        let text = self
+            .tokenizer
+            .decode(&self.tokens, true)
+            .map_err(|e| InferenceError::internal(BACKEND, format!("decoding failed: {e}")))?;
         if text.ends_with('\u{FFFD}')
             || text.len() < self.emitted
             || !text.is_char_boundary(self.emitted)

@@ -80,8 +80,7 @@ impl LoadedModel {
                     .num_threads(n)
                     .build()
                     .map_err(|e| {
-                        InferenceError::new(
-                            ErrorKind::Internal,
+                        InferenceError::internal(
                             BACKEND,
                             format!("cannot start {n} compute threads: {e}"),
                         )
@@ -96,11 +95,7 @@ impl LoadedModel {
             .name("rigger-candle-worker".into())
             .spawn(move || worker::serve(worker, tokenizer, device, pool, queue))
             .map_err(|e| {
-                InferenceError::new(
-                    ErrorKind::Internal,
-                    BACKEND,
-                    format!("cannot start the worker thread: {e}"),
-                )
+                InferenceError::internal(BACKEND, format!("cannot start the worker thread: {e}"))
             })?;
         let model = Arc::new(LoadedModel {
             jobs: Mutex::new(jobs),

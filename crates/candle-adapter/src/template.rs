@@ -81,11 +81,7 @@ impl ChatTemplate {
             .map(|m| context! { role => m.role.as_str(), content => m.content.as_str() })
             .collect();
         let template = env.get_template("chat").map_err(|e| {
-            InferenceError::new(
-                ErrorKind::Internal,
-                BACKEND,
-                format!("chat template missing: {e}"),
-            )
+            InferenceError::internal(BACKEND, format!("chat template missing: {e}"))
         })?;
         let text = template
             .render(context! {

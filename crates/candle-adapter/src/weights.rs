@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::{llama, quantized_llama, quantized_phi3, quantized_qwen2};
-use rigger_ports::{ErrorKind, InferenceError};
+use rigger_ports::InferenceError;
 
 use crate::BACKEND;
 
@@ -29,11 +29,7 @@ pub(crate) enum Session {
 
 /// A failure while running the model (either code), for the request that ran it.
 pub(crate) fn run_error(e: impl std::fmt::Display) -> InferenceError {
-    InferenceError::new(
-        ErrorKind::Internal,
-        BACKEND,
-        format!("the model failed: {e}"),
-    )
+    InferenceError::internal(BACKEND, format!("the model failed: {e}"))
 }
 
 impl Weights {

@@ -55,11 +55,7 @@ pub fn transport_error(backend: &str, err: &reqwest::Error) -> InferenceError {
         )
         .with_retryable(true)
     } else if err.is_timeout() {
-        InferenceError::new(
-            ErrorKind::Timeout,
-            backend,
-            format!("timed out{at}: {cause}"),
-        )
+        InferenceError::timeout(backend, format!("timed out{at}: {cause}"))
     } else if err.is_decode() {
         InferenceError::protocol(backend, format!("undecodable response{at}: {cause}"))
     } else if err.is_builder() {

@@ -20,7 +20,11 @@
 //! ```
 
 mod config;
+mod errors;
 mod python;
+mod request;
+mod stream;
+mod wire;
 mod worker;
 
 use std::collections::HashMap;
@@ -30,17 +34,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use rigger_ports::{
-    Capabilities, ChatMessage, Completion, ErrorKind, EventStream, FinishReason, GenerationRequest,
-    InferenceError, LanguageModel, ModelDescriptor, StreamEvent, TimingSource, Timings,
-    TokenBudget, Usage, enforce_response_format,
+    Capabilities, ErrorKind, EventStream, GenerationRequest, InferenceError, LanguageModel,
+    ModelDescriptor, enforce_response_format,
 };
 use tokio::sync::mpsc;
 
 pub use config::{DEFAULT_MODEL, HF_HOME_VAR, HUB_CACHE_VAR, MODEL_VAR, MlxConfig, PYTHON_VAR};
 pub use python::{Availability, availability, check as check_availability};
-pub use worker::{Hello, PROTOCOL, openblas as openblas_preload};
+pub use wire::PROTOCOL;
+pub use worker::{Hello, openblas as openblas_preload};
 
 /// The backend's name in descriptors and errors.
 pub const BACKEND: &str = "mlx";
@@ -160,8 +163,11 @@ impl MlxSubprocessAdapter {
         let worker = self.worker().await?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let line = serde_json::json!({"type": "load", "id": id, "model": self.config.model});
-        worker.send(id, line.to_string(), tx)?;
+        let line = wire::Request::Load {
+            id,
+            model: &self.config.model,
+        };
+        worker.send(id, line.to_line(), tx)?;
         self.await_loaded(&mut rx).await.map(drop)
     }
 
@@ -173,8 +179,7 @@ impl MlxSubprocessAdapter {
         let event = tokio::time::timeout(self.config.load_timeout, rx.recv())
             .await
             .map_err(|_| {
-                InferenceError::new(
-                    ErrorKind::Timeout,
+                InferenceError::timeout(
                     BACKEND,
                     format!(
                         "loading {} took longer than {:?}",
@@ -184,14 +189,27 @@ impl MlxSubprocessAdapter {
                 .with_hint("pre-download the model, or raise MlxConfig::load_timeout")
             })?;
         match event {
-            Some(worker::Event::Line(line)) if line.kind == "loaded" => {
+            Some(worker::Event::Reply(wire::Reply::Loaded {
+                context_length,
+                load_seconds,
+                ..
+            })) => {
                 let _ = self.loaded.set(ModelDescriptor {
-                    context_length: line.context_length,
+                    context_length,
                     ..self.initial.clone()
                 });
-                Ok(line.load_seconds)
+                Ok(load_seconds)
             }
-            Some(worker::Event::Line(line)) => Err(worker_error(&self.config.model, &line)),
+            Some(worker::Event::Reply(wire::Reply::Error { kind, message, .. })) => {
+                Err(errors::worker_error(&self.config.model, kind, message))
+            }
+            Some(worker::Event::Reply(other)) => Err(InferenceError::protocol(
+                BACKEND,
+                format!(
+                    "expected \"loaded\" from the worker, got {:?}",
+                    other.name()
+                ),
+            )),
             Some(worker::Event::Crashed(message)) => Err(InferenceError::new(
                 ErrorKind::BackendCrashed,
                 BACKEND,
@@ -269,99 +287,6 @@ fn cached_models(cache: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Maps a worker `error` line to the port's error, with the guide's codes and fixes.
-fn worker_error(model: &str, line: &worker::Line) -> InferenceError {
-    let message = line
-        .message
-        .clone()
-        .unwrap_or_else(|| format!("unexpected {:?} message", line.kind));
-    match line.error_kind.as_deref() {
-            Some("model_not_found") => InferenceError::new(ErrorKind::ModelNotFound, BACKEND, message)
-                .with_code(codes::MODEL_LOAD_FAILED)
-                .with_hint(format!(
-                    "check that {model} exists (mlx-community on the Hugging Face hub) and pre-download it online: python -c \"import mlx_lm; mlx_lm.load('{model}')\""
-                )),
-            Some("model_load_failed") => InferenceError::new(ErrorKind::ModelLoadFailed, BACKEND, message)
-                .with_code(codes::MODEL_LOAD_FAILED)
-                .with_hint("check the model folder (config.json, weights, tokenizer) and free disk space and memory"),
-            Some("context_length_exceeded") => InferenceError::new(ErrorKind::ContextLengthExceeded, BACKEND, message)
-                .with_hint("shorten the messages or lower max_tokens; nothing is truncated silently")
-                .with_retryable(false),
-            Some("invalid_request") => InferenceError::invalid_request(BACKEND, message),
-            Some("protocol") => InferenceError::protocol(BACKEND, message),
-            _ => InferenceError::new(ErrorKind::Internal, BACKEND, message)
-                .with_hint("run with RUST_LOG=debug to see the worker's Python traceback"),
-        }
-}
-
-/// Tells the worker to stop a request whose stream was dropped before it finished.
-struct CancelOnDrop {
-    worker: Arc<worker::Worker>,
-    id: u64,
-    armed: bool,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if self.armed {
-            self.worker.cancel(self.id);
-        }
-    }
-}
-
-fn wire_messages(messages: &[ChatMessage]) -> serde_json::Value {
-    messages
-        .iter()
-        .map(|m| serde_json::json!({"role": m.role.as_str(), "content": m.content}))
-        .collect()
-}
-
-fn completion(line: &worker::Line, load_seconds: Option<f64>) -> Completion {
-    if let Some(peak) = line.peak_memory_gb {
-        tracing::debug!(target: "rigger::mlx", "peak memory {peak:.3} GB");
-    }
-    let secs = |tokens: Option<u32>, tps: Option<f64>| match (tokens, tps) {
-        (Some(n), Some(r)) if r > 0.0 => Duration::from_secs_f64(f64::from(n) / r),
-        _ => Duration::ZERO,
-    };
-    let prompt_tokens = line.prompt_tokens.unwrap_or(0);
-    let generated = line.generation_tokens.unwrap_or(0);
-    Completion {
-        finish_reason: match line.finish_reason.as_deref() {
-            Some("length") => FinishReason::MaxTokens,
-            Some("stop") => FinishReason::EndOfSequence,
-            Some("stop_sequence") => FinishReason::StopSequence,
-            other => FinishReason::Other(other.unwrap_or("").to_owned()),
-        },
-        usage: Usage {
-            prompt_tokens,
-            completion_tokens: generated,
-        },
-        timings: Timings {
-            load: load_seconds.map(Duration::from_secs_f64),
-            time_to_first_token: line.time_to_first_token.map(Duration::from_secs_f64),
-            prompt_tokens,
-            prompt_duration: secs(Some(prompt_tokens), line.prompt_tps),
-            generated_tokens: generated,
-            generation_duration: secs(
-                line.mlx_generation_tokens.or(line.generation_tokens),
-                line.generation_tps,
-            ),
-            source: TimingSource::Backend,
-        },
-    }
-}
-
-struct Pending {
-    rx: mpsc::UnboundedReceiver<worker::Event>,
-    cancel: CancelOnDrop,
-    first: bool,
-    load_seconds: Option<f64>,
-    finished: bool,
-    first_token_timeout: Duration,
-    idle_timeout: Duration,
-}
-
 #[async_trait]
 impl LanguageModel for MlxSubprocessAdapter {
     fn descriptor(&self) -> &ModelDescriptor {
@@ -373,90 +298,24 @@ impl LanguageModel for MlxSubprocessAdapter {
         let worker = self.worker().await?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let line = serde_json::json!({
-            "type": "generate",
-            "id": id,
-            "model": self.config.model,
-            "messages": wire_messages(&request.messages),
-            "max_tokens": request.budget.limit(),
-            "exact": matches!(request.budget, TokenBudget::Exactly(_)),
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-            "top_k": request.top_k,
-            "seed": request.seed,
-            "stop": request.stop,
-        });
-        worker.send(id, line.to_string(), tx)?;
-        let cancel = CancelOnDrop {
-            worker,
-            id,
-            armed: true,
-        };
+        let line = request::generate(id, &self.config.model, &request).to_line();
+        worker.send(id, line, tx)?;
+        let cancel = stream::CancelOnDrop::new(worker, id);
         let load_seconds = self.await_loaded(&mut rx).await?;
-        let model = Arc::new(self.config.model.clone());
-        let state = Pending {
+        let events = stream::events(
             rx,
             cancel,
-            first: true,
-            load_seconds,
-            finished: false,
-            first_token_timeout: self.config.first_token_timeout,
-            idle_timeout: self.config.idle_timeout,
-        };
-        let events = futures::stream::unfold(state, move |mut st| {
-            let model = model.clone();
-            async move {
-                if st.finished {
-                    return None;
-                }
-                let wait = if st.first {
-                    st.first_token_timeout
-                } else {
-                    st.idle_timeout
-                };
-                let item = match tokio::time::timeout(wait, st.rx.recv()).await {
-                    Err(_) => Err(InferenceError::new(
-                        ErrorKind::Timeout,
-                        BACKEND,
-                        format!("no token from the MLX worker within {wait:?}"),
-                    )),
-                    Ok(None) => Err(InferenceError::new(
-                        ErrorKind::BackendCrashed,
-                        BACKEND,
-                        "the MLX worker stopped",
-                    )),
-                    Ok(Some(worker::Event::Crashed(message))) => Err(InferenceError::new(
-                        ErrorKind::BackendCrashed,
-                        BACKEND,
-                        message,
-                    )),
-                    Ok(Some(worker::Event::Line(line))) => match line.kind.as_str() {
-                        "delta" => {
-                            st.first = false;
-                            return Some((
-                                Ok(StreamEvent::Delta(line.text.unwrap_or_default())),
-                                st,
-                            ));
-                        }
-                        "done" => {
-                            st.cancel.armed = false;
-                            Ok(StreamEvent::Done(completion(&line, st.load_seconds)))
-                        }
-                        "error" => Err(worker_error(&model, &line)),
-                        other => Err(InferenceError::protocol(
-                            BACKEND,
-                            format!("unexpected worker message {other:?}"),
-                        )),
-                    },
-                };
-                st.finished = true;
-                Some((item, st))
-            }
-        });
+            stream::Expect {
+                model: self.config.model.clone(),
+                load_seconds,
+                first_token_timeout: self.config.first_token_timeout,
+                idle_timeout: self.config.idle_timeout,
+            },
+        );
         Ok(enforce_response_format(
             BACKEND,
             request.response_format,
-            events.boxed(),
+            events,
         ))
     }
 }

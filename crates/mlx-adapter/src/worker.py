@@ -1,6 +1,7 @@
 # Rigger's MLX worker: one long-lived process that keeps mlx-lm models resident and serves
-# generation requests as JSON lines (stdin: requests, stdout: events). Prompts arrive as data,
-# never as code. Protocol version below; the Rust side refuses a mismatch.
+# generation requests as JSON lines (stdin: requests, stdout: replies), each an object tagged by
+# "type" (the Rust side's wire.rs: Request and Reply). Prompts arrive as data, never as code.
+# Protocol version below; the Rust side refuses a mismatch.
 import json
 import os
 import queue
@@ -9,7 +10,7 @@ import threading
 import time
 import traceback
 
-PROTOCOL = 1
+PROTOCOL = 2
 # Deltas closer together than this go out as one line (the first always goes at once): each
 # write wakes the reader, and on a 2-core machine those wake-ups cost ~10% of decode speed at
 # ~1000 tokens/s. At 250 tokens/s or slower every token still goes out on its own.
@@ -33,7 +34,7 @@ try:
     import mlx_lm
     from mlx_lm.sample_utils import make_sampler
 except Exception as e:  # reported in the handshake, so the Rust side can say what to install
-    emit({"type": "hello", "protocol": PROTOCOL, "error": f"{type(e).__name__}: {e}"})
+    emit({"type": "unavailable", "protocol": PROTOCOL, "error": f"{type(e).__name__}: {e}"})
     sys.exit(3)
 
 try:
@@ -216,15 +217,16 @@ def generate(msg):
     emit({
         "type": "done",
         "id": req_id,
-        "finish_reason": finish,
-        "prompt_tokens": int(last.prompt_tokens),
-        "prompt_tps": float(last.prompt_tps),
-        "generation_tokens": n,
-        "mlx_generation_tokens": int(last.generation_tokens),
-        "generation_tps": float(last.generation_tps),
-        "peak_memory_gb": float(getattr(last, "peak_memory", 0.0)),
-        "time_to_first_token": first_token,
-        "load_seconds": load_seconds,
+        "stats": {
+            "finish_reason": finish,
+            "prompt_tokens": int(last.prompt_tokens),
+            "prompt_tps": float(last.prompt_tps),
+            "generation_tokens": n,
+            "mlx_generation_tokens": int(last.generation_tokens),
+            "generation_tps": float(last.generation_tps),
+            "peak_memory_gb": float(getattr(last, "peak_memory", 0.0)),
+            "time_to_first_token": first_token,
+        },
     })
 
 
@@ -254,8 +256,6 @@ def main():
                 if entry is not None:
                     emit({"type": "loaded", "id": msg.get("id"), "context_length": entry[2],
                           "load_seconds": load_seconds})
-            elif kind == "ping":
-                emit({"type": "pong", "id": msg.get("id")})
             else:
                 fail(msg.get("id"), "protocol", f"unknown request type {kind!r}")
         except Exception as e:

@@ -12,51 +12,20 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rigger_ports::{ErrorKind, InferenceError};
-use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, LinesCodec};
 
-use crate::{BACKEND, codes};
+use crate::errors::crashed;
+use crate::wire::{PROTOCOL, Reply, Request, WorkerErrorKind};
+use crate::{BACKEND, PYTHON_VAR, codes};
 
 /// The worker script, shipped inside the crate and passed to `python -c`.
 pub const SCRIPT: &str = include_str!("worker.py");
-/// The protocol this side speaks; the worker announces its own in the handshake.
-pub const PROTOCOL: u64 = 1;
-
-/// One line from the worker, as the protocol defines it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Line {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub id: Option<u64>,
-    pub text: Option<String>,
-    pub message: Option<String>,
-    #[serde(rename = "kind")]
-    pub error_kind: Option<String>,
-    pub context_length: Option<u32>,
-    pub load_seconds: Option<f64>,
-    pub finish_reason: Option<String>,
-    pub prompt_tokens: Option<u32>,
-    pub prompt_tps: Option<f64>,
-    pub generation_tokens: Option<u32>,
-    pub mlx_generation_tokens: Option<u32>,
-    pub generation_tps: Option<f64>,
-    pub peak_memory_gb: Option<f64>,
-    pub time_to_first_token: Option<f64>,
-    // handshake
-    pub protocol: Option<u64>,
-    pub mlx: Option<String>,
-    pub mlx_lm: Option<String>,
-    pub device: Option<String>,
-    pub python: Option<String>,
-    pub error: Option<String>,
-}
-
 /// What a request's channel receives.
 #[derive(Debug)]
 pub enum Event {
-    Line(Box<Line>),
+    Reply(Reply),
     Crashed(String),
 }
 
@@ -83,10 +52,6 @@ pub struct Worker {
     alive: Arc<AtomicBool>,
     pid: Arc<AtomicU32>,
     pub hello: Hello,
-}
-
-fn crashed(message: impl Into<String>) -> InferenceError {
-    InferenceError::new(ErrorKind::BackendCrashed, BACKEND, message)
 }
 
 /// Debian/Ubuntu's OpenBLAS: preloaded on Linux because mlx's CPU wheel otherwise uses a
@@ -124,8 +89,7 @@ impl Worker {
                 {
                     Ok(r) => r,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(InferenceError::new(
-                            ErrorKind::Internal,
+                        let _ = ready_tx.send(Err(InferenceError::internal(
                             BACKEND,
                             format!("cannot start a runtime: {e}"),
                         )));
@@ -142,11 +106,7 @@ impl Worker {
                 ));
             })
             .map_err(|e| {
-                InferenceError::new(
-                    ErrorKind::Internal,
-                    BACKEND,
-                    format!("cannot start the worker thread: {e}"),
-                )
+                InferenceError::internal(BACKEND, format!("cannot start the worker thread: {e}"))
             })?;
         let hello = ready_rx
             .await
@@ -214,9 +174,9 @@ async fn supervise(
                 format!("Failed to execute Python {}: {e}", python.display()),
             )
             .with_code(codes::PYTHON_EXEC_FAILED)
-            .with_hint(
-                "install Python 3.9+ and run `cargo xtask setup-mlx`, or set PYTHON_PATH",
-            )));
+            .with_hint(format!(
+                "install Python 3.9+ and run `cargo xtask setup-mlx`, or set {PYTHON_VAR}"
+            ))));
             return;
         }
     };
@@ -254,46 +214,15 @@ async fn supervise(
 
     // Handshake.
     let hello = match tokio::time::timeout(startup_timeout, lines.next()).await {
-        Ok(Some(Ok(line))) => serde_json::from_str::<Line>(&line).ok(),
+        Ok(Some(Ok(line))) => handshake(&python, &line),
         _ => None,
     };
-    let hello = match hello {
-        Some(h) if h.kind == "hello" && h.error.is_some() => Err(InferenceError::new(
-            ErrorKind::NotAvailable,
-            BACKEND,
-            format!(
-                "MLX backend is not available: {} cannot import mlx-lm ({})",
-                python.display(),
-                h.error.unwrap_or_default()
-            ),
-        )
-        .with_code(codes::MLX_NOT_AVAILABLE)
-        .with_hint(
-            "run `cargo xtask setup-mlx` (or `pip install mlx-lm`, plus `mlx[cpu]` on Linux)",
-        )),
-        Some(h) if h.kind == "hello" && h.protocol != Some(PROTOCOL) => {
-            Err(InferenceError::protocol(
-                BACKEND,
-                format!(
-                    "the worker speaks protocol {:?}, this adapter {PROTOCOL}",
-                    h.protocol
-                ),
-            )
-            .with_hint(
-                "the worker script and the adapter come from different Rigger versions; rebuild",
-            ))
-        }
-        Some(h) if h.kind == "hello" => Ok(Hello {
-            mlx: h.mlx.unwrap_or_default(),
-            mlx_lm: h.mlx_lm.unwrap_or_default(),
-            device: h.device.unwrap_or_default(),
-            python_version: h.python.unwrap_or_default(),
-        }),
-        _ => Err(crashed(format!(
+    let hello = hello.unwrap_or_else(|| {
+        Err(crashed(format!(
             "the MLX worker did not complete its handshake within {startup_timeout:?}; stderr:\n{}",
             last_stderr(&recent_stderr)
-        ))),
-    };
+        )))
+    });
     let failed = hello.is_err();
     let _ = ready.send(hello);
     if failed {
@@ -314,7 +243,7 @@ async fn supervise(
                 }
                 Some(Command::Cancel(id)) => {
                     if pending.remove(&id).is_some() {
-                        let cancel = format!("{}\n", serde_json::json!({"type": "cancel", "id": id}));
+                        let cancel = format!("{}\n", Request::Cancel { id }.to_line());
                         if stdin.write_all(cancel.as_bytes()).await.is_err() {
                             break Some("its stdin closed".to_owned());
                         }
@@ -323,18 +252,19 @@ async fn supervise(
             },
             line = lines.next() => match line {
                 Some(Ok(text)) => {
-                    let Ok(parsed) = serde_json::from_str::<Line>(&text) else {
+                    let Some(reply) = read_reply(&text) else {
                         tracing::warn!(target: "rigger::mlx", "unexpected worker output: {text}");
                         continue;
                     };
-                    let Some(id) = parsed.id else {
+                    let Some(id) = reply.id() else {
                         tracing::warn!(target: "rigger::mlx", "worker message without id: {text}");
                         continue;
                     };
-                    let last = matches!(parsed.kind.as_str(), "done" | "error" | "cancelled");
-                    if let Some(events) = pending.get(&id) && events.send(Event::Line(Box::new(parsed))).is_err() {
+                    let last = reply.is_last();
+                    if let Some(events) = pending.get(&id) && events.send(Event::Reply(reply)).is_err() {
                         pending.remove(&id);
-                        let _ = stdin.write_all(format!("{}\n", serde_json::json!({"type": "cancel", "id": id})).as_bytes()).await;
+                        let cancel = format!("{}\n", Request::Cancel { id }.to_line());
+                        let _ = stdin.write_all(cancel.as_bytes()).await;
                         continue;
                     }
                     if last {
@@ -364,4 +294,70 @@ async fn supervise(
         }
     }
     let _ = child.kill().await;
+}
+
+/// The handshake line as the worker's facts, or why it cannot serve; `None` when the line is
+/// not a handshake at all.
+fn handshake(python: &Path, line: &str) -> Option<Result<Hello, InferenceError>> {
+    let mismatch = |protocol: Option<u64>| {
+        InferenceError::protocol(
+            BACKEND,
+            format!("the worker speaks protocol {protocol:?}, this adapter {PROTOCOL}"),
+        )
+        .with_hint("the worker script and the adapter come from different Rigger versions; rebuild")
+    };
+    match serde_json::from_str::<Reply>(line) {
+        Ok(Reply::Unavailable { error, .. }) => Some(Err(InferenceError::new(
+            ErrorKind::NotAvailable,
+            BACKEND,
+            format!(
+                "MLX backend is not available: {} cannot import mlx-lm ({error})",
+                python.display()
+            ),
+        )
+        .with_code(codes::MLX_NOT_AVAILABLE)
+        .with_hint(
+            "run `cargo xtask setup-mlx` (or `pip install mlx-lm`, plus `mlx[cpu]` on Linux)",
+        ))),
+        Ok(Reply::Hello { protocol, .. }) if protocol != PROTOCOL => {
+            Some(Err(mismatch(Some(protocol))))
+        }
+        Ok(Reply::Hello {
+            mlx,
+            mlx_lm,
+            device,
+            python,
+            ..
+        }) => Some(Ok(Hello {
+            mlx,
+            mlx_lm,
+            device,
+            python_version: python,
+        })),
+        // Another protocol's handshake may not parse as ours: say so if it names its version.
+        _ => serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("protocol").and_then(serde_json::Value::as_u64))
+            .filter(|p| *p != PROTOCOL)
+            .map(|p| Err(mismatch(Some(p)))),
+    }
+}
+
+/// A reply line; one that does not parse but names its request becomes a protocol error for
+/// that request, so that the request fails at once instead of waiting for its timeout.
+fn read_reply(line: &str) -> Option<Reply> {
+    match serde_json::from_str::<Reply>(line) {
+        Ok(reply) => Some(reply),
+        Err(e) => {
+            let id = serde_json::from_str::<serde_json::Value>(line)
+                .ok()?
+                .get("id")?
+                .as_u64()?;
+            Some(Reply::Error {
+                id: Some(id),
+                kind: WorkerErrorKind::Protocol,
+                message: format!("unreadable worker reply ({e}): {line}"),
+            })
+        }
+    }
 }

@@ -23,6 +23,9 @@
 mod client;
 mod config;
 mod context;
+mod errors;
+mod models;
+mod request;
 mod stream;
 mod wire;
 
@@ -31,20 +34,19 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use reqwest::Method;
 use rigger_ports::{
-    Capabilities, ChatMessage, ErrorKind, EventStream, GenerationRequest, InferenceError,
-    LanguageModel, ModelDescriptor, ResponseFormat, enforce_response_format,
+    Capabilities, ChatMessage, EventStream, GenerationRequest, InferenceError, LanguageModel,
+    ModelDescriptor, enforce_response_format,
 };
 use tokio::sync::OnceCell;
 
-pub use client::{
-    ModelDetails, ModelInfo, ModelSummary, OllamaClient, Progress, ProgressStream, RunningModel,
-    codes,
-};
+pub use client::OllamaClient;
 pub use config::{
     API_KEY_VAR, DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_PORT, HOST_VAR, KeepAlive, MODEL_VAR,
     OllamaConfig, parse_ollama_host,
 };
 pub use context::{MIN_NUM_CTX, estimate_prompt_tokens};
+pub use errors::codes;
+pub use models::{ModelDetails, ModelInfo, ModelSummary, Progress, ProgressStream, RunningModel};
 
 /// The backend's name in descriptors and errors.
 pub const BACKEND: &str = "ollama";
@@ -214,63 +216,13 @@ impl OllamaAdapter {
             resolved.descriptor.context_length,
             config.num_ctx,
         )?;
-        let options = wire::Options {
-            temperature: request.temperature,
-            seed: request.seed,
-            top_k: request.top_k,
-            top_p: request.top_p,
-            num_predict: request.budget.limit(),
-            stop: &request.stop,
+        let (path, body) = request::body(
+            &self.model,
+            &request,
+            raw_prompt,
             num_ctx,
-        };
-        let format = match &request.response_format {
-            ResponseFormat::Text => None,
-            ResponseFormat::Json => Some(serde_json::Value::String("json".into())),
-            ResponseFormat::JsonSchema { schema, .. } => Some(schema.clone()),
-        };
-        let keep_alive = config.keep_alive.as_ref().map(|k| match k {
-            KeepAlive::Duration(d) => serde_json::Value::String(d.clone()),
-            KeepAlive::Seconds(s) => serde_json::Value::from(*s),
-        });
-        let (path, body) = match raw_prompt {
-            Some(prompt) => (
-                "/api/generate",
-                serde_json::to_vec(&wire::GenerateRequest {
-                    model: &self.model,
-                    prompt,
-                    raw: true,
-                    stream: true,
-                    format,
-                    options,
-                    keep_alive,
-                }),
-            ),
-            None => (
-                "/api/chat",
-                serde_json::to_vec(&wire::ChatRequest {
-                    model: &self.model,
-                    messages: request
-                        .messages
-                        .iter()
-                        .map(|m| wire::Message {
-                            role: m.role.as_str(),
-                            content: &m.content,
-                        })
-                        .collect(),
-                    stream: true,
-                    format,
-                    options,
-                    keep_alive,
-                }),
-            ),
-        };
-        let body = body.map_err(|e| {
-            InferenceError::new(
-                ErrorKind::Internal,
-                BACKEND,
-                format!("cannot encode the request: {e}"),
-            )
-        })?;
+            config.keep_alive.as_ref(),
+        )?;
 
         let started = Instant::now();
         let first_token_timeout = config.first_token_timeout;
@@ -283,8 +235,7 @@ impl OllamaAdapter {
         let response = tokio::time::timeout(first_token_timeout, send)
             .await
             .map_err(|_| {
-                InferenceError::new(
-                    ErrorKind::Timeout,
+                InferenceError::timeout(
                     BACKEND,
                     format!("Ollama did not start answering within {first_token_timeout:?}"),
                 )

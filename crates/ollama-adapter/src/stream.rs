@@ -14,7 +14,7 @@ use rigger_ports::{
     Timings, Usage,
 };
 
-use crate::client::{error_from_message, idle_timeout_error, unparseable};
+use crate::errors::{error_from_message, idle_timeout_error, unparseable};
 use crate::{BACKEND, wire};
 
 /// A generation line is tens of bytes; this only bounds memory against a broken server.
@@ -85,8 +85,7 @@ async fn next_event(state: &mut State) -> Result<StreamEvent, InferenceError> {
         };
         let line = match tokio::time::timeout(wait, state.lines.next()).await {
             Err(_) if state.first_text.is_none() => {
-                return Err(InferenceError::new(
-                    ErrorKind::Timeout,
+                return Err(InferenceError::timeout(
                     BACKEND,
                     "Ollama sent no text before the first-token timeout",
                 )

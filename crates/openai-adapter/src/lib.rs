@@ -13,6 +13,7 @@
 
 mod config;
 mod errors;
+mod request;
 mod stream;
 mod wire;
 
@@ -169,8 +170,7 @@ impl Inner {
         tokio::time::timeout(self.config.response_timeout, fetch)
             .await
             .map_err(|_| {
-                InferenceError::new(
-                    ErrorKind::Timeout,
+                InferenceError::timeout(
                     BACKEND,
                     format!(
                         "no answer from {} within {:?}",
@@ -203,24 +203,14 @@ impl LanguageModel for OpenAiAdapter {
         let descriptor = self.resolve().await?;
         request.validate(descriptor)?;
         let inner = &self.inner;
-        let permit = match &inner.slots {
-            Some(slots) => Some(slots.clone().acquire_owned().await.map_err(|_| {
-                InferenceError::new(
-                    ErrorKind::Internal,
-                    BACKEND,
-                    "the request slots were closed",
-                )
-            })?),
-            None => None,
-        };
-        let body = serde_json::to_vec(&wire::ChatRequest::new(&request, &inner.model, inner.kind))
-            .map_err(|e| {
-                InferenceError::new(
-                    ErrorKind::Internal,
-                    BACKEND,
-                    format!("cannot encode the request: {e}"),
-                )
-            })?;
+        let permit =
+            match &inner.slots {
+                Some(slots) => Some(slots.clone().acquire_owned().await.map_err(|_| {
+                    InferenceError::internal(BACKEND, "the request slots were closed")
+                })?),
+                None => None,
+            };
+        let body = request::body(&request, &inner.model, inner.kind)?;
         let started = Instant::now();
         let send = send_with_retries(
             BACKEND,
@@ -236,8 +226,7 @@ impl LanguageModel for OpenAiAdapter {
         let response = tokio::time::timeout(inner.config.response_timeout, send)
             .await
             .map_err(|_| {
-                InferenceError::new(
-                    ErrorKind::Timeout,
+                InferenceError::timeout(
                     BACKEND,
                     format!(
                         "no response from {} within {:?}",
@@ -272,7 +261,7 @@ impl LanguageModel for OpenAiAdapter {
                 },
                 stops_sent: !exact
                     && !request.stop.is_empty()
-                    && wire::stops_sent(&request, inner.kind),
+                    && request::stops_sent(&request, inner.kind),
                 reports_stop_reason: inner.kind == ServerKind::Vllm,
                 context_length: descriptor.context_length,
             },
@@ -303,11 +292,7 @@ fn http_client(
         builder = builder.timeout(timeout);
     }
     builder.build().map_err(|e| {
-        InferenceError::new(
-            ErrorKind::Internal,
-            BACKEND,
-            format!("cannot build the HTTP client: {e}"),
-        )
+        InferenceError::internal(BACKEND, format!("cannot build the HTTP client: {e}"))
     })
 }
 

@@ -323,9 +323,7 @@ pub(crate) fn event_stream(
                 match tokio::time::timeout(s.idle_timeout, events.next()).await {
                     Ok(next) => next,
                     Err(_) => {
-                        let error = InferenceError::new(
-                            ErrorKind::Timeout,
-                            BACKEND,
+                        let error = InferenceError::timeout(BACKEND,
                             format!("no streamed event for {:?}: the generation stalled", s.idle_timeout),
                         )
                         .with_retryable(false)
