@@ -87,11 +87,7 @@ impl AnthropicConfig {
     /// `InvalidRequest` naming the variable. A missing key is refused later, by
     /// [`AnthropicAdapter::new`](crate::AnthropicAdapter::new), and only for Anthropic's host.
     pub fn from_vars(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, InferenceError> {
-        let var = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let var = |name: &str| rigger_ports::setting(lookup, name);
         let defaults = Self::default();
         let base_url = match var(BASE_URL_VAR) {
             Some(url) => {

@@ -127,7 +127,7 @@ impl CandleConfig {
     /// `InvalidRequest` naming the variable. The model is not looked up here: the adapter
     /// and [`probe`](crate::probe) apply [`ModelSource::parse`](crate::ModelSource::parse).
     pub fn from_vars(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, InferenceError> {
-        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let get = |name: &str| rigger_ports::setting(get, name);
         let model = get(MODEL_VAR).ok_or_else(|| {
             InferenceError::new(ErrorKind::NotAvailable, BACKEND, "CANDLE_MODEL is not set")
                 .with_hint("set CANDLE_MODEL to a .gguf file, a safetensors folder or a hub id")

@@ -66,11 +66,7 @@ impl MlxConfig {
     /// through `lookup`. Blank values count as unset. Nothing here can be malformed today; the
     /// `Result` keeps the signature every adapter shares.
     pub fn from_vars(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, InferenceError> {
-        let var = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let var = |name: &str| rigger_ports::setting(lookup, name);
         let mut config = Self::new(var(MODEL_VAR).unwrap_or_else(|| DEFAULT_MODEL.to_owned()));
         config.python = var(PYTHON_VAR).map(PathBuf::from);
         config.hub_cache = var(HUB_CACHE_VAR)

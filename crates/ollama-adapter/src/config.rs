@@ -97,6 +97,7 @@ impl OllamaConfig {
     /// Like [`Self::from_env`], reading variables through `get`, so tests never touch the
     /// process environment.
     pub fn from_vars(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, InferenceError> {
+        let get = |name: &str| rigger_ports::setting(get, name);
         let mut config = Self::default();
         if let Some(host) = get(HOST_VAR) {
             config.base_url = parse_ollama_host(&host)?;

@@ -204,11 +204,7 @@ impl OpenAiConfig {
     /// As [`from_env`](Self::from_env), reading variables through `lookup`. Unset and blank
     /// variables mean the default; malformed ones are an `InvalidRequest` naming the variable.
     pub fn from_vars(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, InferenceError> {
-        let var = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let var = |name: &str| rigger_ports::setting(lookup, name);
         let mut config = Self::default();
         if let Some(url) = var(BASE_URL_VAR) {
             config.base_url = url;

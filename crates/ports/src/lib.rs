@@ -15,6 +15,7 @@ mod application;
 mod error;
 mod model;
 mod request;
+mod settings;
 mod stop;
 mod structured;
 mod timings;
@@ -29,6 +30,7 @@ pub use model::{
     ModelDescriptor, StreamEvent, Usage, collect_stream,
 };
 pub use request::{ChatMessage, ChatRole, GenerationRequest, ResponseFormat, TokenBudget};
+pub use settings::{Lookup, setting};
 pub use stop::{StopMatcher, StopStep};
 pub use structured::enforce_response_format;
 pub use timings::{TimingSource, Timings};
