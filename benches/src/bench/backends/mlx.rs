@@ -179,7 +179,7 @@ pub fn mlx_raw(work: &Work<'_>, python: &Path, row: &mut Row) -> anyhow::Result<
     work.step(&format!("{}: loading", row.framework));
     python_json(
         python,
-        include_str!("mlx_raw.py"),
+        include_str!("../mlx_raw.py"),
         &script_input(work, &folder),
         |v| {
             match v["type"].as_str() {
@@ -237,7 +237,7 @@ pub fn mlx_per_call(work: &Work<'_>, python: &Path, row: &mut Row) -> anyhow::Re
         });
         let started = Instant::now();
         let mut result = None;
-        python_json(python, include_str!("mlx_per_call.py"), &input, |v| {
+        python_json(python, include_str!("../mlx_per_call.py"), &input, |v| {
             result = Some(v);
             Ok(())
         })?;
