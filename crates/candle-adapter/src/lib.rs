@@ -63,7 +63,8 @@ pub struct CandleAdapter {
     loaded: tokio::sync::OnceCell<Loaded>,
 }
 
-/// What loading adds: the loaded model (weights and worker thread), and the descriptor with the model's context length.
+/// What loading adds: the loaded model (weights and worker thread), and the descriptor with the
+/// model's context length.
 struct Loaded {
     descriptor: ModelDescriptor,
     model: Arc<LoadedModel>,
