@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rigger_anthropic_adapter::{
-    AnthropicAdapter, AnthropicConfig, DEFAULT_MODEL, BASE_URL_VAR, MODEL_VAR,
+    API_KEY_VAR, AnthropicAdapter, AnthropicConfig, BASE_URL_VAR, DEFAULT_MODEL, MODEL_VAR,
 };
 use rigger_domain::ModelRole;
 use rigger_ports::{InferenceError, LanguageModel};
@@ -16,7 +16,9 @@ use crate::vars::Vars;
 
 pub(crate) struct Anthropic;
 
-const NOT_SET: &str = "ANTHROPIC_API_KEY is not set";
+fn not_set() -> String {
+    format!("{API_KEY_VAR} is not set")
+}
 
 fn config(vars: &Vars) -> Result<AnthropicConfig, InferenceError> {
     AnthropicConfig::from_vars(&vars.lookup())
@@ -53,7 +55,7 @@ impl Backend for Anthropic {
     /// Usable when `ANTHROPIC_API_KEY` is set and the API answers.
     async fn probe(&self, vars: &Vars) -> BackendStatus {
         let fix = Some(format!(
-            "check ANTHROPIC_API_KEY, {BASE_URL_VAR} and the network"
+            "check {API_KEY_VAR}, {BASE_URL_VAR} and the network"
         ));
         let config = match config(vars) {
             Ok(config) => config,
@@ -63,8 +65,8 @@ impl Backend for Anthropic {
             return status(
                 Provider::Anthropic,
                 false,
-                NOT_SET,
-                Some("set ANTHROPIC_API_KEY".into()),
+                not_set(),
+                Some(format!("set {API_KEY_VAR}")),
             );
         }
         match rigger_anthropic_adapter::probe(&config, PROBE_TIMEOUT).await {
@@ -76,7 +78,7 @@ impl Backend for Anthropic {
     async fn list_models(&self, vars: &Vars) -> Result<Vec<String>, InferenceError> {
         let config = config(vars)?;
         if config.api_key.is_none() {
-            return Err(not_configured(NOT_SET));
+            return Err(not_configured(&not_set()));
         }
         rigger_anthropic_adapter::list_models(&config).await
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rigger_domain::ModelRole;
 use rigger_openai_adapter::{
-    DEFAULT_BASE_URL, BASE_URL_VAR, MODEL_VAR, OpenAiAdapter, OpenAiConfig,
+    API_KEY_VAR, BASE_URL_VAR, DEFAULT_BASE_URL, MODEL_VAR, OpenAiAdapter, OpenAiConfig,
 };
 use rigger_ports::{InferenceError, LanguageModel};
 
@@ -16,7 +16,9 @@ use crate::vars::Vars;
 
 pub(crate) struct OpenAi;
 
-const NOT_SET: &str = "OPENAI_API_KEY and OPENAI_BASE_URL are not set";
+fn not_set() -> String {
+    format!("{API_KEY_VAR} and {BASE_URL_VAR} are not set")
+}
 
 fn config(vars: &Vars) -> Result<OpenAiConfig, InferenceError> {
     OpenAiConfig::from_vars(&vars.lookup())
@@ -58,7 +60,9 @@ impl Backend for OpenAi {
 
     /// Usable when a key or a base URL is set and the server answers.
     async fn probe(&self, vars: &Vars) -> BackendStatus {
-        let fix = Some("check OPENAI_BASE_URL, OPENAI_API_KEY and that the server runs".to_owned());
+        let fix = Some(format!(
+            "check {BASE_URL_VAR}, {API_KEY_VAR} and that the server runs"
+        ));
         let config = match config(vars) {
             Ok(config) => config,
             Err(e) => return status(Provider::OpenAi, false, e.message().to_owned(), fix),
@@ -67,8 +71,10 @@ impl Backend for OpenAi {
             return status(
                 Provider::OpenAi,
                 false,
-                NOT_SET,
-                Some("set OPENAI_BASE_URL to a server's /v1 base (vLLM, llama-server, mlx_lm.server) or OPENAI_API_KEY".into()),
+                not_set(),
+                Some(format!(
+                    "set {BASE_URL_VAR} to a server's /v1 base (vLLM, llama-server, mlx_lm.server) or {API_KEY_VAR}"
+                )),
             );
         }
         match rigger_openai_adapter::probe(&config, PROBE_TIMEOUT).await {
@@ -80,7 +86,7 @@ impl Backend for OpenAi {
     async fn list_models(&self, vars: &Vars) -> Result<Vec<String>, InferenceError> {
         let config = config(vars)?;
         if !is_configured(&config) {
-            return Err(not_configured(NOT_SET));
+            return Err(not_configured(&not_set()));
         }
         rigger_openai_adapter::list_models(&config).await
     }
