@@ -49,6 +49,8 @@ impl std::fmt::Debug for Held {
 enum Part {
     Bytes(Vec<u8>),
     Pause(Duration),
+    /// Wait for a permit of the semaphore and keep it until the body ends or is abandoned.
+    Acquire(Arc<tokio::sync::Semaphore>),
 }
 
 impl FixtureResponse {
@@ -80,6 +82,15 @@ impl FixtureResponse {
     /// A pause before the next chunk (or before the end of the body).
     pub fn pause(mut self, pause: Duration) -> Self {
         self.parts.push(Part::Pause(pause));
+        self
+    }
+
+    /// Before the parts that follow, wait for a permit of `slots` and keep it until the body has
+    /// been written to its end or the client abandoned it: a handler that models a backend
+    /// serving a fixed number of requests at once shares one semaphore between its responses, so
+    /// a response queues exactly as long as the one before it really holds the slot.
+    pub fn acquire(mut self, slots: Arc<tokio::sync::Semaphore>) -> Self {
+        self.parts.push(Part::Acquire(slots));
         self
     }
 
@@ -256,12 +267,20 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         shared: Arc::clone(&shared),
         done: false,
         _held: reply.held,
+        permits: Vec::new(),
     };
     let state = (VecDeque::from(reply.parts), reply.hang, guard);
     let stream = futures::stream::unfold(state, |(mut parts, hang, mut guard)| async move {
         loop {
             match parts.pop_front() {
                 Some(Part::Pause(pause)) => tokio::time::sleep(pause).await,
+                Some(Part::Acquire(slots)) => {
+                    // A closed semaphore has no slot to give: the body ends here.
+                    let Ok(permit) = slots.acquire_owned().await else {
+                        return None;
+                    };
+                    guard.permits.push(permit);
+                }
                 Some(Part::Bytes(bytes)) => {
                     return Some((
                         Ok::<_, Infallible>(Bytes::from(bytes)),
@@ -295,6 +314,8 @@ struct BodyGuard {
     shared: Arc<Shared>,
     done: bool,
     _held: Held,
+    /// Slots taken by [`FixtureResponse::acquire`], given back when the body is dropped.
+    permits: Vec<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl BodyGuard {

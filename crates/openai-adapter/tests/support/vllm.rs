@@ -12,17 +12,18 @@
 //! null at end-of-sequence); `response_format: json_schema` answered with a value of the schema,
 //! as guided decoding would; a usage chunk before `[DONE]`; the context length in `/v1/models`
 //! (`max_model_len`) and a prompt over it refused with vLLM's message; an unknown model a 404.
-//! One generation at a time: later requests wait for the slot unless the client of the one
-//! holding it went away, so a client that does not abort a dropped stream keeps it busy.
+//! One generation at a time: later requests wait for the slot until the one holding it has
+//! written its last chunk or its client went away, so a client that does not abort a dropped
+//! stream keeps it busy.
 //!
 //! What it is not: a model. Its tokens are words and its "guided decoding" writes a value of
 //! the schema directly.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use rigger_http_support::fixture::{FixtureResponse, FixtureServer, RecordedRequest};
 use rigger_ports::{StopMatcher, StopStep};
@@ -52,8 +53,7 @@ pub struct FixtureVllm {
 impl FixtureVllm {
     pub async fn start() -> Self {
         let engine = Engine {
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            free_at: Mutex::new(Instant::now()),
+            slot: Arc::new(tokio::sync::Semaphore::new(1)),
             sampled: AtomicU64::new(0),
         };
         let server = FixtureServer::start(move |r| engine.handle(r))
@@ -69,21 +69,11 @@ impl FixtureVllm {
 }
 
 struct Engine {
-    /// Responses whose bodies are still being written (or waiting for the slot).
-    in_flight: Arc<AtomicUsize>,
-    /// When the slot is next free.
-    free_at: Mutex<Instant>,
+    /// The one generation slot: a response takes it before its first token and gives it back
+    /// when its body ends or its client goes away.
+    slot: Arc<tokio::sync::Semaphore>,
     /// Requests sampled without a fixed seed, so that each differs.
     sampled: AtomicU64,
-}
-
-/// Releases its place in `in_flight` when the body ends or the client abandons it.
-struct InFlight(Arc<AtomicUsize>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// vLLM's error body (`ErrorResponse`), with the status as its `code`.
@@ -154,17 +144,6 @@ impl Engine {
         let completion = reply.tokens;
         let pieces = &reply.pieces;
 
-        let generation = PROMPT_TIME + TOKEN_TIME * completion;
-        let guard = InFlight(Arc::clone(&self.in_flight));
-        let busy = self.in_flight.fetch_add(1, Ordering::SeqCst) > 0;
-        let wait = {
-            let mut free_at = self.free_at.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let start = if busy { (*free_at).max(now) } else { now };
-            *free_at = start + generation;
-            start - now
-        };
-
         let chunk = |delta: Value, finish: Value, stop: Value| {
             json!({"id": "chatcmpl-fixture", "object": "chat.completion.chunk",
                    "created": 1_700_000_000, "model": MODEL,
@@ -194,7 +173,8 @@ impl Engine {
 
         let mut response = FixtureResponse::ok()
             .header("content-type", "text/event-stream; charset=utf-8")
-            .pause(wait + PROMPT_TIME);
+            .acquire(Arc::clone(&self.slot))
+            .pause(PROMPT_TIME);
         for (i, event) in events.iter().enumerate() {
             if i >= first_delta && i < first_delta + pieces.len() {
                 response = response.pause(TOKEN_TIME);
@@ -210,7 +190,7 @@ impl Engine {
                 response = response.chunk(text);
             }
         }
-        response.chunk("data: [DONE]\n\n").hold(guard)
+        response.chunk("data: [DONE]\n\n")
     }
 }
 
