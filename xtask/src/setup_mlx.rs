@@ -11,6 +11,8 @@ use crate::workspace;
 
 pub const MLX_VERSION: &str = "0.32.4";
 pub const MLX_LM_VERSION: &str = "0.32.2";
+/// The grammar engine the worker masks the sampler with for structured output.
+pub const LLGUIDANCE_VERSION: &str = "1.9.1";
 
 #[derive(clap::Args, Default)]
 pub struct Args {
@@ -85,7 +87,11 @@ fn requirements(cuda: bool) -> Vec<String> {
     } else {
         format!("mlx=={MLX_VERSION}")
     };
-    vec![mlx, format!("mlx-lm=={MLX_LM_VERSION}")]
+    vec![
+        mlx,
+        format!("mlx-lm=={MLX_LM_VERSION}"),
+        format!("llguidance=={LLGUIDANCE_VERSION}"),
+    ]
 }
 
 pub fn run(args: Args) -> anyhow::Result<PathBuf> {
@@ -112,13 +118,13 @@ pub fn run(args: Args) -> anyhow::Result<PathBuf> {
         &python,
         &[
             "-c",
-            "import importlib.metadata as m; print(m.version('mlx'), m.version('mlx-lm'))",
+            "import importlib.metadata as m; print(m.version('mlx'), m.version('mlx-lm'), m.version('llguidance'))",
         ],
     );
-    let wanted = format!("{MLX_VERSION} {MLX_LM_VERSION}");
+    let wanted = format!("{MLX_VERSION} {MLX_LM_VERSION} {LLGUIDANCE_VERSION}");
     if installed.as_deref() == Some(wanted.as_str()) {
         println!(
-            "setup-mlx: mlx {MLX_VERSION} and mlx-lm {MLX_LM_VERSION} already installed in {}",
+            "setup-mlx: mlx {MLX_VERSION}, mlx-lm {MLX_LM_VERSION} and llguidance {LLGUIDANCE_VERSION} already installed in {}",
             venv.display()
         );
     } else {

@@ -26,6 +26,7 @@ mod config;
 mod errors;
 mod request;
 mod stream;
+mod structured;
 mod wire;
 
 use std::sync::OnceLock;
@@ -62,9 +63,11 @@ pub mod codes {
     pub const ANTHROPIC_OVERLOADED: &str = "ANTHROPIC_OVERLOADED";
 }
 
-/// What Anthropic's Messages API can do beyond plain sampling. It has no seed and no way to
-/// force N tokens; a forced tool call steers output to a schema but does not constrain it, so
-/// output is validated, not guaranteed.
+/// What Anthropic's Messages API can do beyond plain sampling, for any model. It has no seed and
+/// no way to force N tokens. Structured output: Claude 4.5 and later constrain decoding to a
+/// schema (`output_config.format`), and the adapter declares native structured output for them;
+/// older models get a forced tool call, which steers but does not constrain, so their output is
+/// validated, not guaranteed (this constant's `false`).
 pub const CAPABILITIES: Capabilities = Capabilities {
     seed: false,
     top_k: true,
@@ -113,7 +116,10 @@ impl AnthropicAdapter {
             backend: BACKEND.to_owned(),
             model_id: config.model.clone(),
             context_length: config.context_length,
-            capabilities: CAPABILITIES,
+            capabilities: Capabilities {
+                native_structured_output: structured::has_native_structured_output(&config.model),
+                ..CAPABILITIES
+            },
         };
         Ok(Self {
             config,

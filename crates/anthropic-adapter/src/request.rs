@@ -7,13 +7,15 @@
 //!   the body valid for servers that insist on alternation).
 //! - The token budget is `max_tokens`, which the API requires (the port's requests always carry
 //!   one; `GenerationRequest::new` defaults to 512).
-//! - A JSON schema becomes a forced call of one tool whose `input_schema` is the schema.
+//! - A JSON schema becomes `output_config.format` (constrained decoding on the API's side) for
+//!   models that have it (Claude 4.5 and later, see `structured`), else a forced call of one tool
+//!   whose `input_schema` is the schema.
 
 use rigger_ports::{ChatRole, GenerationRequest, InferenceError, ResponseFormat};
 
-use crate::BACKEND;
 use crate::stream::Output;
 use crate::wire::{Content, Message, MessagesRequest, TextBlock, Tool, ToolChoice};
+use crate::{BACKEND, structured};
 
 /// The tool description: the model fills the tool's input with its whole reply.
 const TOOL_DESCRIPTION: &str = "Give your reply by calling this tool: its input is the whole \
@@ -82,7 +84,16 @@ pub(crate) fn prepare(
         })
         .collect();
 
+    let native = match &request.response_format {
+        ResponseFormat::JsonSchema { schema, .. }
+            if structured::has_native_structured_output(model) =>
+        {
+            structured::native_schema(schema)
+        }
+        _ => None,
+    };
     let (tools, output) = match &request.response_format {
+        ResponseFormat::JsonSchema { .. } if native.is_some() => (Vec::new(), Output::Text),
         ResponseFormat::JsonSchema { name, schema } => {
             check_object_schema(schema)?;
             let name = rigger_http_support::api_identifier(name, "reply");
@@ -111,6 +122,8 @@ pub(crate) fn prepare(
         stream: true,
         tools,
         tool_choice,
+        output_config: native
+            .map(|schema| serde_json::json!({"format": {"type": "json_schema", "schema": schema}})),
     };
     let body = serde_json::to_vec(&body).map_err(|e| {
         InferenceError::internal(BACKEND, format!("cannot serialise the request: {e}"))
@@ -200,6 +213,37 @@ mod tests {
         let plain =
             body(&GenerationRequest::prompt("hi").with_response_format(ResponseFormat::Json));
         assert!(plain.get("tools").is_none() && plain.get("tool_choice").is_none());
+    }
+
+    #[test]
+    fn a_schema_goes_to_output_config_on_models_that_take_it() {
+        let schema = json!({"type": "object", "properties": {"a": {"type": "string",
+            "maxLength": 5}}, "required": ["a"]});
+        let request =
+            GenerationRequest::prompt("hi").with_response_format(ResponseFormat::JsonSchema {
+                name: "answer".into(),
+                schema,
+            });
+        let prepared = prepare("claude-sonnet-4-5", &request).unwrap();
+        assert!(matches!(prepared.output, Output::Text));
+        let b: serde_json::Value = serde_json::from_slice(&prepared.body).unwrap();
+        assert!(b.get("tools").is_none() && b.get("tool_choice").is_none());
+        assert_eq!(
+            b["output_config"],
+            json!({"format": {"type": "json_schema", "schema": {"type": "object",
+                "properties": {"a": {"type": "string"}}, "required": ["a"],
+                "additionalProperties": false}}})
+        );
+        // An older model, or a schema the API cannot take: the forced tool call.
+        assert!(body(&request).get("output_config").is_none());
+        let open =
+            GenerationRequest::prompt("hi").with_response_format(ResponseFormat::JsonSchema {
+                name: "answer".into(),
+                schema: json!({"type": "object", "additionalProperties": true}),
+            });
+        let b: serde_json::Value =
+            serde_json::from_slice(&prepare("claude-sonnet-4-5", &open).unwrap().body).unwrap();
+        assert!(b.get("output_config").is_none() && b.get("tools").is_some());
     }
 
     #[test]

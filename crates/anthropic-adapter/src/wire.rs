@@ -25,6 +25,9 @@ pub(crate) struct MessagesRequest<'a> {
     pub tools: Vec<Tool<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<ToolChoice<'a>>,
+    /// Native structured output: `{"format": {"type": "json_schema", "schema": …}}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_config: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]

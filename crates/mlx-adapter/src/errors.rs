@@ -20,6 +20,9 @@ pub(crate) fn worker_error(model: &str, kind: WorkerErrorKind, message: String) 
             .with_hint("shorten the messages or lower max_tokens; nothing is truncated silently")
             .with_retryable(false),
         WorkerErrorKind::InvalidRequest => InferenceError::invalid_request(BACKEND, message),
+        WorkerErrorKind::Unsupported => InferenceError::new(ErrorKind::Unsupported, BACKEND, message)
+            .with_hint("run `cargo xtask setup-mlx` (it installs llguidance)")
+            .with_retryable(false),
         WorkerErrorKind::Protocol => InferenceError::protocol(BACKEND, message),
         WorkerErrorKind::Internal | WorkerErrorKind::Other => InferenceError::internal(BACKEND, message)
             .with_hint("run with RUST_LOG=debug to see the worker's Python traceback"),

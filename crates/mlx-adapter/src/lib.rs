@@ -36,7 +36,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rigger_ports::{
     Capabilities, ErrorKind, EventStream, GenerationRequest, InferenceError, LanguageModel,
-    ModelDescriptor, enforce_response_format,
+    ModelDescriptor, ResponseFormat, enforce_response_format,
 };
 use tokio::sync::mpsc;
 
@@ -91,7 +91,9 @@ impl MlxSubprocessAdapter {
             model_id: config.model.clone(),
             context_length: None,
             capabilities: Capabilities {
-                native_structured_output: false,
+                // The worker masks the sampler with llguidance when its Python has it
+                // (`cargo xtask setup-mlx` installs it); otherwise the pipeline validates only.
+                native_structured_output: python::can_constrain(&python),
                 ..Capabilities::all()
             },
         };
@@ -296,6 +298,16 @@ impl LanguageModel for MlxSubprocessAdapter {
     async fn stream(&self, request: GenerationRequest) -> Result<EventStream, InferenceError> {
         request.validate(self.descriptor())?;
         let worker = self.worker().await?;
+        if request.response_format != ResponseFormat::Text && worker.hello.llguidance.is_none() {
+            return Err(InferenceError::new(
+                ErrorKind::Unsupported,
+                BACKEND,
+                "structured output needs llguidance in the MLX worker's Python, and it has none",
+            )
+            .with_hint(
+                "run `cargo xtask setup-mlx` (it installs llguidance), or `pip install llguidance`",
+            ));
+        }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel();
         let line = request::generate(id, &self.config.model, &request).to_line();

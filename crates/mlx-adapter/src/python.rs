@@ -116,3 +116,22 @@ pub fn check(explicit: Option<&std::path::Path>) -> Availability {
         },
     }
 }
+
+/// Whether `python` can constrain decoding (imports llguidance and numpy), checked once per
+/// interpreter: the adapter declares native structured output only then.
+pub fn can_constrain(python: &std::path::Path) -> bool {
+    static CACHE: std::sync::Mutex<Option<std::collections::HashMap<PathBuf, bool>>> =
+        std::sync::Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    *cache
+        .get_or_insert_with(Default::default)
+        .entry(python.to_path_buf())
+        .or_insert_with(|| {
+            Command::new(python)
+                .args(["-c", "import llguidance, llguidance.numpy, numpy"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}

@@ -1,8 +1,8 @@
 //! Building the worker's `generate` request from the port's request.
 
-use rigger_ports::{GenerationRequest, TokenBudget};
+use rigger_ports::{GenerationRequest, ResponseFormat, TokenBudget};
 
-use crate::wire::{Message, Request};
+use crate::wire::{Format, Message, Request};
 
 /// The `generate` request `id` for `model`.
 pub(crate) fn generate<'a>(id: u64, model: &'a str, request: &'a GenerationRequest) -> Request<'a> {
@@ -17,5 +17,10 @@ pub(crate) fn generate<'a>(id: u64, model: &'a str, request: &'a GenerationReque
         top_k: request.top_k,
         seed: request.seed,
         stop: &request.stop,
+        format: match &request.response_format {
+            ResponseFormat::Text => None,
+            ResponseFormat::Json => Some(Format::Json),
+            ResponseFormat::JsonSchema { schema, .. } => Some(Format::JsonSchema { schema }),
+        },
     }
 }

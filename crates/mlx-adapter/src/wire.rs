@@ -6,7 +6,7 @@ use rigger_ports::ChatMessage;
 use serde::{Deserialize, Serialize};
 
 /// The protocol this side speaks; the worker announces its own in the handshake.
-pub const PROTOCOL: u64 = 2;
+pub const PROTOCOL: u64 = 3;
 
 /// Adapter to worker.
 #[derive(Debug, Serialize)]
@@ -27,9 +27,22 @@ pub enum Request<'a> {
         top_k: Option<u32>,
         seed: Option<u64>,
         stop: &'a [String],
+        /// Constrain decoding to this format (llguidance in the worker); absent for text.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        format: Option<Format<'a>>,
     },
     /// Stop request `id` at its next token (it answers `cancelled`).
     Cancel { id: u64 },
+}
+
+/// A structured-output constraint the worker compiles to a grammar.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Format<'a> {
+    /// Any JSON value.
+    Json,
+    /// A value of this JSON Schema.
+    JsonSchema { schema: &'a serde_json::Value },
 }
 
 #[derive(Debug, Serialize)]
@@ -69,6 +82,9 @@ pub enum Reply {
         mlx_lm: String,
         device: String,
         python: String,
+        /// The llguidance version when the worker can constrain decoding, else null.
+        #[serde(default)]
+        llguidance: Option<String>,
     },
     /// The handshake of a worker that cannot import mlx / mlx-lm; it exits after this line.
     /// (It also names its protocol, which does not matter then.)
@@ -142,6 +158,17 @@ pub struct DoneStats {
     pub generation_tps: f64,
     pub peak_memory_gb: f64,
     pub time_to_first_token: Option<f64>,
+    /// The grammar mask's cost, for a constrained (structured-output) generation.
+    #[serde(default)]
+    pub constraint: Option<ConstraintStats>,
+}
+
+/// What masking the sampler with the grammar cost, per generated token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConstraintStats {
+    pub mask_p50_ms: f64,
+    pub mask_p99_ms: f64,
+    pub masked_tokens: u32,
 }
 
 /// What kind of failure an `error` reply reports.
@@ -152,6 +179,8 @@ pub enum WorkerErrorKind {
     ModelLoadFailed,
     ContextLengthExceeded,
     InvalidRequest,
+    /// The worker cannot do what was asked (structured output without llguidance).
+    Unsupported,
     Protocol,
     Internal,
     /// A kind this side does not know (a newer worker).
@@ -178,12 +207,35 @@ mod tests {
             top_k: None,
             seed: Some(1),
             stop: &stop,
+            format: None,
         }
         .to_line();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["type"], "generate");
         assert_eq!(v["messages"][0]["role"], "user");
         assert_eq!(v["stop"][0], "END");
+        assert!(
+            v.get("format").is_none(),
+            "text requests carry no format: {line}"
+        );
+        let schema = serde_json::json!({"type": "object"});
+        let constrained = Request::Generate {
+            id: 8,
+            model: "m",
+            messages: Message::from_port(&messages),
+            max_tokens: 4,
+            exact: false,
+            temperature: None,
+            top_p: None,
+            top_k: None,
+            seed: None,
+            stop: &stop,
+            format: Some(Format::JsonSchema { schema: &schema }),
+        }
+        .to_line();
+        let v: serde_json::Value = serde_json::from_str(&constrained).unwrap();
+        assert_eq!(v["format"]["type"], "json_schema");
+        assert_eq!(v["format"]["schema"], schema);
         assert_eq!(
             Request::Cancel { id: 3 }.to_line(),
             r#"{"type":"cancel","id":3}"#
@@ -210,7 +262,7 @@ mod tests {
             }
         ));
         let hello: Reply = serde_json::from_str(
-            r#"{"type":"hello","protocol":2,"mlx":"0.1","mlx_lm":"0.2","device":"cpu","python":"3.12"}"#,
+            r#"{"type":"hello","protocol":3,"mlx":"0.1","mlx_lm":"0.2","device":"cpu","python":"3.12"}"#,
         )
         .unwrap();
         assert_eq!(hello.id(), None);

@@ -10,7 +10,7 @@ import threading
 import time
 import traceback
 
-PROTOCOL = 2
+PROTOCOL = 3
 # Deltas closer together than this go out as one line (the first always goes at once): each
 # write wakes the reader, and on a 2-core machine those wake-ups cost ~10% of decode speed at
 # ~1000 tokens/s. At 250 tokens/s or slower every token still goes out on its own.
@@ -43,7 +43,21 @@ try:
 except Exception:
     MLX_VERSION, MLX_LM_VERSION = getattr(mx, "__version__", "?"), getattr(mlx_lm, "__version__", "?")
 
+# Constrained decoding (structured output) with llguidance, when the venv has it (setup-mlx
+# installs it); without it the worker still serves text and says so in the handshake.
+try:
+    import numpy as np
+    import llguidance
+    import llguidance.hf
+    import llguidance.numpy as llg_numpy
+    LLGUIDANCE_VERSION = _version("llguidance")
+except Exception:
+    llguidance = None
+    LLGUIDANCE_VERSION = None
+
 models = {}  # model id -> (model, tokenizer, context_length)
+guidance_tokenizers = {}  # model id -> llguidance.LLTokenizer (building one takes up to ~1 s)
+grammars = {}  # (model id, format JSON) -> compiled grammar text, checked against the tokenizer
 inbox = queue.Queue()
 cancelled = set()
 
@@ -127,6 +141,74 @@ class StopMatcher:
         return text
 
 
+def grammar_for(model_id, tokenizer, fmt):
+    """The llguidance grammar for a request's format, compiled once per model and format.
+
+    Returns (LLTokenizer, grammar) or raises ValueError saying what the grammar engine refused.
+    Whitespace between JSON tokens is not allowed: with it, a weak model can spend its whole
+    budget on blanks, and compact JSON is what every caller wants anyway.
+    """
+    lltok = guidance_tokenizers.get(model_id)
+    if lltok is None:
+        lltok = llguidance.hf.from_tokenizer(getattr(tokenizer, "_tokenizer", tokenizer))
+        guidance_tokenizers[model_id] = lltok
+    key = (model_id, json.dumps(fmt, sort_keys=True))
+    grammar = grammars.get(key)
+    if grammar is None:
+        schema = fmt.get("schema") if fmt.get("type") == "json_schema" else {"type": "object"}
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(
+            schema, defaults={"whitespace_flexible": False})
+        is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, lltok)
+        if is_error:
+            raise ValueError("; ".join(messages))
+        grammars[key] = grammar
+    return lltok, grammar
+
+
+class GrammarMask:
+    """An mlx-lm logits processor that only lets through tokens the grammar allows.
+
+    mlx-lm calls it with every token so far (prompt included) and the next logits; the tokens
+    sampled since the last call are fed to the matcher, then the mask is computed into a numpy
+    bitmask and applied: with llguidance's Metal kernel on a GPU, with numpy on the CPU.
+    """
+
+    def __init__(self, lltok, grammar, prompt_len):
+        self.matcher = llguidance.LLMatcher(lltok, grammar, log_level=0)
+        self.seen = prompt_len
+        self.bitmask = llg_numpy.allocate_token_bitmask(1, lltok.vocab_size)
+        self.on_gpu = mx.default_device() == mx.gpu
+        self.mask_seconds = []
+
+    def __call__(self, tokens, logits):
+        started = time.perf_counter()
+        new = tokens[self.seen:].tolist() if tokens.size > self.seen else []
+        for token in new:
+            if not self.matcher.consume_token(int(token)):
+                raise RuntimeError(f"the grammar refused token {token}: {self.matcher.get_error()}")
+        self.seen += len(new)
+        llg_numpy.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
+        if self.on_gpu:
+            import llguidance.mlx
+            masked = llguidance.mlx.apply_token_bitmask(logits, self.bitmask)
+        else:
+            vocab = logits.shape[-1]
+            allowed = np.unpackbits(self.bitmask.view(np.uint8), bitorder="little")[:vocab]
+            if allowed.shape[0] < vocab:  # the model's rows past the tokenizer's vocabulary
+                allowed = np.concatenate([allowed, np.zeros(vocab - allowed.shape[0], np.uint8)])
+            masked = mx.where(mx.array(allowed.astype(bool)), logits, -float("inf"))
+        self.mask_seconds.append(time.perf_counter() - started)
+        return masked
+
+    def figures(self):
+        """Per-token mask time in ms: p50 and p99 (None before any token)."""
+        if not self.mask_seconds:
+            return None
+        ordered = sorted(self.mask_seconds)
+        pick = lambda q: 1000.0 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return {"mask_p50_ms": pick(0.5), "mask_p99_ms": pick(0.99), "masked_tokens": len(ordered)}
+
+
 def generate(msg):
     req_id = msg["id"]
     received = time.perf_counter()
@@ -156,6 +238,27 @@ def generate(msg):
     )
     processors = []
     exact = bool(msg.get("exact"))
+    fmt = msg.get("format")
+    grammar_mask = None
+    if fmt is not None:
+        if llguidance is None:
+            fail(req_id, "unsupported",
+                 "structured output needs llguidance in the worker's Python; "
+                 "run `cargo xtask setup-mlx` or `pip install llguidance`")
+            return
+        if exact:
+            fail(req_id, "invalid_request",
+                 "an exact token budget cannot be combined with structured output: "
+                 "the grammar ends the answer where the JSON ends")
+            return
+        try:
+            lltok, grammar = grammar_for(msg["model"], tokenizer, fmt)
+        except Exception as e:
+            fail(req_id, "invalid_request",
+                 f"the grammar engine (llguidance) cannot compile this JSON schema: {e}")
+            return
+        grammar_mask = GrammarMask(lltok, grammar, len(prompt))
+        processors.append(grammar_mask)
     if exact:
         eos = list(getattr(tokenizer, "eos_token_ids", None) or [tokenizer.eos_token_id])
 
@@ -226,6 +329,7 @@ def generate(msg):
             "generation_tps": float(last.generation_tps),
             "peak_memory_gb": float(getattr(last, "peak_memory", 0.0)),
             "time_to_first_token": first_token,
+            "constraint": grammar_mask.figures() if grammar_mask is not None else None,
         },
     })
 
@@ -239,6 +343,7 @@ def main():
         "mlx_lm": MLX_LM_VERSION,
         "device": str(mx.default_device()),
         "python": sys.version.split()[0],
+        "llguidance": LLGUIDANCE_VERSION,
     })
     while True:
         msg = inbox.get()

@@ -45,6 +45,8 @@ pub struct Hello {
     pub mlx_lm: String,
     pub device: String,
     pub python_version: String,
+    /// The llguidance version the worker constrains decoding with; `None` when it cannot.
+    pub llguidance: Option<String>,
 }
 
 pub struct Worker {
@@ -327,12 +329,14 @@ fn handshake(python: &Path, line: &str) -> Option<Result<Hello, InferenceError>>
             mlx_lm,
             device,
             python,
+            llguidance,
             ..
         }) => Some(Ok(Hello {
             mlx,
             mlx_lm,
             device,
             python_version: python,
+            llguidance,
         })),
         // Another protocol's handshake may not parse as ours: say so if it names its version.
         _ => serde_json::from_str::<serde_json::Value>(line)

@@ -66,6 +66,13 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     native_structured_output: true,
 };
 
+/// Whether the engine serving a model enforces `format`. Ollama runs GGUF models on llama.cpp,
+/// which masks the sampler with the schema's grammar; models in other formats (`safetensors`)
+/// run on its MLX engine, which silently drops `format` (ollama/ollama#16563, #17013, #17933).
+fn engine_honours_format(details: &ModelDetails) -> bool {
+    details.format.is_empty() || details.format.eq_ignore_ascii_case("gguf")
+}
+
 /// A quick availability check for `rigger doctor`: one `GET /api/version` within `timeout`, no
 /// retries. Returns e.g. `Ollama 0.5.1 at http://127.0.0.1:11434`.
 pub async fn probe(config: &OllamaConfig, timeout: Duration) -> Result<String, InferenceError> {
@@ -140,9 +147,23 @@ impl OllamaAdapter {
                     Some(fixed) => Some(info.context_length.map_or(fixed, |c| c.min(fixed))),
                     None => info.context_length,
                 };
+                let mut capabilities = self.initial.capabilities;
+                if !engine_honours_format(&info.details) {
+                    // Ollama's MLX engine (safetensors models) accepts `format` and ignores it:
+                    // the pipeline must describe the JSON itself and rely on validation.
+                    tracing::warn!(
+                        target: "rigger::ollama",
+                        "{} runs on Ollama's {} engine, which ignores `format`: structured \
+                         output is validated only, not enforced",
+                        self.model,
+                        info.details.format
+                    );
+                    capabilities.native_structured_output = false;
+                }
                 Ok(Resolved {
                     descriptor: ModelDescriptor {
                         context_length,
+                        capabilities,
                         ..self.initial.clone()
                     },
                     default_system_bytes: info.system.len(),

@@ -855,3 +855,29 @@ mod sha2_digest {
             .collect()
     }
 }
+
+/// Ollama's MLX engine (a safetensors model) accepts `format` and ignores it: such a model must
+/// not be trusted with structured output, while a GGUF model (llama.cpp's engine) is.
+#[tokio::test]
+async fn a_model_on_ollamas_mlx_engine_is_not_trusted_with_structured_output() {
+    for (format, native) in [("gguf", true), ("safetensors", false)] {
+        let server = FixtureServer::start(move |r| match r.path.as_str() {
+            "/api/show" => {
+                let mut show = show_body(4096);
+                show["details"]["format"] = json!(format);
+                FixtureResponse::ok().json(&show)
+            }
+            _ => FixtureResponse::status(404).chunk("404 page not found"),
+        })
+        .await
+        .unwrap();
+        let model = OllamaAdapter::connect(config(&server.url(), MODEL))
+            .await
+            .unwrap();
+        assert_eq!(
+            model.descriptor().capabilities.native_structured_output,
+            native,
+            "a {format} model"
+        );
+    }
+}
