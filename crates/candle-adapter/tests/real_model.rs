@@ -1,14 +1,15 @@
 //! A real model as users download it: SmolLM2-135M-Instruct, one Q4_1 GGUF (Q8_0 tied
 //! embedding) with its tokenizer and ChatML template only in the file's metadata — no
 //! tokenizer.json. It loads through the adapter, answers through its own chat template, and
-//! runs on candle's `quantized_llama` (the CPU engine does not read Q4_1).
+//! runs on candle's `quantized_llama` (the CPU engine does not read Q4_1); the conformance suite
+//! runs on it.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use rigger_candle_adapter::{CandleAdapter, CandleConfig};
 use rigger_conformance::ConformanceTarget;
-use rigger_ports::{ChatMessage, GenerationRequest, InferenceError, LanguageModel};
+use rigger_ports::{ChatMessage, FinishReason, GenerationRequest, InferenceError, LanguageModel};
 
 fn smollm2() -> String {
     rigger_model_gen::smollm2().display().to_string()
@@ -18,12 +19,15 @@ fn smollm2() -> String {
 async fn smollm2_answers_through_its_own_template_and_reports_the_load() {
     // `new` loads lazily: the first request pays for (and reports) the load.
     let model = CandleAdapter::new(CandleConfig::new(smollm2())).expect("adapter");
-    let question = || {
-        GenerationRequest::new(vec![ChatMessage::user("What is the capital of France?")])
-            .with_max_tokens(24)
+    let ask = |question: &str| {
+        GenerationRequest::new(vec![ChatMessage::user(question)])
+            .with_max_tokens(40)
             .with_temperature(0.0)
     };
-    let first = model.generate(question()).await.expect("generate");
+    // At Q4_1 this 135M model answers "What is the capital of France?" in French verse when
+    // greedy; asked which city, it names Paris.
+    let question = "Which city is the capital of France?";
+    let first = model.generate(ask(question)).await.expect("generate");
     assert!(first.text.contains("Paris"), "{:?}", first.text);
     let load = first
         .completion
@@ -35,19 +39,24 @@ async fn smollm2_answers_through_its_own_template_and_reports_the_load() {
     assert_eq!(model.engine(), Some("candle quantized_llama"));
     assert_eq!(model.uses_fallback_template(), Some(false));
     assert_eq!(model.descriptor().context_length, Some(8192));
-    // The model ends its turn with <|im_end|>: generation stops there, not at the budget.
-    assert_eq!(
-        first.completion.finish_reason,
-        rigger_ports::FinishReason::EndOfSequence,
-        "{:?}",
-        first.text
-    );
-    let second = model.generate(question()).await.expect("generate again");
+    let second = model.generate(ask(question)).await.expect("generate again");
     assert_eq!(
         second.completion.timings.load, None,
         "resident: nothing loaded"
     );
     assert_eq!(first.text, second.text);
+    // The model ends its turn with <|im_end|> (the GGUF's EOS): generation stops there.
+    let colors = model
+        .generate(ask("Name three colors."))
+        .await
+        .expect("generate");
+    assert_eq!(
+        colors.completion.finish_reason,
+        FinishReason::EndOfSequence,
+        "{:?}",
+        colors.text
+    );
+    assert!(!colors.text.contains("<|im_end|>"), "{:?}", colors.text);
 }
 
 struct SmolLm2;
