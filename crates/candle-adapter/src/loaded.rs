@@ -2,7 +2,7 @@
 //! adapters hold it, a registry of weak references finds it, and the worker winds down when the
 //! last adapter drops it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -23,6 +23,9 @@ pub(crate) struct LoadedModel {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ModelKey {
     weights: PathBuf,
+    /// The tokenizer.json in play (a GGUF may carry its own), and whether it was configured:
+    /// the same weights with another tokenizer are another model.
+    tokenizer: (Option<PathBuf>, bool),
     device: DeviceKind,
     threads: Option<usize>,
     kernels: Kernels,
@@ -53,6 +56,10 @@ impl LoadedModel {
         let key = ModelKey {
             weights: std::fs::canonicalize(files.key())
                 .unwrap_or_else(|_| files.key().to_path_buf()),
+            tokenizer: (
+                files.tokenizer().map(Path::to_path_buf),
+                config.tokenizer.is_some(),
+            ),
             device: config.device,
             threads: config.threads,
             kernels: config.kernels,

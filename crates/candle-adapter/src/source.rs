@@ -34,6 +34,14 @@ impl ModelFiles {
             ModelFiles::Safetensors { config, .. } => config,
         }
     }
+
+    /// The `tokenizer.json` found or configured, if any.
+    pub fn tokenizer(&self) -> Option<&Path> {
+        match self {
+            ModelFiles::Gguf { tokenizer, .. } => tokenizer.as_deref(),
+            ModelFiles::Safetensors { tokenizer, .. } => Some(tokenizer),
+        }
+    }
 }
 
 fn not_found(model: &str, why: impl Into<String>, fix: impl Into<String>) -> InferenceError {

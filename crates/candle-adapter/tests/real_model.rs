@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rigger_candle_adapter::{CandleAdapter, CandleConfig};
+use rigger_candle_adapter::{CandleAdapter, CandleConfig, Kernels};
 use rigger_conformance::ConformanceTarget;
 use rigger_ports::{ChatMessage, FinishReason, GenerationRequest, InferenceError, LanguageModel};
 
@@ -17,8 +17,14 @@ fn smollm2() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smollm2_answers_through_its_own_template_and_reports_the_load() {
-    // `new` loads lazily: the first request pays for (and reports) the load.
-    let model = CandleAdapter::new(CandleConfig::new(smollm2())).expect("adapter");
+    // `new` loads lazily: the first request pays for (and reports) the load. Kernels::Reference
+    // (the same candle path for Q4_1) keeps this copy apart from the one the conformance suite
+    // shares, which would be resident already.
+    let config = CandleConfig {
+        kernels: Kernels::Reference,
+        ..CandleConfig::new(smollm2())
+    };
+    let model = CandleAdapter::new(config).expect("adapter");
     let ask = |question: &str| {
         GenerationRequest::new(vec![ChatMessage::user(question)])
             .with_max_tokens(40)
@@ -57,6 +63,47 @@ async fn smollm2_answers_through_its_own_template_and_reports_the_load() {
         colors.text
     );
     assert!(!colors.text.contains("<|im_end|>"), "{:?}", colors.text);
+}
+
+/// How many tokens the adapter makes of one prompt.
+async fn prompt_tokens(config: CandleConfig) -> u32 {
+    let model = CandleAdapter::connect(config).await.expect("load");
+    let request = GenerationRequest::new(vec![ChatMessage::user("Hello there, world of 2024!")])
+        .with_exact_tokens(1)
+        .with_temperature(0.0);
+    let answer = model.generate(request).await.expect("generate");
+    answer.completion.usage.prompt_tokens
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ggufs_own_tokenizer_wins_over_one_beside_it_and_a_configured_one_wins_over_both() {
+    // SmolLM2 with the tiny model's (much smaller) tokenizer.json beside it.
+    let dir = std::env::temp_dir().join(format!("rigger-which-tokenizer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let gguf = dir.join("model.gguf");
+    if std::fs::hard_link(rigger_model_gen::smollm2(), &gguf).is_err() {
+        std::fs::copy(rigger_model_gen::smollm2(), &gguf).expect("copy the model");
+    }
+    let tiny = rigger_model_gen::tiny_model()
+        .expect("tiny model")
+        .join("tokenizer.json");
+    std::fs::copy(&tiny, dir.join("tokenizer.json")).expect("copy the tokenizer");
+    let own = prompt_tokens(CandleConfig::new(smollm2())).await;
+    let beside = prompt_tokens(CandleConfig::new(gguf.display().to_string())).await;
+    let configured = prompt_tokens(CandleConfig {
+        tokenizer: Some(tiny),
+        ..CandleConfig::new(gguf.display().to_string())
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        beside, own,
+        "the GGUF's own vocabulary wins over a tokenizer.json beside it"
+    );
+    assert_ne!(
+        configured, own,
+        "CANDLE_TOKENIZER wins over the GGUF's vocabulary"
+    );
 }
 
 struct SmolLm2;
