@@ -65,6 +65,41 @@ async fn smollm2_answers_through_its_own_template_and_reports_the_load() {
     assert!(!colors.text.contains("<|im_end|>"), "{:?}", colors.text);
 }
 
+/// The ChatML template in SmolLM2's metadata renders through the adapter's renderer, with the
+/// default system prompt it adds and the generation prompt.
+#[test]
+fn smollm2s_chatml_template_renders_from_its_metadata() {
+    use candle_core::quantized::gguf_file;
+    use rigger_candle_adapter::template::ChatTemplate;
+    let mut file = std::fs::File::open(rigger_model_gen::smollm2()).expect("open");
+    let content = gguf_file::Content::read(&mut file).expect("metadata");
+    let source = content.metadata["tokenizer.chat_template"]
+        .to_string()
+        .expect("a template")
+        .clone();
+    let template = ChatTemplate::new(Some(source), "<|im_start|>".into(), "<|im_end|>".into())
+        .expect("compiles");
+    let rendered = template
+        .render(&[ChatMessage::user("Hi")])
+        .expect("renders");
+    assert_eq!(
+        rendered.text,
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging \
+         Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    assert!(!rendered.add_special_tokens);
+    let with_system = template
+        .render(&[ChatMessage::system("Be brief."), ChatMessage::user("Hi")])
+        .expect("renders");
+    assert!(
+        with_system
+            .text
+            .starts_with("<|im_start|>system\nBe brief.<|im_end|>\n"),
+        "{}",
+        with_system.text
+    );
+}
+
 /// How many tokens the adapter makes of one prompt.
 async fn prompt_tokens(config: CandleConfig) -> u32 {
     let model = CandleAdapter::connect(config).await.expect("load");
