@@ -10,7 +10,8 @@ use crate::BACKEND;
 /// The model: a `.gguf` file, a safetensors folder, or a hub id (see
 /// [`ModelSource`](crate::ModelSource)).
 pub const MODEL_VAR: &str = "CANDLE_MODEL";
-/// `tokenizer.json`, when it is not beside the model.
+/// A `tokenizer.json` to use instead of the one beside the model (for a GGUF: instead of the
+/// vocabulary in its metadata).
 pub const TOKENIZER_VAR: &str = "CANDLE_TOKENIZER";
 /// `cpu`, `cuda`, `cuda:N` or `metal`.
 pub const DEVICE_VAR: &str = "CANDLE_DEVICE";
@@ -89,7 +90,8 @@ pub struct CandleConfig {
     /// A `.gguf` file, a folder (config.json + safetensors, or one `.gguf`), or a hub id:
     /// `owner/repo` (safetensors) or `owner/repo:file.gguf`.
     pub model: String,
-    /// `tokenizer.json`, when it is not beside the model.
+    /// A `tokenizer.json` to use instead of the one beside the model (for a GGUF: instead of the
+    /// vocabulary in its metadata).
     pub tokenizer: Option<PathBuf>,
     pub device: DeviceKind,
     /// Compute threads; `None` uses every core.

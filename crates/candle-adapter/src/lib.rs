@@ -23,6 +23,7 @@
 
 mod config;
 mod detokenize;
+pub mod gguf_tokenizer;
 mod load;
 mod loaded;
 mod sampling;
@@ -130,14 +131,18 @@ impl CandleAdapter {
             .map(|l| l.model.info.template.is_fallback())
     }
 
-    /// The loaded model, loading it first if needed (concurrent first requests load once).
-    async fn loaded(&self) -> Result<&Loaded, InferenceError> {
-        self.loaded
+    /// The loaded model, loading it first if needed (concurrent first requests load once), and
+    /// how long loading took when this call loaded it (for the request's `Timings.load`).
+    async fn loaded(&self) -> Result<(&Loaded, Option<Duration>), InferenceError> {
+        let mut load = None;
+        let loaded = self
+            .loaded
             .get_or_try_init(|| async {
                 let files =
                     source::resolve(&self.config.model, self.config.tokenizer.as_deref()).await?;
-                let model = LoadedModel::start(files, &self.config).await?;
-                Ok(Loaded {
+                let (model, fresh) = LoadedModel::start(files, &self.config).await?;
+                load = fresh.then_some(model.info.load_duration);
+                Ok::<_, InferenceError>(Loaded {
                     descriptor: ModelDescriptor {
                         context_length: Some(model.info.context_length),
                         ..self.provisional.clone()
@@ -145,7 +150,8 @@ impl CandleAdapter {
                     model,
                 })
             })
-            .await
+            .await?;
+        Ok((loaded, load))
     }
 }
 
@@ -215,7 +221,7 @@ impl LanguageModel for CandleAdapter {
         // Refuse a bad request before paying for a load; the loaded descriptor adds the
         // context length.
         request.validate(self.descriptor())?;
-        let loaded = self.loaded().await?;
+        let (loaded, load) = self.loaded().await?;
         let enqueued = Instant::now(); // after loading: load time is not time to first token
         request.validate(&loaded.descriptor)?;
         let prompt = loaded.prompt_tokens(&request)?;
@@ -255,6 +261,7 @@ impl LanguageModel for CandleAdapter {
             },
             events,
             enqueued,
+            load,
         };
         loaded.model.submit(job)?;
         let mut receiver = receiver;

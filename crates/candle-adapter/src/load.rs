@@ -9,16 +9,22 @@ use std::time::{Duration, Instant};
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::{llama, quantized_llama, quantized_phi3, quantized_qwen2};
+use candle_transformers::models::{
+    llama, quantized_gemma3, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3,
+};
 use rigger_cpu_engine::Isa;
 use rigger_ports::{ErrorKind, InferenceError};
 use tokenizers::Tokenizer;
 
+use crate::gguf_tokenizer;
 use crate::source::ModelFiles;
 use crate::template::{self, ChatTemplate};
 use crate::weights::Weights;
 use crate::worker::Worker;
 use crate::{BACKEND, DeviceKind, Kernels};
+
+/// The GGUF architectures (`general.architecture`) the adapter runs.
+const ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "phi3", "gemma3"];
 
 /// What the async side needs to know about a loaded model.
 pub(crate) struct ModelInfo {
@@ -35,7 +41,7 @@ struct LoadedWeights {
     weights: Weights,
     engine: String,
     context_length: u32,
-    bos: String,
+    bos: Option<u32>,
     eos: Vec<u32>,
     /// The chat template the weights' file embeds (GGUF), if any.
     template: Option<String>,
@@ -63,44 +69,42 @@ pub(crate) fn device(kind: DeviceKind) -> Result<Device, InferenceError> {
     }
 }
 
-/// Loads the model: the worker thread's half and what the async side keeps.
+/// Loads the model: the worker thread's half and what the async side keeps. `explicit_tokenizer`:
+/// the tokenizer.json was configured (CANDLE_TOKENIZER), not merely found beside the model.
 pub(crate) fn load(
     files: &ModelFiles,
     device: &Device,
     kernels: Kernels,
+    explicit_tokenizer: bool,
 ) -> Result<(Worker, ModelInfo), InferenceError> {
     let started = Instant::now();
-    let (tokenizer_path, tokenizer_config_path) = match files {
+    let (tokenizer, loaded, tokenizer_config_path) = match files {
         ModelFiles::Gguf {
+            weights,
             tokenizer,
             tokenizer_config,
-            ..
+        } => {
+            let (file, content) = read_gguf(weights)?;
+            // The tokenizer first: an uncovered vocabulary fails before the weights load.
+            let tokenizer =
+                gguf_tokenizer(weights, &content, tokenizer.as_deref(), explicit_tokenizer)?;
+            let loaded = load_gguf(weights, file, content, device, kernels)?;
+            (tokenizer, loaded, tokenizer_config.as_ref())
         }
-        | ModelFiles::Safetensors {
+        ModelFiles::Safetensors {
+            weights,
+            config,
             tokenizer,
             tokenizer_config,
-            ..
-        } => (tokenizer, tokenizer_config),
+        } => (
+            read_tokenizer(tokenizer)?,
+            load_safetensors(weights, config, device)?,
+            tokenizer_config.as_ref(),
+        ),
     };
-    let tokenizer = Tokenizer::from_file(tokenizer_path).map_err(|e| {
-        load_error(
-            &format!("cannot read the tokenizer {}", tokenizer_path.display()),
-            e,
-        )
-    })?;
     let tokenizer_config: serde_json::Value = match tokenizer_config_path {
         Some(p) => read_json(p)?,
         None => serde_json::Value::Null,
-    };
-    let token_text = |id: Option<u32>| {
-        id.and_then(|id| tokenizer.id_to_token(id))
-            .unwrap_or_default()
-    };
-    let loaded = match files {
-        ModelFiles::Gguf { weights, .. } => load_gguf(weights, device, kernels, &token_text)?,
-        ModelFiles::Safetensors {
-            weights, config, ..
-        } => load_safetensors(weights, config, device, &token_text)?,
     };
     let mut eos = loaded.eos;
     if let Some(id) = template::special_token(&tokenizer_config, "eos_token")
@@ -109,14 +113,22 @@ pub(crate) fn load(
     {
         eos.push(id);
     }
-    let bos = template::special_token(&tokenizer_config, "bos_token").unwrap_or(loaded.bos);
+    let bos = template::special_token(&tokenizer_config, "bos_token")
+        .or_else(|| loaded.bos.and_then(|id| tokenizer.id_to_token(id)))
+        .unwrap_or_default();
     let eos_text = eos
         .first()
         .and_then(|id| tokenizer.id_to_token(*id))
         .unwrap_or_default();
-    let source = template::from_tokenizer_config(&tokenizer_config).or(loaded.template);
+    // A GGUF's own template wins, as its vocabulary does; tokenizer_config.json's is the fallback.
+    let source = match files {
+        ModelFiles::Gguf { .. } => loaded
+            .template
+            .or_else(|| template::from_tokenizer_config(&tokenizer_config)),
+        ModelFiles::Safetensors { .. } => template::from_tokenizer_config(&tokenizer_config),
+    };
     let template = ChatTemplate::new(source, bos, eos_text)?;
-    tracing::debug!("{} runs on {}", files.key().display(), loaded.engine);
+    tracing::info!("{} runs on {}", files.key().display(), loaded.engine);
     let info = ModelInfo {
         context_length: loaded.context_length,
         engine: loaded.engine,
@@ -133,27 +145,89 @@ pub(crate) fn load(
     ))
 }
 
-fn load_gguf(
-    path: &Path,
-    device: &Device,
-    kernels: Kernels,
-    token_text: &dyn Fn(Option<u32>) -> String,
-) -> Result<LoadedWeights, InferenceError> {
+fn read_tokenizer(path: &Path) -> Result<Tokenizer, InferenceError> {
+    Tokenizer::from_file(path)
+        .map_err(|e| load_error(&format!("cannot read the tokenizer {}", path.display()), e))
+}
+
+fn read_gguf(path: &Path) -> Result<(File, gguf_file::Content), InferenceError> {
     let mut file =
         File::open(path).map_err(|e| load_error(&format!("cannot open {}", path.display()), e))?;
     let content = gguf_file::Content::read(&mut file)
         .map_err(|e| load_error(&format!("{} is not a valid GGUF file", path.display()), e))?;
+    Ok((file, content))
+}
+
+/// A GGUF's tokenizer. The vocabulary in its metadata wins over a `tokenizer.json` found beside
+/// it: it is the one the weights were converted with. A configured `tokenizer.json`
+/// (CANDLE_TOKENIZER) wins over both; one beside the file is used only when the GGUF has none.
+fn gguf_tokenizer(
+    path: &Path,
+    content: &gguf_file::Content,
+    sidecar: Option<&Path>,
+    explicit: bool,
+) -> Result<Tokenizer, InferenceError> {
+    if let (Some(json), true) = (sidecar, explicit) {
+        tracing::info!(
+            "{}: using the configured tokenizer {}, not the GGUF's own",
+            path.display(),
+            json.display()
+        );
+        return read_tokenizer(json);
+    }
+    let embedded = match gguf_tokenizer::from_metadata(&content.metadata) {
+        // A vocabulary we do not cover, with a tokenizer.json beside it: that one, said loudly.
+        Err(e) if e.kind() == ErrorKind::Unsupported && sidecar.is_some() => {
+            tracing::warn!(
+                "{}: {e}; using the tokenizer.json beside it",
+                path.display()
+            );
+            None
+        }
+        other => other?,
+    };
+    match (embedded, sidecar) {
+        (Some(tokenizer), sidecar) => {
+            if let Some(json) = sidecar {
+                tracing::info!(
+                    "{}: using the tokenizer in the GGUF's metadata; {} beside it is not used (set CANDLE_TOKENIZER to prefer it)",
+                    path.display(),
+                    json.display()
+                );
+            }
+            Ok(tokenizer)
+        }
+        (None, Some(json)) => {
+            tracing::info!(
+                "{}: the GGUF has no tokenizer in its metadata; using {}",
+                path.display(),
+                json.display()
+            );
+            read_tokenizer(json)
+        }
+        (None, None) => Err(gguf_tokenizer::no_tokenizer(path)),
+    }
+}
+
+fn load_gguf(
+    path: &Path,
+    mut file: File,
+    content: gguf_file::Content,
+    device: &Device,
+    kernels: Kernels,
+) -> Result<LoadedWeights, InferenceError> {
     let md = |k: &str| content.metadata.get(k);
     let arch = md("general.architecture")
         .and_then(|v| v.to_string().ok())
         .cloned()
         .unwrap_or_default();
-    if !["llama", "qwen2", "phi3"].contains(&arch.as_str()) {
+    if !ARCHITECTURES.contains(&arch.as_str()) {
         return Err(InferenceError::unsupported(
             BACKEND,
             format!(
                 "GGUF architecture {arch:?} is not supported yet; supported: llama (Llama, \
-                 Mistral), qwen2 (Qwen2, Qwen2.5), phi3 (Phi-3)"
+                 Mistral, SmolLM), qwen2 (Qwen2, Qwen2.5), qwen3 (Qwen3), phi3 (Phi-3), gemma3 \
+                 (Gemma 3)"
             ),
         ));
     }
@@ -161,7 +235,11 @@ fn load_gguf(
         .and_then(|v| v.to_u32().ok())
         .unwrap_or(2048);
     let bos = md("tokenizer.ggml.bos_token_id").and_then(|v| v.to_u32().ok());
-    let eos = md("tokenizer.ggml.eos_token_id").and_then(|v| v.to_u32().ok());
+    // End of sequence, and the end-of-turn / end-of-message tokens chat models stop at.
+    let eos: Vec<u32> = ["eos", "eot", "eom"]
+        .iter()
+        .filter_map(|k| md(&format!("tokenizer.ggml.{k}_token_id")).and_then(|v| v.to_u32().ok()))
+        .collect();
     let template = md("tokenizer.chat_template")
         .and_then(|v| v.to_string().ok())
         .cloned();
@@ -207,6 +285,20 @@ fn load_gguf(
             ),
             "candle quantized_qwen2".to_owned(),
         ),
+        None if arch == "qwen3" => (
+            Weights::Qwen3(
+                quantized_qwen3::ModelWeights::from_gguf(content, &mut file, device)
+                    .map_err(|e| cannot_load(&e))?,
+            ),
+            "candle quantized_qwen3".to_owned(),
+        ),
+        None if arch == "gemma3" => (
+            Weights::Gemma3(
+                quantized_gemma3::ModelWeights::from_gguf(content, &mut file, device)
+                    .map_err(|e| cannot_load(&e))?,
+            ),
+            "candle quantized_gemma3".to_owned(),
+        ),
         None if arch == "phi3" => (
             Weights::Phi3(
                 quantized_phi3::ModelWeights::from_gguf(false, content, &mut file, device)
@@ -226,8 +318,8 @@ fn load_gguf(
         weights,
         engine,
         context_length,
-        bos: token_text(bos),
-        eos: eos.into_iter().collect(),
+        bos,
+        eos,
         template,
     })
 }
@@ -260,7 +352,6 @@ fn load_safetensors(
     weights: &[std::path::PathBuf],
     config: &Path,
     device: &Device,
-    token_text: &dyn Fn(Option<u32>) -> String,
 ) -> Result<LoadedWeights, InferenceError> {
     let raw: llama::LlamaConfig = serde_json::from_value(read_json(config)?)
         .map_err(|e| load_error(&format!("{} is not a Llama config", config.display()), e))?;
@@ -280,7 +371,7 @@ fn load_safetensors(
         None => Vec::new(),
     };
     Ok(LoadedWeights {
-        bos: token_text(config.bos_token_id),
+        bos: config.bos_token_id,
         context_length: config.max_position_embeddings as u32,
         engine: format!("candle llama {dtype:?}"),
         weights: Weights::Full {

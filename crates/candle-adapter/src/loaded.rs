@@ -2,7 +2,7 @@
 //! adapters hold it, a registry of weak references finds it, and the worker winds down when the
 //! last adapter drops it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -23,6 +23,9 @@ pub(crate) struct LoadedModel {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ModelKey {
     weights: PathBuf,
+    /// The tokenizer.json in play (a GGUF may carry its own), and whether it was configured:
+    /// the same weights with another tokenizer are another model.
+    tokenizer: (Option<PathBuf>, bool),
     device: DeviceKind,
     threads: Option<usize>,
     kernels: Kernels,
@@ -44,27 +47,34 @@ fn already_loaded(key: &ModelKey) -> Option<Arc<LoadedModel>> {
 }
 
 impl LoadedModel {
-    /// Loads `files` and starts its worker thread, or returns the copy already loaded.
+    /// Loads `files` and starts its worker thread, or returns the copy already loaded; the flag
+    /// says whether this call loaded it.
     pub(crate) async fn start(
         files: ModelFiles,
         config: &CandleConfig,
-    ) -> Result<Arc<Self>, InferenceError> {
+    ) -> Result<(Arc<Self>, bool), InferenceError> {
         let key = ModelKey {
             weights: std::fs::canonicalize(files.key())
                 .unwrap_or_else(|_| files.key().to_path_buf()),
+            tokenizer: (
+                files.tokenizer().map(Path::to_path_buf),
+                config.tokenizer.is_some(),
+            ),
             device: config.device,
             threads: config.threads,
             kernels: config.kernels,
         };
         if let Some(model) = already_loaded(&key) {
-            return Ok(model);
+            return Ok((model, false));
         }
         let device_kind = config.device;
         let threads = config.threads;
         let kernels = config.kernels;
+        let explicit_tokenizer = config.tokenizer.is_some();
         let (worker, info, device) = tokio::task::spawn_blocking(move || {
             let device = load::device(device_kind)?;
-            load::load(&files, &device, kernels).map(|(worker, info)| (worker, info, device))
+            load::load(&files, &device, kernels, explicit_tokenizer)
+                .map(|(worker, info)| (worker, info, device))
         })
         .await
         .map_err(|e| {
@@ -107,10 +117,12 @@ impl LoadedModel {
             .find(|(k, _)| *k == key)
             .and_then(|(_, m)| m.upgrade())
         {
-            return Ok(existing); // another adapter loaded it meanwhile; ours winds down when dropped
+            // Another adapter loaded it meanwhile; ours winds down when dropped, but this
+            // request did spend the time loading.
+            return Ok((existing, true));
         }
         loaded.push((key, Arc::downgrade(&model)));
-        Ok(model)
+        Ok((model, true))
     }
 
     /// Queues `job` for the worker thread.

@@ -12,7 +12,9 @@ use crate::BACKEND;
 pub enum ModelFiles {
     Gguf {
         weights: PathBuf,
-        tokenizer: PathBuf,
+        /// A `tokenizer.json` (configured, or beside the model): used only where the GGUF has
+        /// no tokenizer in its metadata, or when configured explicitly.
+        tokenizer: Option<PathBuf>,
         /// `tokenizer_config.json` beside the model, when there is one (chat template, tokens).
         tokenizer_config: Option<PathBuf>,
     },
@@ -30,6 +32,14 @@ impl ModelFiles {
         match self {
             ModelFiles::Gguf { weights, .. } => weights,
             ModelFiles::Safetensors { config, .. } => config,
+        }
+    }
+
+    /// The `tokenizer.json` found or configured, if any.
+    pub fn tokenizer(&self) -> Option<&Path> {
+        match self {
+            ModelFiles::Gguf { tokenizer, .. } => tokenizer.as_deref(),
+            ModelFiles::Safetensors { tokenizer, .. } => Some(tokenizer),
         }
     }
 }
@@ -138,7 +148,7 @@ pub(crate) fn resolve_local(
         path.parent().unwrap_or(Path::new("."))
     };
     let tokenizer = match tokenizer {
-        Some(t) if t.is_file() => t.to_path_buf(),
+        Some(t) if t.is_file() => Some(t.to_path_buf()),
         Some(t) => {
             return Err(not_found(
                 model,
@@ -146,13 +156,17 @@ pub(crate) fn resolve_local(
                 "point CANDLE_TOKENIZER at a tokenizer.json",
             ));
         }
-        None => existing(dir.join("tokenizer.json")).ok_or_else(|| {
-            not_found(
-                model,
-                format!("no tokenizer.json in {}", dir.display()),
-                "put the model's tokenizer.json beside it, or set CANDLE_TOKENIZER",
+        // A GGUF usually carries its tokenizer; whether it does is known once it is read.
+        None => existing(dir.join("tokenizer.json")),
+    };
+    let needs_tokenizer = |tokenizer: Option<PathBuf>| {
+        tokenizer.ok_or_else(|| {
+            InferenceError::invalid_request(
+                BACKEND,
+                format!("{model:?} has no tokenizer.json in {}", dir.display()),
             )
-        })?,
+            .with_hint("put the model's tokenizer.json beside it, or set CANDLE_TOKENIZER")
+        })
     };
     let tokenizer_config = existing(dir.join("tokenizer_config.json"));
     let is_ext = |p: &Path, ext: &str| p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext));
@@ -175,7 +189,7 @@ pub(crate) fn resolve_local(
             return Ok(ModelFiles::Safetensors {
                 weights: vec![path.to_path_buf()],
                 config,
-                tokenizer,
+                tokenizer: needs_tokenizer(tokenizer)?,
                 tokenizer_config,
             });
         }
@@ -205,7 +219,7 @@ pub(crate) fn resolve_local(
         return Ok(ModelFiles::Safetensors {
             weights: safetensors,
             config,
-            tokenizer,
+            tokenizer: needs_tokenizer(tokenizer)?,
             tokenizer_config,
         });
     }
@@ -276,19 +290,24 @@ async fn resolve_hub(
             "check the id, download the model while online (it is cached under HF_HOME), or point CANDLE_MODEL at a local path",
         )
     };
+    let tokenizer_config = fetch("tokenizer_config.json".into()).await.ok();
+    if let Some(file) = file {
+        let weights = fetch(file.to_owned()).await.map_err(explain)?;
+        // A GGUF usually carries its tokenizer; a repository's tokenizer.json is the fallback.
+        let tokenizer = match tokenizer {
+            Some(t) => Some(t.to_path_buf()),
+            None => fetch("tokenizer.json".into()).await.ok(),
+        };
+        return Ok(ModelFiles::Gguf {
+            weights,
+            tokenizer,
+            tokenizer_config,
+        });
+    }
     let tokenizer_path = match tokenizer {
         Some(t) => t.to_path_buf(),
         None => fetch("tokenizer.json".into()).await.map_err(explain)?,
     };
-    let tokenizer_config = fetch("tokenizer_config.json".into()).await.ok();
-    if let Some(file) = file {
-        let weights = fetch(file.to_owned()).await.map_err(explain)?;
-        return Ok(ModelFiles::Gguf {
-            weights,
-            tokenizer: tokenizer_path,
-            tokenizer_config,
-        });
-    }
     let config = fetch("config.json".into()).await.map_err(explain)?;
     let weights = match fetch("model.safetensors".into()).await {
         Ok(single) => vec![single],

@@ -2,7 +2,9 @@
 //! (`rigger-cpu-engine`) or one of candle's models, behind one `session` + `forward` pair.
 
 use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::{llama, quantized_llama, quantized_phi3, quantized_qwen2};
+use candle_transformers::models::{
+    llama, quantized_gemma3, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3,
+};
 use rigger_ports::InferenceError;
 
 use crate::BACKEND;
@@ -13,6 +15,8 @@ pub(crate) enum Weights {
     Quantized(quantized_llama::ModelWeights),
     Qwen2(quantized_qwen2::ModelWeights),
     Phi3(quantized_phi3::ModelWeights),
+    Qwen3(quantized_qwen3::ModelWeights),
+    Gemma3(quantized_gemma3::ModelWeights),
     Full {
         model: llama::Llama,
         config: llama::Config,
@@ -41,7 +45,11 @@ impl Weights {
     ) -> Result<Session, InferenceError> {
         Ok(match self {
             Weights::Cpu(model) => Session::Cpu(model.cache(positions)),
-            Weights::Quantized(_) | Weights::Qwen2(_) | Weights::Phi3(_) => Session::Quantized,
+            Weights::Quantized(_)
+            | Weights::Qwen2(_)
+            | Weights::Phi3(_)
+            | Weights::Qwen3(_)
+            | Weights::Gemma3(_) => Session::Quantized,
             Weights::Full { config, dtype, .. } => {
                 Session::Full(llama::Cache::new(true, *dtype, config, device).map_err(run_error)?)
             }
@@ -80,10 +88,19 @@ impl Weights {
     ) -> candle_core::Result<Tensor> {
         let input = Tensor::new(tokens, device)?.unsqueeze(0)?;
         let logits = match (self, session) {
-            // Position 0 resets quantized_llama's internal KV cache: a fresh cache per request.
+            // Position 0 resets the internal KV cache of quantized_llama, qwen2, phi3 and gemma3: a
+            // fresh cache per request.
             (Weights::Quantized(m), Session::Quantized) => m.forward(&input, pos)?,
             (Weights::Qwen2(m), Session::Quantized) => m.forward(&input, pos)?,
             (Weights::Phi3(m), Session::Quantized) => m.forward(&input, pos)?,
+            (Weights::Gemma3(m), Session::Quantized) => m.forward(&input, pos)?,
+            // quantized_qwen3 keeps appending to its cache: clear it for a new request.
+            (Weights::Qwen3(m), Session::Quantized) => {
+                if pos == 0 {
+                    m.clear_kv_cache();
+                }
+                m.forward(&input, pos)?
+            }
             (Weights::Full { model, .. }, Session::Full(cache)) => {
                 model.forward(&input, pos, cache)?
             }

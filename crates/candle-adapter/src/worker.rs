@@ -3,7 +3,7 @@
 //! stream was dropped) stops generation at the next token.
 
 use std::sync::mpsc as std_mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use rigger_ports::{
@@ -32,6 +32,8 @@ pub(crate) struct Job {
     pub(crate) sampling: SamplingParams,
     pub(crate) events: EventSender,
     pub(crate) enqueued: Instant,
+    /// How long loading the model took, when this request loaded it.
+    pub(crate) load: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -158,7 +160,7 @@ fn generate(
             completion_tokens: generated,
         },
         timings: Timings {
-            load: None,
+            load: job.load,
             time_to_first_token: first_token,
             prompt_tokens,
             prompt_duration,

@@ -1,7 +1,10 @@
 //! The other GGUF families candle-transformers supports, loaded and run through the adapter:
-//! Qwen2 (`quantized_qwen2`, biased Q/K/V) and Phi-3 (`quantized_phi3`, fused QKV and gate/up),
-//! on tiny seeded files the test writes (Q8_0 matrices, the tiny model's tokenizer). An unknown
-//! architecture is refused with the list of supported ones.
+//! Qwen2 (`quantized_qwen2`, biased Q/K/V), Phi-3 (`quantized_phi3`, fused QKV and gate/up),
+//! Qwen3 (`quantized_qwen3`, Q/K norms) and Gemma 3 (`quantized_gemma3`, post-norms, sliding
+//! window), on tiny seeded files the test writes (Q8_0 matrices, the tiny model's tokenizer). An
+//! unknown architecture is refused with the list of supported ones. And every tensor type candle
+//! reads loads and runs on a Llama file, on the CPU engine where it covers the type and on
+//! candle's `quantized_llama` otherwise, the adapter saying which.
 
 use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::Value;
@@ -17,7 +20,15 @@ const VOCAB: usize = 512;
 
 fn common(arch: &str) -> Vec<(String, Value)> {
     let key = |k: &str| format!("{arch}.{k}");
-    vec![
+    let mut extra = Vec::new();
+    if matches!(arch, "qwen3" | "gemma3") {
+        extra.push((key("attention.key_length"), Value::U32(16)));
+        extra.push((key("attention.value_length"), Value::U32(16)));
+    }
+    if arch == "gemma3" {
+        extra.push((key("attention.sliding_window"), Value::U32(64)));
+    }
+    let mut md = vec![
         ("general.architecture".into(), Value::String(arch.into())),
         (key("context_length"), Value::U32(512)),
         (key("embedding_length"), Value::U32(DIM as u32)),
@@ -30,7 +41,9 @@ fn common(arch: &str) -> Vec<(String, Value)> {
         (key("attention.layer_norm_rms_epsilon"), Value::F32(1e-5)),
         ("tokenizer.ggml.bos_token_id".into(), Value::U32(1)),
         ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
-    ]
+    ];
+    md.extend(extra);
+    md
 }
 
 fn write(
@@ -96,6 +109,44 @@ fn phi3() -> std::path::PathBuf {
     })
 }
 
+fn qwen3() -> std::path::PathBuf {
+    write("qwen3", |w, i| {
+        let q8 = GgmlDType::Q8_0;
+        let p = |t: &str| format!("blk.{i}.{t}");
+        vec![
+            (p("attn_q.weight"), w.tensor(&[DIM, DIM], q8, 0.2)),
+            (p("attn_k.weight"), w.tensor(&[KV, DIM], q8, 0.2)),
+            (p("attn_v.weight"), w.tensor(&[KV, DIM], q8, 0.2)),
+            (p("attn_q_norm.weight"), w.ones(16)),
+            (p("attn_k_norm.weight"), w.ones(16)),
+            (p("attn_output.weight"), w.tensor(&[DIM, DIM], q8, 0.2)),
+            (p("ffn_gate.weight"), w.tensor(&[FFN, DIM], q8, 0.2)),
+            (p("ffn_up.weight"), w.tensor(&[FFN, DIM], q8, 0.2)),
+            (p("ffn_down.weight"), w.tensor(&[DIM, FFN], q8, 0.2)),
+        ]
+    })
+}
+
+fn gemma3() -> std::path::PathBuf {
+    write("gemma3", |w, i| {
+        let q8 = GgmlDType::Q8_0;
+        let p = |t: &str| format!("blk.{i}.{t}");
+        vec![
+            (p("attn_q.weight"), w.tensor(&[DIM, DIM], q8, 0.2)),
+            (p("attn_k.weight"), w.tensor(&[KV, DIM], q8, 0.2)),
+            (p("attn_v.weight"), w.tensor(&[KV, DIM], q8, 0.2)),
+            (p("attn_q_norm.weight"), w.ones(16)),
+            (p("attn_k_norm.weight"), w.ones(16)),
+            (p("attn_output.weight"), w.tensor(&[DIM, DIM], q8, 0.2)),
+            (p("post_attention_norm.weight"), w.ones(DIM)),
+            (p("post_ffw_norm.weight"), w.ones(DIM)),
+            (p("ffn_gate.weight"), w.tensor(&[FFN, DIM], q8, 0.2)),
+            (p("ffn_up.weight"), w.tensor(&[FFN, DIM], q8, 0.2)),
+            (p("ffn_down.weight"), w.tensor(&[DIM, FFN], q8, 0.2)),
+        ]
+    })
+}
+
 async fn exercise(path: &std::path::Path, engine: &str) {
     let model = CandleAdapter::connect(CandleConfig::new(path.display().to_string()))
         .await
@@ -137,6 +188,101 @@ async fn phi3_gguf_runs_on_candles_phi3() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qwen3_gguf_runs_on_candles_qwen3() {
+    exercise(&qwen3(), "candle quantized_qwen3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemma3_gguf_runs_on_candles_gemma3() {
+    exercise(&gemma3(), "candle quantized_gemma3").await;
+}
+
+/// A two-layer Llama file 256 wide (k-quant blocks are 256 values) with every matrix in `dtype`.
+fn llama_in(dtype: GgmlDType) -> std::path::PathBuf {
+    const WIDE: usize = 256;
+    const WIDE_KV: usize = 128;
+    const WIDE_FFN: usize = 512;
+    let mut w = support::Weights::new(11);
+    let mut tensors = vec![
+        (
+            "token_embd.weight".to_owned(),
+            w.tensor(&[VOCAB, WIDE], dtype, 1.0),
+        ),
+        ("output_norm.weight".to_owned(), w.ones(WIDE)),
+        (
+            "output.weight".to_owned(),
+            w.tensor(&[VOCAB, WIDE], dtype, 0.3),
+        ),
+    ];
+    for i in 0..2 {
+        let p = |t: &str| format!("blk.{i}.{t}");
+        tensors.extend([
+            (p("attn_norm.weight"), w.ones(WIDE)),
+            (p("ffn_norm.weight"), w.ones(WIDE)),
+            (p("attn_q.weight"), w.tensor(&[WIDE, WIDE], dtype, 0.1)),
+            (p("attn_k.weight"), w.tensor(&[WIDE_KV, WIDE], dtype, 0.1)),
+            (p("attn_v.weight"), w.tensor(&[WIDE_KV, WIDE], dtype, 0.1)),
+            (p("attn_output.weight"), w.tensor(&[WIDE, WIDE], dtype, 0.1)),
+            (
+                p("ffn_gate.weight"),
+                w.tensor(&[WIDE_FFN, WIDE], dtype, 0.1),
+            ),
+            (p("ffn_up.weight"), w.tensor(&[WIDE_FFN, WIDE], dtype, 0.1)),
+            (
+                p("ffn_down.weight"),
+                w.tensor(&[WIDE, WIDE_FFN], dtype, 0.1),
+            ),
+        ]);
+    }
+    let mut metadata = common("llama");
+    for (k, v) in metadata.iter_mut() {
+        match k.as_str() {
+            "llama.embedding_length" => *v = Value::U32(WIDE as u32),
+            "llama.feed_forward_length" => *v = Value::U32(WIDE_FFN as u32),
+            "llama.rope.dimension_count" => *v = Value::U32(64),
+            _ => {}
+        }
+    }
+    let metadata: Vec<(&str, Value)> = metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    support::write_gguf(&format!("llama-{dtype:?}.gguf"), &metadata, &tensors)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tensor_type_loads_and_runs_on_the_path_that_covers_it() {
+    use GgmlDType::*;
+    for dtype in [
+        Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2K, Q3K, Q4K, Q5K, Q6K, F16, BF16, F32,
+    ] {
+        let path = llama_in(dtype);
+        let model = CandleAdapter::connect(CandleConfig::new(path.display().to_string()))
+            .await
+            .unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
+        let engine = model.engine().unwrap_or_default().to_owned();
+        let on_cpu_engine = matches!(dtype, Q4_0 | Q8_0)
+            && rigger_cpu_engine::Isa::detect() != rigger_cpu_engine::Isa::Portable;
+        if on_cpu_engine {
+            assert!(engine.starts_with("rigger-cpu"), "{dtype:?}: {engine}");
+        } else {
+            assert_eq!(engine, "candle quantized_llama", "{dtype:?}");
+        }
+        let answer = model
+            .generate(
+                GenerationRequest::prompt("Plan the launch")
+                    .with_exact_tokens(4)
+                    .with_temperature(0.0),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
+        assert_eq!(answer.completion.usage.completion_tokens, 4, "{dtype:?}");
+        drop(model);
+        support::remove(&path);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_architecture_is_refused_with_the_supported_list() {
     let path = write("gpt2", |_, _| Vec::new());
     let err = match CandleAdapter::connect(CandleConfig::new(path.display().to_string())).await {
@@ -144,7 +290,7 @@ async fn an_unknown_architecture_is_refused_with_the_supported_list() {
         Err(e) => e,
     };
     assert_eq!(err.kind(), ErrorKind::Unsupported);
-    for name in ["gpt2", "llama", "qwen2", "phi3"] {
+    for name in ["gpt2", "llama", "qwen2", "qwen3", "phi3", "gemma3"] {
         assert!(err.to_string().contains(name), "{err}");
     }
     support::remove(&path);
