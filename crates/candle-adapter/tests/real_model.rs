@@ -30,8 +30,11 @@ async fn smollm2_answers_through_its_own_template_and_reports_the_load() {
             .with_max_tokens(40)
             .with_temperature(0.0)
     };
-    // At Q4_1 this 135M model answers "What is the capital of France?" in French verse when
-    // greedy; asked which city, it names Paris.
+    // Greedy at Q4_1, this 135M model answers "What is the capital of France?" with
+    // "L'Étoile, la Marseillaise, ...": "L" leads "The" by a fraction of a logit once the
+    // activations are quantized to Q8_1 for the Q4_1 dot products (as ggml's CPU kernels do too);
+    // with the same weights dequantized it says Paris (the test below). Asked which city, it
+    // names Paris at Q4_1 as well.
     let question = "Which city is the capital of France?";
     let first = model.generate(ask(question)).await.expect("generate");
     assert!(first.text.contains("Paris"), "{:?}", first.text);
@@ -98,6 +101,58 @@ fn smollm2s_chatml_template_renders_from_its_metadata() {
         "{}",
         with_system.text
     );
+}
+
+/// The exact question through the adapter's whole path (the GGUF's own template and tokenizer,
+/// candle's `quantized_llama`) on SmolLM2's weights dequantized to F32: the model's answer
+/// without activation quantization, as an f32 reference computes it on the same token ids.
+/// Fails if the rendered prompt, its tokens, RoPE or the tied output were wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smollm2_dequantized_to_f32_answers_the_exact_question_with_paris() {
+    use candle_core::Device;
+    use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+    let dir = std::env::temp_dir().join(format!("rigger-smollm2-f32-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let f32_path = dir.join("SmolLM2-135M-Instruct.F32.gguf");
+    {
+        let mut file = std::fs::File::open(rigger_model_gen::smollm2()).expect("open");
+        let content = gguf_file::Content::read(&mut file).expect("metadata");
+        let tensors: Vec<(String, QTensor)> = content
+            .tensor_infos
+            .keys()
+            .map(|name| {
+                let q = content
+                    .tensor(&mut file, name, &Device::Cpu)
+                    .expect("tensor");
+                let t = q.dequantize(&Device::Cpu).expect("dequantize");
+                (
+                    name.clone(),
+                    QTensor::quantize(&t, GgmlDType::F32).expect("f32"),
+                )
+            })
+            .collect();
+        let metadata: Vec<(&str, &gguf_file::Value)> = content
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let mut out = std::fs::File::create(&f32_path).expect("create");
+        gguf_file::write(&mut out, &metadata, &tensors).expect("write");
+    }
+    let config = CandleConfig {
+        kernels: Kernels::Reference,
+        ..CandleConfig::new(f32_path.display().to_string())
+    };
+    let model = CandleAdapter::connect(config).await.expect("load");
+    let request = GenerationRequest::new(vec![ChatMessage::user("What is the capital of France?")])
+        .with_max_tokens(12)
+        .with_temperature(0.0);
+    let answer = model.generate(request).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let answer = answer.expect("generate");
+    assert_eq!(answer.completion.usage.prompt_tokens, 37);
+    assert_eq!(answer.text, "The capital of France is Paris.");
 }
 
 /// How many tokens the adapter makes of one prompt.
