@@ -72,15 +72,28 @@ pub(crate) fn load(
     let started = Instant::now();
     let (tokenizer_path, tokenizer_config_path) = match files {
         ModelFiles::Gguf {
+            weights,
+            tokenizer,
+            tokenizer_config,
+        } => (
+            tokenizer.as_deref().ok_or_else(|| {
+                InferenceError::new(
+                    ErrorKind::ModelLoadFailed,
+                    BACKEND,
+                    format!(
+                        "{} has no tokenizer.json beside it, and the tokenizer in the GGUF's metadata is not read yet",
+                        weights.display()
+                    ),
+                )
+                .with_hint("set CANDLE_TOKENIZER to the model's tokenizer.json")
+            })?,
+            tokenizer_config,
+        ),
+        ModelFiles::Safetensors {
             tokenizer,
             tokenizer_config,
             ..
-        }
-        | ModelFiles::Safetensors {
-            tokenizer,
-            tokenizer_config,
-            ..
-        } => (tokenizer, tokenizer_config),
+        } => (tokenizer.as_path(), tokenizer_config),
     };
     let tokenizer = Tokenizer::from_file(tokenizer_path).map_err(|e| {
         load_error(
