@@ -75,14 +75,15 @@ impl HubSettings {
     /// `$HOME/.cache/huggingface/hub`).
     pub fn from_vars(get: &dyn Fn(&str) -> Option<String>) -> Self {
         let get = |name: &str| rigger_ports::setting(get, name);
-        let home = get(HF_HOME_VAR).map(PathBuf::from).unwrap_or_else(|| {
-            match get("XDG_CACHE_HOME") {
-                Some(xdg) => PathBuf::from(xdg).join("huggingface"),
-                None => PathBuf::from(get("HOME").unwrap_or_else(|| "/tmp".into()))
-                    .join(".cache")
-                    .join("huggingface"),
-            }
-        });
+        let home =
+            get(HF_HOME_VAR)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| match get("XDG_CACHE_HOME") {
+                    Some(xdg) => PathBuf::from(xdg).join("huggingface"),
+                    None => PathBuf::from(get("HOME").unwrap_or_else(|| "/tmp".into()))
+                        .join(".cache")
+                        .join("huggingface"),
+                });
         let cache_dir = get(HF_HUB_CACHE_VAR)
             .map(PathBuf::from)
             .unwrap_or_else(|| home.join("hub"));
@@ -646,7 +647,11 @@ fn io_error(path: &Path, e: std::io::Error) -> InferenceError {
 /// `.q4_k_m.gguf`). Prefers a single file; a model split into parts
 /// (`…-00001-of-00003.gguf`) is refused, since Candle reads one file. No match is an error
 /// listing the GGUF files the repo has.
-pub(crate) fn pick_gguf(model: &str, files: &[String], quant: &str) -> Result<String, InferenceError> {
+pub(crate) fn pick_gguf(
+    model: &str,
+    files: &[String],
+    quant: &str,
+) -> Result<String, InferenceError> {
     let ggufs: Vec<&String> = files
         .iter()
         .filter(|f| f.to_ascii_lowercase().ends_with(".gguf"))
@@ -799,24 +804,42 @@ mod tests {
         let err = pick_gguf("o/r", &split, DEFAULT_QUANT).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported);
         assert!(err.to_string().contains("split into 2 files"), "{err}");
-        assert!(err.hint().is_some_and(|h| h.contains("gguf-split")), "{err}");
+        assert!(
+            err.hint().is_some_and(|h| h.contains("gguf-split")),
+            "{err}"
+        );
         let both = names(&["m-q4_k_m-00001-of-00002.gguf", "m-q4_k_m.gguf"]);
-        assert_eq!(pick_gguf("o/r", &both, DEFAULT_QUANT).unwrap(), "m-q4_k_m.gguf");
+        assert_eq!(
+            pick_gguf("o/r", &both, DEFAULT_QUANT).unwrap(),
+            "m-q4_k_m.gguf"
+        );
     }
 
     #[test]
     fn no_match_lists_what_the_repo_has() {
-        let err = pick_gguf("o/r", &names(&["a-q8_0.gguf", "a-f16.gguf", "x.txt"]), DEFAULT_QUANT)
-            .unwrap_err();
+        let err = pick_gguf(
+            "o/r",
+            &names(&["a-q8_0.gguf", "a-f16.gguf", "x.txt"]),
+            DEFAULT_QUANT,
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ModelNotFound);
         let text = err.to_string();
-        assert!(text.contains("a-q8_0.gguf, a-f16.gguf") && !text.contains("x.txt"), "{text}");
+        assert!(
+            text.contains("a-q8_0.gguf, a-f16.gguf") && !text.contains("x.txt"),
+            "{text}"
+        );
     }
 
     #[test]
     fn settings_follow_hf_hub_precedence() {
         let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
         let s = HubSettings::from_vars(&vars(&[("HOME", "/h")]));
         assert_eq!(s.cache_dir, PathBuf::from("/h/.cache/huggingface/hub"));

@@ -49,12 +49,12 @@ pub use config::{
     CandleConfig, DEVICE_VAR, DeviceKind, KERNELS_VAR, Kernels, MODEL_VAR, REPEAT_PENALTY_VAR,
     THREADS_VAR, TOKENIZER_VAR,
 };
-pub use sampling::DEFAULT_TEMPERATURE;
 pub use hub::{
     CachedRepo, DEFAULT_QUANT, DownloadEvent, HF_ENDPOINT_VAR, HF_HOME_VAR, HF_HUB_CACHE_VAR,
     HF_HUB_OFFLINE_VAR, HF_TOKEN_VAR, HubSettings, ProgressSink, cached_repos, no_progress,
     stderr_progress,
 };
+pub use sampling::DEFAULT_TEMPERATURE;
 pub use source::{HubFile, ModelFiles, ModelSource, cached_weights};
 
 /// The backend's name in descriptors and errors.
@@ -181,7 +181,10 @@ impl Loaded {
 
 /// Resolves the configured model now, downloading a hub model into the cache with its progress
 /// going to `progress` (`rigger pull`); loads no weights.
-pub async fn pull(config: &CandleConfig, progress: ProgressSink) -> Result<ModelFiles, InferenceError> {
+pub async fn pull(
+    config: &CandleConfig,
+    progress: ProgressSink,
+) -> Result<ModelFiles, InferenceError> {
     source::resolve(
         &config.model,
         config.tokenizer.as_deref(),

@@ -139,7 +139,10 @@ pub async fn resolve(
 
 /// The cached weights of a hub `model` (no network): `Ok(Some(path))` when the file it names
 /// (or would pick) is in the cache, `Ok(None)` when not, `Err` when `model` is not a hub id.
-pub fn cached_weights(model: &str, settings: &HubSettings) -> Result<Option<PathBuf>, InferenceError> {
+pub fn cached_weights(
+    model: &str,
+    settings: &HubSettings,
+) -> Result<Option<PathBuf>, InferenceError> {
     let ModelSource::Hub { owner, repo, file } = ModelSource::parse(model)? else {
         return Err(InferenceError::invalid_request(
             BACKEND,
@@ -179,7 +182,9 @@ impl Choice {
 /// Picks the file(s) of a repo listing: a named GGUF, the GGUF of a quantization (Q4_K_M by
 /// default), or safetensors when the repo has no GGUF.
 fn choose(model: &str, files: &[String], file: &HubFile) -> Result<Choice, InferenceError> {
-    let has_gguf = files.iter().any(|f| f.to_ascii_lowercase().ends_with(".gguf"));
+    let has_gguf = files
+        .iter()
+        .any(|f| f.to_ascii_lowercase().ends_with(".gguf"));
     match file {
         HubFile::Named(name) => Ok(Choice::Gguf(name.clone())),
         HubFile::Quant(quant) => hub::pick_gguf(model, files, quant).map(Choice::Gguf),
@@ -196,7 +201,11 @@ fn choose(model: &str, files: &[String], file: &HubFile) -> Result<Choice, Infer
                 model,
                 format!(
                     "the repo has neither GGUF files nor config.json + safetensors (it has: {})",
-                    if shown.is_empty() { "nothing".to_owned() } else { shown.join(", ") }
+                    if shown.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        shown.join(", ")
+                    }
                 ),
                 "name a repo with GGUF files (owner/repo or owner/repo:file.gguf)",
             ))
@@ -491,9 +500,14 @@ mod tests {
             "HF_HUB_OFFLINE" => Some("1".into()),
             _ => None,
         });
-        let err = resolve("rigger-tests/not-a-real-model", None, &settings, hub::no_progress())
-            .await
-            .unwrap_err();
+        let err = resolve(
+            "rigger-tests/not-a-real-model",
+            None,
+            &settings,
+            hub::no_progress(),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotAvailable);
         assert_eq!(err.code(), Some("HUB_OFFLINE"));
         let text = err.to_string();
@@ -508,9 +522,14 @@ mod tests {
     #[tokio::test]
     async fn a_missing_path_is_model_not_found_with_the_fix() {
         let settings = HubSettings::from_vars(&|_| None);
-        let err = resolve("/nonexistent/model.gguf", None, &settings, hub::no_progress())
-            .await
-            .unwrap_err();
+        let err = resolve(
+            "/nonexistent/model.gguf",
+            None,
+            &settings,
+            hub::no_progress(),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ModelNotFound);
         assert!(err.hint().is_some_and(|h| h.contains("CANDLE_MODEL")));
     }
