@@ -130,9 +130,15 @@ fn the_backend_model_variable_applies_to_every_role_and_role_overrides_win() {
 #[test]
 fn a_provider_without_a_default_model_says_which_variable_to_set() {
     let err =
-        ProviderFactory::from_vars(env(&[("TASK_ORCHESTRATOR_PROVIDER", "candle")])).unwrap_err();
+        ProviderFactory::from_vars(env(&[("TASK_ORCHESTRATOR_PROVIDER", "openai")])).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidRequest);
-    assert!(err.hint().unwrap().contains("CANDLE_MODEL"), "{err}");
+    assert!(err.hint().unwrap().contains("OPENAI_MODEL"), "{err}");
+    // Candle has built-in hub models, so naming it alone is enough.
+    let f = ProviderFactory::from_vars(env(&[("TASK_ORCHESTRATOR_PROVIDER", "candle")])).unwrap();
+    assert_eq!(
+        chain(&f, ModelRole::Router)[0].1,
+        "Qwen/Qwen2.5-0.5B-Instruct-GGUF:qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    );
 }
 
 #[test]
