@@ -260,8 +260,8 @@ fn human_bytes(n: u64) -> String {
 fn progress_text(done: u64, total: u64, elapsed: Duration) -> String {
     let rate = done as f64 / elapsed.as_secs_f64().max(1e-3);
     let mut text = format!("{} / {}", human_bytes(done), human_bytes(total));
-    if total > 0 {
-        text.push_str(&format!(" ({}%)", done * 100 / total));
+    if let Some(percent) = (done * 100).checked_div(total) {
+        text.push_str(&format!(" ({percent}%)"));
     }
     text.push_str(&format!(", {}/s", human_bytes(rate as u64)));
     if total > done && rate > 0.0 {

@@ -124,7 +124,7 @@ fn defaults_status(hub: &HubSettings) -> BackendStatus {
             }
         }
     }
-    let usable = !(hub.offline && !missing.is_empty());
+    let usable = !hub.offline || missing.is_empty();
     let detail = if usable {
         format!(
             "{MODEL_VAR} is not set: the built-in models run when no other backend is usable, \
