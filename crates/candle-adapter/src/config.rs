@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use rigger_ports::{ErrorKind, InferenceError};
 
 use crate::BACKEND;
+use crate::hub::HubSettings;
 
 /// The model: a `.gguf` file, a safetensors folder, or a hub id (see
 /// [`ModelSource`](crate::ModelSource)).
@@ -101,6 +102,8 @@ pub struct CandleConfig {
     pub repeat_last_n: usize,
     /// Which code runs quantized models on the CPU (`CANDLE_KERNELS`).
     pub kernels: Kernels,
+    /// Where hub ids are downloaded from and cached (`HF_ENDPOINT`, `HF_HOME`, …).
+    pub hub: HubSettings,
 }
 
 impl CandleConfig {
@@ -113,6 +116,7 @@ impl CandleConfig {
             repeat_penalty: 1.0,
             repeat_last_n: 64,
             kernels: Kernels::Auto,
+            hub: HubSettings::from_env(),
         }
     }
 
@@ -124,7 +128,8 @@ impl CandleConfig {
     /// [`CANDLE_MODEL`](MODEL_VAR) (required), [`CANDLE_TOKENIZER`](TOKENIZER_VAR),
     /// [`CANDLE_DEVICE`](DEVICE_VAR) (`cpu`, `cuda`, `cuda:N`, `metal`),
     /// [`CANDLE_THREADS`](THREADS_VAR), [`CANDLE_KERNELS`](KERNELS_VAR) (auto | reference |
-    /// avx2 | portable), [`CANDLE_REPEAT_PENALTY`](REPEAT_PENALTY_VAR), read through `get`
+    /// avx2 | portable), [`CANDLE_REPEAT_PENALTY`](REPEAT_PENALTY_VAR), and the hub's variables
+    /// ([`HubSettings::from_vars`]), read through `get`
     /// (tests pass a map). Blank values count as unset; a malformed one is an
     /// `InvalidRequest` naming the variable. The model is not looked up here: the adapter
     /// and [`probe`](crate::probe) apply [`ModelSource::parse`](crate::ModelSource::parse).
@@ -135,6 +140,7 @@ impl CandleConfig {
                 .with_hint("set CANDLE_MODEL to a .gguf file, a safetensors folder or a hub id")
         })?;
         let mut config = Self::new(model);
+        config.hub = HubSettings::from_vars(&get);
         config.tokenizer = get(TOKENIZER_VAR).map(PathBuf::from);
         if let Some(device) = get(DEVICE_VAR) {
             config.device = device.parse()?;

@@ -24,6 +24,7 @@
 mod config;
 mod detokenize;
 pub mod gguf_tokenizer;
+pub mod hub;
 mod load;
 mod loaded;
 mod sampling;
@@ -49,8 +50,13 @@ pub use config::{
     CandleConfig, DEVICE_VAR, DeviceKind, KERNELS_VAR, Kernels, MODEL_VAR, REPEAT_PENALTY_VAR,
     THREADS_VAR, TOKENIZER_VAR,
 };
+pub use hub::{
+    CachedRepo, DEFAULT_QUANT, DownloadEvent, HF_ENDPOINT_VAR, HF_HOME_VAR, HF_HUB_CACHE_VAR,
+    HF_HUB_OFFLINE_VAR, HF_TOKEN_VAR, HubSettings, ProgressSink, cached_repos, no_progress,
+    stderr_progress,
+};
 pub use sampling::DEFAULT_TEMPERATURE;
-pub use source::{ModelFiles, ModelSource};
+pub use source::{HubFile, ModelFiles, ModelSource, cached_weights};
 
 /// The backend's name in descriptors and errors.
 pub const BACKEND: &str = "candle";
@@ -138,8 +144,14 @@ impl CandleAdapter {
         let loaded = self
             .loaded
             .get_or_try_init(|| async {
-                let files =
-                    source::resolve(&self.config.model, self.config.tokenizer.as_deref()).await?;
+                // A hub model not yet cached is downloaded here, its progress on stderr.
+                let files = source::resolve(
+                    &self.config.model,
+                    self.config.tokenizer.as_deref(),
+                    &self.config.hub,
+                    hub::stderr_progress(),
+                )
+                .await?;
                 let (model, fresh) = LoadedModel::start(files, &self.config).await?;
                 load = fresh.then_some(model.info.load_duration);
                 Ok::<_, InferenceError>(Loaded {
@@ -173,11 +185,31 @@ impl Loaded {
     }
 }
 
+/// Resolves the configured model now, downloading a hub model into the cache with its progress
+/// going to `progress` (`rigger pull`); loads no weights.
+pub async fn pull(
+    config: &CandleConfig,
+    progress: ProgressSink,
+) -> Result<ModelFiles, InferenceError> {
+    source::resolve(
+        &config.model,
+        config.tokenizer.as_deref(),
+        &config.hub,
+        progress,
+    )
+    .await
+}
+
 /// Whether the configured model can be served: its source resolves (an existing local model
-/// with its tokenizer, or a well-formed hub id, fetched on first use). Loads no weights and
-/// touches no network; `timeout` bounds the filesystem checks (a network mount can hang).
+/// with its tokenizer, or a well-formed hub id: cached, or fetched on first use). Loads no
+/// weights and touches no network; `timeout` bounds the filesystem checks (a network mount can
+/// hang).
 pub async fn probe(config: &CandleConfig, timeout: Duration) -> Result<String, InferenceError> {
-    let (model, tokenizer) = (config.model.clone(), config.tokenizer.clone());
+    let (model, tokenizer, hub) = (
+        config.model.clone(),
+        config.tokenizer.clone(),
+        config.hub.clone(),
+    );
     let checked = tokio::time::timeout(
         timeout,
         tokio::task::spawn_blocking(move || match ModelSource::parse(&model)? {
@@ -189,9 +221,25 @@ pub async fn probe(config: &CandleConfig, timeout: Duration) -> Result<String, I
                 };
                 Ok(format!("{model} ({kind}, loaded on first use)"))
             }
-            ModelSource::Hub { .. } => Ok(format!(
-                "{model} (hub id, fetched into the hub cache on first use)"
-            )),
+            ModelSource::Hub { .. } => match source::cached_weights(&model, &hub)? {
+                Some(path) => Ok(format!("{model} (hub id, cached: {})", path.display())),
+                None if hub.offline => Err(InferenceError::new(
+                    ErrorKind::NotAvailable,
+                    BACKEND,
+                    format!(
+                        "{model} is not in the hub cache ({}) and HF_HUB_OFFLINE is set",
+                        hub.cache_dir.display()
+                    ),
+                )
+                .with_code("HUB_OFFLINE")
+                .with_hint(format!(
+                    "download it while online with `rigger pull {model}`, or set CANDLE_MODEL=/path/to/file.gguf"
+                ))),
+                None => Ok(format!(
+                    "{model} (hub id, not cached: downloaded into {} on first use)",
+                    hub.cache_dir.display()
+                )),
+            },
         }),
     )
     .await

@@ -1,11 +1,13 @@
 //! Where a model's files are: a local path, or a Hugging Face hub id resolved through `hf-hub`
-//! and its cache (`HF_HOME` / `HF_HUB_CACHE`; `HF_HUB_OFFLINE=1` means cache only).
+//! and its cache (`HF_HOME` / `HF_HUB_CACHE`; `HF_HUB_OFFLINE=1` means cache only; see
+//! [`crate::hub`]).
 
 use std::path::{Path, PathBuf};
 
 use rigger_ports::{ErrorKind, InferenceError};
 
 use crate::BACKEND;
+use crate::hub::{self, DEFAULT_QUANT, HubSettings, ProgressSink, Repo};
 
 /// The files one model needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,12 +61,24 @@ fn not_found(model: &str, why: impl Into<String>, fix: impl Into<String>) -> Inf
 pub enum ModelSource {
     /// An existing file or folder.
     Local(PathBuf),
-    /// `owner/repo` (safetensors) or `owner/repo:file.gguf`, resolved through the hub cache.
+    /// A hub repo (`owner/repo`, `owner/repo:file.gguf`, `owner/repo:Q8_0`), resolved through
+    /// the hub cache.
     Hub {
         owner: String,
         repo: String,
-        file: Option<String>,
+        file: HubFile,
     },
+}
+
+/// Which file of a hub repo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubFile {
+    /// `owner/repo`: the repo's Q4_K_M GGUF, or its safetensors when it has no GGUF.
+    Auto,
+    /// `owner/repo:file.gguf`.
+    Named(String),
+    /// `owner/repo:Q8_0`: the GGUF of that quantization (llama.cpp's `-hf repo:quant`).
+    Quant(String),
 }
 
 impl ModelSource {
@@ -89,11 +103,17 @@ impl ModelSource {
             Some((owner, repo, file)) => Ok(ModelSource::Hub {
                 owner: owner.to_owned(),
                 repo: repo.to_owned(),
-                file: file.map(str::to_owned),
+                file: match file {
+                    None => HubFile::Auto,
+                    Some(f) if f.to_ascii_lowercase().ends_with(".gguf") => {
+                        HubFile::Named(f.to_owned())
+                    }
+                    Some(q) => HubFile::Quant(q.to_owned()),
+                },
             }),
             None => Err(not_found(
                 model,
-                "no such file or folder, and not a hub id (owner/repo or owner/repo:file.gguf)",
+                "no such file or folder, and not a hub id (owner/repo, owner/repo:file.gguf or owner/repo:Q4_K_M)",
                 "set CANDLE_MODEL to a .gguf file, a folder with config.json + safetensors, or a hub id",
             )),
         }
@@ -108,12 +128,95 @@ fn looks_like_a_path(model: &str) -> bool {
         || (!model.contains(':') && (lower.ends_with(".gguf") || lower.ends_with(".safetensors")))
 }
 
-/// Resolves `model` (see [`ModelSource::parse`]) to local files.
-pub async fn resolve(model: &str, tokenizer: Option<&Path>) -> Result<ModelFiles, InferenceError> {
+/// Resolves `model` (see [`ModelSource::parse`]) to local files, downloading hub files into the
+/// cache (progress goes to `progress`).
+pub async fn resolve(
+    model: &str,
+    tokenizer: Option<&Path>,
+    settings: &HubSettings,
+    progress: ProgressSink,
+) -> Result<ModelFiles, InferenceError> {
     match ModelSource::parse(model)? {
         ModelSource::Local(path) => resolve_local(model, &path, tokenizer),
         ModelSource::Hub { owner, repo, file } => {
-            resolve_hub(model, &owner, &repo, file.as_deref(), tokenizer).await
+            let repo = Repo::new(settings, model, &owner, &repo, progress)?;
+            resolve_hub(&repo, &file, tokenizer).await
+        }
+    }
+}
+
+/// The cached weights of a hub `model` (no network): `Ok(Some(path))` when the file it names
+/// (or would pick) is in the cache, `Ok(None)` when not, `Err` when `model` is not a hub id.
+pub fn cached_weights(
+    model: &str,
+    settings: &HubSettings,
+) -> Result<Option<PathBuf>, InferenceError> {
+    let ModelSource::Hub { owner, repo, file } = ModelSource::parse(model)? else {
+        return Err(InferenceError::invalid_request(
+            BACKEND,
+            format!("{model:?} is a local path, not a hub id"),
+        ));
+    };
+    let id = format!("{owner}/{repo}");
+    let files = hub::cached_files(settings, &id);
+    Ok(match choose(model, &files, &file) {
+        Ok(Choice::Gguf(name)) => hub::cached(settings, &id, &name),
+        Ok(Choice::Safetensors) => hub::cached(settings, &id, "config.json"),
+        Err(_) => None,
+    })
+}
+
+/// What to load from a hub repo's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Choice {
+    Gguf(String),
+    Safetensors,
+}
+
+impl Choice {
+    /// Whether the cache has what this choice loads (`files`: the cached snapshot).
+    fn cached_in(&self, files: &[String]) -> bool {
+        let has = |name: &str| files.iter().any(|f| f == name);
+        match self {
+            Choice::Gguf(name) => has(name),
+            Choice::Safetensors => {
+                has("config.json")
+                    && (has("model.safetensors") || has("model.safetensors.index.json"))
+            }
+        }
+    }
+}
+
+/// Picks the file(s) of a repo listing: a named GGUF, the GGUF of a quantization (Q4_K_M by
+/// default), or safetensors when the repo has no GGUF.
+fn choose(model: &str, files: &[String], file: &HubFile) -> Result<Choice, InferenceError> {
+    let has_gguf = files
+        .iter()
+        .any(|f| f.to_ascii_lowercase().ends_with(".gguf"));
+    match file {
+        HubFile::Named(name) => Ok(Choice::Gguf(name.clone())),
+        HubFile::Quant(quant) => hub::pick_gguf(model, files, quant).map(Choice::Gguf),
+        HubFile::Auto if has_gguf => hub::pick_gguf(model, files, DEFAULT_QUANT).map(Choice::Gguf),
+        HubFile::Auto
+            if files.iter().any(|f| f == "config.json")
+                && files.iter().any(|f| f.ends_with(".safetensors")) =>
+        {
+            Ok(Choice::Safetensors)
+        }
+        HubFile::Auto => {
+            let shown: Vec<&str> = files.iter().take(20).map(String::as_str).collect();
+            Err(not_found(
+                model,
+                format!(
+                    "the repo has neither GGUF files nor config.json + safetensors (it has: {})",
+                    if shown.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        shown.join(", ")
+                    }
+                ),
+                "name a repo with GGUF files (owner/repo or owner/repo:file.gguf)",
+            ))
         }
     }
 }
@@ -124,6 +227,14 @@ fn parse_hub_id(model: &str) -> Option<(&str, &str, Option<&str>)> {
         Some(_) => return None,
         None => (model, None),
     };
+    if let Some(f) = file {
+        // A file name, or a quantization tag (`Q4_K_M`, `q8_0`).
+        let is_gguf = f.to_ascii_lowercase().ends_with(".gguf");
+        let is_quant = f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !is_gguf && !is_quant {
+            return None;
+        }
+    }
     let (owner, repo) = repo_id.split_once('/')?;
     let valid = |s: &str| {
         !s.is_empty()
@@ -174,7 +285,7 @@ pub(crate) fn resolve_local(
         if is_ext(path, "gguf") {
             return Ok(ModelFiles::Gguf {
                 weights: path.to_path_buf(),
-                tokenizer,
+                tokenizer: Some(tokenizer),
                 tokenizer_config,
             });
         }
@@ -227,7 +338,7 @@ pub(crate) fn resolve_local(
     match ggufs.as_slice() {
         [one] => Ok(ModelFiles::Gguf {
             weights: (*one).clone(),
-            tokenizer,
+            tokenizer: Some(tokenizer),
             tokenizer_config,
         }),
         [] => Err(not_found(
@@ -250,104 +361,86 @@ pub(crate) fn resolve_local(
 }
 
 async fn resolve_hub(
-    model: &str,
-    owner: &str,
-    repo: &str,
-    file: Option<&str>,
+    repo: &Repo<'_>,
+    file: &HubFile,
     tokenizer: Option<&Path>,
 ) -> Result<ModelFiles, InferenceError> {
-    let offline =
-        std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
-    let client = hf_hub::HFClient::new().map_err(|e| {
-        InferenceError::new(
-            ErrorKind::NotAvailable,
-            BACKEND,
-            format!("cannot set up the hub client: {e}"),
-        )
-    })?;
-    let repository = client.model(owner, repo);
-    let fetch = |name: String| {
-        let repository = &repository;
-        async move {
-            repository
-                .download_file()
-                .filename(name.clone())
-                .local_files_only(offline)
-                .send()
-                .await
-                .map_err(|e| (name, e))
+    let model = repo.model;
+    // The cache first: a model pulled once loads without the network.
+    let cached = repo.cached_files();
+    let (files, choice) = match choose(model, &cached, file) {
+        Ok(choice) if choice.cached_in(&cached) => (cached, choice),
+        _ => {
+            let listing = repo.listing().await?;
+            let choice = choose(model, &listing, file)?;
+            (listing, choice)
         }
     };
-    let explain = |(name, e): (String, hf_hub::HFError)| {
-        let why = if offline {
-            format!("{name} is not in the local hub cache and HF_HUB_OFFLINE is set ({e})")
-        } else {
-            format!("{name} could not be fetched from the hub and is not cached ({e})")
-        };
-        not_found(
-            model,
-            why,
-            "check the id, download the model while online (it is cached under HF_HOME), or point CANDLE_MODEL at a local path",
-        )
+    let listed = |name: &str| files.iter().any(|f| f == name);
+    let optional = |name: &'static str| async move {
+        match listed(name) {
+            true => repo.fetch(name).await.map(Some),
+            false => Ok(None),
+        }
     };
-    let tokenizer_config = fetch("tokenizer_config.json".into()).await.ok();
-    if let Some(file) = file {
-        let weights = fetch(file.to_owned()).await.map_err(explain)?;
-        // A GGUF usually carries its tokenizer; a repository's tokenizer.json is the fallback.
-        let tokenizer = match tokenizer {
-            Some(t) => Some(t.to_path_buf()),
-            None => fetch("tokenizer.json".into()).await.ok(),
-        };
-        return Ok(ModelFiles::Gguf {
-            weights,
-            tokenizer,
-            tokenizer_config,
-        });
+    match choice {
+        Choice::Gguf(name) => {
+            let weights = repo.fetch(&name).await?;
+            let tokenizer = match tokenizer {
+                Some(t) => Some(t.to_path_buf()),
+                None => optional("tokenizer.json").await?,
+            };
+            Ok(ModelFiles::Gguf {
+                weights,
+                tokenizer,
+                tokenizer_config: optional("tokenizer_config.json").await?,
+            })
+        }
+        Choice::Safetensors => {
+            let config = repo.fetch("config.json").await?;
+            let tokenizer_path = match tokenizer {
+                Some(t) => t.to_path_buf(),
+                None => repo.fetch("tokenizer.json").await?,
+            };
+            let tokenizer_config = optional("tokenizer_config.json").await?;
+            let weights = if listed("model.safetensors") {
+                vec![repo.fetch("model.safetensors").await?]
+            } else {
+                let index_path = repo.fetch("model.safetensors.index.json").await?;
+                let index: serde_json::Value = std::fs::read(&index_path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .ok_or_else(|| {
+                        InferenceError::new(
+                            ErrorKind::ModelLoadFailed,
+                            BACKEND,
+                            "model.safetensors.index.json is not valid JSON",
+                        )
+                    })?;
+                let mut shards: Vec<String> = index["weight_map"]
+                    .as_object()
+                    .map(|m| {
+                        m.values()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                shards.sort();
+                shards.dedup();
+                let mut paths = Vec::new();
+                for shard in shards {
+                    paths.push(repo.fetch(&shard).await?);
+                }
+                paths
+            };
+            Ok(ModelFiles::Safetensors {
+                weights,
+                config,
+                tokenizer: tokenizer_path,
+                tokenizer_config,
+            })
+        }
     }
-    let tokenizer_path = match tokenizer {
-        Some(t) => t.to_path_buf(),
-        None => fetch("tokenizer.json".into()).await.map_err(explain)?,
-    };
-    let config = fetch("config.json".into()).await.map_err(explain)?;
-    let weights = match fetch("model.safetensors".into()).await {
-        Ok(single) => vec![single],
-        Err(_) => {
-            let index_path = fetch("model.safetensors.index.json".into())
-                .await
-                .map_err(explain)?;
-            let index: serde_json::Value = std::fs::read(&index_path)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .ok_or_else(|| {
-                    InferenceError::new(
-                        ErrorKind::ModelLoadFailed,
-                        BACKEND,
-                        "model.safetensors.index.json is not valid JSON",
-                    )
-                })?;
-            let mut shards: Vec<String> = index["weight_map"]
-                .as_object()
-                .map(|m| {
-                    m.values()
-                        .filter_map(|v| v.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            shards.sort();
-            shards.dedup();
-            let mut paths = Vec::new();
-            for shard in shards {
-                paths.push(fetch(shard).await.map_err(explain)?);
-            }
-            paths
-        }
-    };
-    Ok(ModelFiles::Safetensors {
-        weights,
-        config,
-        tokenizer: tokenizer_path,
-        tokenizer_config,
-    })
 }
 
 #[cfg(test)]
@@ -393,9 +486,18 @@ mod tests {
             ModelSource::Hub {
                 owner: "TheBloke".into(),
                 repo: "Llama-2-7B-GGUF".into(),
-                file: Some("llama-2-7b.Q4_0.gguf".into())
+                file: HubFile::Named("llama-2-7b.Q4_0.gguf".into())
             }
         );
+        assert_eq!(
+            ModelSource::parse("Qwen/Qwen2.5-0.5B-Instruct-GGUF:q8_0").unwrap(),
+            ModelSource::Hub {
+                owner: "Qwen".into(),
+                repo: "Qwen2.5-0.5B-Instruct-GGUF".into(),
+                file: HubFile::Quant("q8_0".into())
+            }
+        );
+        assert!(ModelSource::parse("a/b:not a file").is_err());
         for missing in ["models/tiny.gguf", "./tiny", "/no/such/folder"] {
             let err = ModelSource::parse(missing).unwrap_err();
             assert!(err.to_string().contains("no such file or folder"), "{err}");
@@ -403,21 +505,43 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_hub_id_that_is_not_cached_fails_fast_and_clearly() {
-        let err = resolve("rigger-tests/not-a-real-model", None)
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::ModelNotFound);
+    async fn a_hub_id_that_is_not_cached_fails_fast_and_clearly_offline() {
+        let dir = std::env::temp_dir().join(format!("rigger-hub-offline-{}", std::process::id()));
+        let settings = HubSettings::from_vars(&|k: &str| match k {
+            "HF_HOME" => Some(dir.display().to_string()),
+            "HF_HUB_OFFLINE" => Some("1".into()),
+            _ => None,
+        });
+        let err = resolve(
+            "rigger-tests/not-a-real-model",
+            None,
+            &settings,
+            hub::no_progress(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotAvailable);
+        assert_eq!(err.code(), Some("HUB_OFFLINE"));
         let text = err.to_string();
         assert!(
-            text.contains("rigger-tests/not-a-real-model") && text.contains("HF_HOME"),
+            text.contains("rigger-tests/not-a-real-model")
+                && text.contains("rigger pull")
+                && text.contains("CANDLE_MODEL=/path/to/file.gguf"),
             "{text}"
         );
     }
 
     #[tokio::test]
     async fn a_missing_path_is_model_not_found_with_the_fix() {
-        let err = resolve("/nonexistent/model.gguf", None).await.unwrap_err();
+        let settings = HubSettings::from_vars(&|_| None);
+        let err = resolve(
+            "/nonexistent/model.gguf",
+            None,
+            &settings,
+            hub::no_progress(),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ModelNotFound);
         assert!(err.hint().is_some_and(|h| h.contains("CANDLE_MODEL")));
     }

@@ -1,5 +1,6 @@
 //! `rigger`: the command line over the facade — the detection report, single pipeline steps,
-//! the whole pipeline with progress, and the models each backend offers.
+//! the whole pipeline with progress, the models each backend offers, and `pull` (hub models
+//! into the local cache, with a progress bar).
 //!
 //! Exit codes (for scripts): 0 success; 2 usage error; 3 bad input or configuration; 4 backend
 //! or model not available; 5 the model's output was malformed; 6 the backend failed while
@@ -11,7 +12,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
-use task_orchestrator::adapters::provider_factory::{ProviderFactory, RolePlan, Vars};
+use task_orchestrator::adapters::candle_adapter::{
+    self as candle, CandleConfig, HubSettings, ModelFiles,
+};
+use task_orchestrator::adapters::provider_factory::{
+    Provider, ProviderFactory, RolePlan, Vars, role_default,
+};
 use task_orchestrator::domain::model_role::ModelRole;
 use task_orchestrator::domain::{Task, TaskId};
 use task_orchestrator::pipeline::{PipelineEvent, PipelineRun, RoleVar, role_var};
@@ -41,8 +47,24 @@ enum Command {
     Decompose(TaskArgs),
     /// The whole pipeline: route, then enhance and test, or decompose.
     Run(TaskArgs),
-    /// The models each role uses and those each reachable backend offers.
+    /// The models each role uses, those each reachable backend offers, and the hub cache.
     Models(Choice),
+    /// Download Candle hub models into the hub cache now (with progress), so later runs need no
+    /// network: a model id, one role's model, or every role's (the default).
+    Pull(PullArgs),
+}
+
+#[derive(Args)]
+struct PullArgs {
+    /// A hub id (owner/repo, owner/repo:file.gguf, owner/repo:Q8_0).
+    #[arg(conflicts_with_all = ["role", "all"])]
+    model: Option<String>,
+    /// The Candle model this role runs (router, decomposer, enhancer, tester).
+    #[arg(long, conflicts_with = "all")]
+    role: Option<String>,
+    /// Every role's Candle model (what `rigger pull` alone does).
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Args, Clone, Default)]
@@ -127,6 +149,7 @@ async fn main() -> ExitCode {
         Command::Decompose(args) => decompose(args, json).await,
         Command::Run(args) => run(args, json).await,
         Command::Models(choice) => models(choice, json).await,
+        Command::Pull(args) => pull(args, json).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -223,7 +246,21 @@ async fn doctor(json: bool) -> Result<(), Failure> {
     };
     if json {
         let plans = factory.as_ref().ok().map(|f| f.plans().to_vec());
+        let hub_cache: Vec<serde_json::Value> = factory
+            .as_ref()
+            .map(|f| {
+                f.plans()
+                    .iter()
+                    .flat_map(|p| {
+                        hub_links(p, f.vars()).into_iter().map(|(model, cached)| {
+                            json!({"role": p.role, "model": model, "cached": cached})
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let value = json!({
+            "hub_models": hub_cache,
             "version": env!("CARGO_PKG_VERSION"),
             "os": std::env::consts::OS,
             "arch": std::env::consts::ARCH,
@@ -261,6 +298,15 @@ async fn doctor(json: bool) -> Result<(), Failure> {
                         chain,
                         plan.provider_source
                     );
+                    for (model, cached) in hub_links(plan, f.vars()) {
+                        let state = match cached {
+                            Some(path) => format!("cached at {}", path.display()),
+                            None => {
+                                "not cached: downloaded on first use (or `rigger pull`)".to_owned()
+                            }
+                        };
+                        println!("  {:<11}  {model}: {state}", "");
+                    }
                 }
             }
             Err(e) => println!("\nroles: none can be set up: {e}"),
@@ -455,11 +501,113 @@ async fn run(args: TaskArgs, json: bool) -> Result<(), Failure> {
     }
 }
 
+/// The Candle hub models of a role's chain, and where each is cached (None: not cached).
+fn hub_links(plan: &RolePlan, vars: &Vars) -> Vec<(String, Option<std::path::PathBuf>)> {
+    let hub = HubSettings::from_vars(&vars.lookup());
+    plan.links
+        .iter()
+        .filter(|l| l.provider == Provider::Candle)
+        .filter_map(|l| {
+            candle::cached_weights(&l.model, &hub)
+                .ok()
+                .map(|cached| (l.model.clone(), cached))
+        })
+        .collect()
+}
+
+/// The Candle model `role` runs: its chain's Candle link, else `CANDLE_MODEL`, else the
+/// built-in default.
+fn candle_model_for(role: ModelRole, factory: Option<&ProviderFactory>, vars: &Vars) -> String {
+    factory
+        .and_then(|f| {
+            f.plan(role)
+                .links
+                .iter()
+                .find(|l| l.provider == Provider::Candle)
+                .map(|l| l.model.clone())
+        })
+        .or_else(|| vars.get(candle::MODEL_VAR))
+        .or_else(|| role_default(Provider::Candle, role).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+async fn pull(args: PullArgs, json: bool) -> Result<(), Failure> {
+    let vars = Vars::process_env();
+    let models: Vec<String> = match (&args.model, &args.role) {
+        (Some(model), _) => vec![model.clone()],
+        (None, Some(role)) => {
+            let role: ModelRole = role.parse().map_err(|_| {
+                InferenceError::invalid_request(
+                    "rigger",
+                    format!("unknown role {role:?}; use router, decomposer, enhancer or tester"),
+                )
+            })?;
+            let factory = ProviderFactory::from_vars(vars.clone()).ok();
+            vec![candle_model_for(role, factory.as_ref(), &vars)]
+        }
+        (None, None) => {
+            let factory = ProviderFactory::from_vars(vars.clone()).ok();
+            let mut all: Vec<String> = ModelRole::ALL
+                .iter()
+                .map(|r| candle_model_for(*r, factory.as_ref(), &vars))
+                .collect();
+            all.dedup();
+            all.sort();
+            all.dedup();
+            all
+        }
+    };
+    let mut pulled = Vec::new();
+    for model in models {
+        let mut config = CandleConfig::from_vars(&|k| {
+            if k == candle::MODEL_VAR {
+                Some(model.clone())
+            } else {
+                vars.get(k)
+            }
+        })?;
+        config.model = model.clone();
+        let progress = if json {
+            candle::no_progress()
+        } else {
+            candle::stderr_progress()
+        };
+        let files = candle::pull(&config, progress).await?;
+        let path = match &files {
+            ModelFiles::Gguf { weights, .. } => weights.clone(),
+            ModelFiles::Safetensors { config, .. } => config.clone(),
+        };
+        if !json {
+            println!("{model}: {}", path.display());
+        }
+        pulled.push(json!({"model": model, "path": path}));
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "pulled": pulled })).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 async fn models(choice: Choice, json: bool) -> Result<(), Failure> {
     let factory = factory(&choice)?;
     let listed = task_orchestrator::adapters::provider_factory::list_models(factory.vars()).await;
+    let hub = HubSettings::from_vars(&factory.vars().lookup());
+    let cached = candle::cached_repos(&hub).await;
     if json {
         let value = json!({
+            "hub_cache": match &cached {
+                Ok(repos) => json!({
+                    "dir": hub.cache_dir,
+                    "repos": repos.iter().map(|r| json!({
+                        "repo": r.repo,
+                        "files": r.files.iter().map(|(f, size)| json!({"file": f, "bytes": size})).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                }),
+                Err(e) => json!({"dir": hub.cache_dir, "error": error_json(e)}),
+            },
             "roles": factory.plans(),
             "backends": listed.iter().map(|(p, r)| match r {
                 Ok(models) => json!({"provider": p, "models": models}),
@@ -489,6 +637,22 @@ async fn models(choice: Choice, json: bool) -> Result<(), Failure> {
             }
             Err(e) => println!("  {provider:<10}unavailable: {e}"),
         }
+    }
+    println!("\nhub cache ({}):", hub.cache_dir.display());
+    match cached {
+        Ok(repos) if repos.is_empty() => println!("  (empty)"),
+        Ok(repos) => {
+            for repo in repos {
+                for (file, size) in repo.files {
+                    println!(
+                        "  {}:{file}  {:.1} MB",
+                        repo.repo,
+                        size as f64 / 1_000_000.0
+                    );
+                }
+            }
+        }
+        Err(e) => println!("  unreadable: {e}"),
     }
     Ok(())
 }

@@ -184,11 +184,16 @@ fn exit_codes_tell_scripts_what_went_wrong() {
         "{log}"
     );
 
+    // Nothing usable: offline, with the built-in models not cached (an empty HF_HOME).
+    let empty_home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-empty-hf-home");
+    let empty_home = empty_home.to_str().unwrap();
     let (code, out, log) = rigger(
         &["enhance", "x", "--json"],
         &[
             ("PYTHON_PATH", "/nonexistent/python"),
             ("OLLAMA_HOST", "127.0.0.1:9"),
+            ("HF_HOME", empty_home),
+            ("HF_HUB_OFFLINE", "1"),
         ],
     );
     assert_eq!(code, 4, "nothing usable: {log}");
@@ -200,6 +205,8 @@ fn exit_codes_tell_scripts_what_went_wrong() {
         &[
             ("PYTHON_PATH", "/nonexistent/python"),
             ("OLLAMA_HOST", "127.0.0.1:9"),
+            ("HF_HOME", empty_home),
+            ("HF_HUB_OFFLINE", "1"),
         ],
     );
     assert_eq!(code, 4, "{log}");

@@ -5,9 +5,10 @@
 //! Chunks are written separately (`TCP_NODELAY`), so a client sees JSON objects and lines split
 //! across reads, the way real servers deliver them.
 
+pub mod hub;
+
 use std::any::Any;
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,6 +29,7 @@ pub struct FixtureResponse {
     headers: Vec<(String, String)>,
     parts: Vec<Part>,
     hang: bool,
+    abort: bool,
     held: Held,
 }
 
@@ -48,6 +50,8 @@ impl std::fmt::Debug for Held {
 #[derive(Debug, Clone)]
 enum Part {
     Bytes(Vec<u8>),
+    /// A shared buffer (large bodies: no copy per response).
+    Shared(Bytes),
     Pause(Duration),
     /// Wait for a permit of the semaphore and keep it until the body ends or is abandoned.
     Acquire(Arc<tokio::sync::Semaphore>),
@@ -60,6 +64,7 @@ impl FixtureResponse {
             headers: Vec::new(),
             parts: Vec::new(),
             hang: false,
+            abort: false,
             held: Held::default(),
         }
     }
@@ -76,6 +81,19 @@ impl FixtureResponse {
     /// One chunk of the body, written on its own.
     pub fn chunk(mut self, bytes: impl Into<Vec<u8>>) -> Self {
         self.parts.push(Part::Bytes(bytes.into()));
+        self
+    }
+
+    /// One chunk of the body from a shared buffer (a slice of a large file costs no copy).
+    pub fn shared(mut self, bytes: Bytes) -> Self {
+        self.parts.push(Part::Shared(bytes));
+        self
+    }
+
+    /// After the last chunk, drop the connection instead of ending the body: a server that dies
+    /// mid-transfer (the client sees a body shorter than its `Content-Length`).
+    pub fn abort(mut self) -> Self {
+        self.abort = true;
         self
     }
 
@@ -269,8 +287,8 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         _held: reply.held,
         permits: Vec::new(),
     };
-    let state = (VecDeque::from(reply.parts), reply.hang, guard);
-    let stream = futures::stream::unfold(state, |(mut parts, hang, mut guard)| async move {
+    let state = (VecDeque::from(reply.parts), reply.hang, reply.abort, guard);
+    let stream = futures::stream::unfold(state, |(mut parts, hang, abort, mut guard)| async move {
         loop {
             match parts.pop_front() {
                 Some(Part::Pause(pause)) => tokio::time::sleep(pause).await,
@@ -282,12 +300,21 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
                     guard.permits.push(permit);
                 }
                 Some(Part::Bytes(bytes)) => {
-                    return Some((
-                        Ok::<_, Infallible>(Bytes::from(bytes)),
-                        (parts, hang, guard),
-                    ));
+                    return Some((Ok(Bytes::from(bytes)), (parts, hang, abort, guard)));
+                }
+                Some(Part::Shared(bytes)) => {
+                    return Some((Ok(bytes), (parts, hang, abort, guard)));
                 }
                 None if hang => futures::future::pending::<()>().await,
+                None if abort => {
+                    // An error item makes hyper drop the connection mid-body; the next poll
+                    // (there is none) would end the stream.
+                    let error = std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "fixture: connection dropped mid-body",
+                    );
+                    return Some((Err(error), (parts, true, false, guard)));
+                }
                 None => {
                     guard.mark_done();
                     return None;

@@ -8,7 +8,8 @@
 //! stay in each adapter.
 //!
 //! With the `fixture` feature, [`fixture::FixtureServer`] serves scripted responses on
-//! 127.0.0.1 for adapter tests and records what the client sent.
+//! 127.0.0.1 for adapter tests and records what the client sent, and
+//! [`fixture::hub::HubFixture`] stands in for the Hugging Face hub (model downloads).
 
 mod framing;
 mod retry;

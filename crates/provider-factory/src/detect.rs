@@ -22,6 +22,9 @@ pub struct BackendStatus {
     pub usable: bool,
     /// Whether auto-detection may pick it (MLX only on Apple Silicon, as the guide says).
     pub auto_selectable: bool,
+    /// Picked only when no backend is auto-selectable: Candle with its built-in default models
+    /// (downloaded from the hub on first use) when `CANDLE_MODEL` is not set.
+    pub last_resort: bool,
     /// What was found, or why it is not usable.
     pub detail: String,
     /// What to do to make it usable, when it is not.
@@ -35,9 +38,13 @@ pub struct DetectionReport {
 }
 
 impl DetectionReport {
-    /// The first usable, auto-selectable backend in detection order.
+    /// The first usable, auto-selectable backend in detection order; else the usable last
+    /// resort (Candle's built-in defaults).
     pub fn chosen(&self) -> Option<&BackendStatus> {
-        self.backends.iter().find(|b| b.usable && b.auto_selectable)
+        self.backends
+            .iter()
+            .find(|b| b.usable && b.auto_selectable)
+            .or_else(|| self.backends.iter().find(|b| b.usable && b.last_resort))
     }
 
     pub fn status(&self, provider: Provider) -> Option<&BackendStatus> {
@@ -52,21 +59,22 @@ impl DetectionReport {
             format!("no backend is usable on this machine:\n{self}"),
         )
         .with_hint(
-            "start Ollama, set CANDLE_MODEL, set OPENAI_API_KEY / OPENAI_BASE_URL or \
-             ANTHROPIC_API_KEY, or set TASK_ORCHESTRATOR_PROVIDER explicitly",
+            "start Ollama, set CANDLE_MODEL, download the built-in models while online \
+             (rigger pull --all), set OPENAI_API_KEY / OPENAI_BASE_URL or ANTHROPIC_API_KEY, \
+             or set TASK_ORCHESTRATOR_PROVIDER explicitly",
         )
     }
 }
 
 impl fmt::Display for DetectionReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let chosen = self.chosen().map(|b| b.provider);
+        let chosen = self.chosen();
         for b in &self.backends {
             let mark = if b.usable { "ok  " } else { "--  " };
-            let pick = if Some(b.provider) == chosen {
-                " (auto-selected)"
-            } else {
-                ""
+            let pick = match chosen {
+                Some(c) if c.provider == b.provider && c.auto_selectable => " (auto-selected)",
+                Some(c) if c.provider == b.provider => " (selected: nothing else is usable)",
+                _ => "",
             };
             writeln!(f, "  {mark}{:<10}{}{pick}", b.provider.as_str(), b.detail)?;
             if let Some(fix) = &b.fix {
@@ -89,6 +97,7 @@ pub(crate) fn status(
         compiled: true,
         usable,
         auto_selectable: usable,
+        last_resort: false,
         detail: detail.into(),
         fix: if usable { None } else { fix },
     }
@@ -100,6 +109,7 @@ fn not_compiled(provider: Provider) -> BackendStatus {
         compiled: false,
         usable: false,
         auto_selectable: false,
+        last_resort: false,
         detail: "not compiled into this build".into(),
         fix: Some(format!("rebuild with the `{provider}` feature")),
     }

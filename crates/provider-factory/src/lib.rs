@@ -109,7 +109,14 @@ impl ProviderFactory {
         let mut detection = None;
         let mut detect = || {
             let report = detect::detect_blocking(&vars)?;
-            let chosen = report.chosen().map(|b| b.provider);
+            let chosen = report.chosen().map(|b| {
+                let source = if b.auto_selectable {
+                    "auto-detected"
+                } else {
+                    "built-in default (no backend detected)"
+                };
+                (b.provider, source.to_owned())
+            });
             detection = Some(report.clone());
             chosen.ok_or_else(|| report.nothing_usable())
         };

@@ -94,7 +94,8 @@ pub(crate) struct PlanInput<'a> {
     pub config: Option<&'a LoadedConfig>,
     pub explicit: &'a Explicit,
     /// Called only when some role has no provider from anywhere else.
-    pub detect: &'a mut dyn FnMut() -> Result<Provider, InferenceError>,
+    /// The provider and where it came from (auto-detected, or the built-in default).
+    pub detect: &'a mut dyn FnMut() -> Result<(Provider, String), InferenceError>,
 }
 
 pub(crate) fn router_fallback(
@@ -132,7 +133,7 @@ pub(crate) fn plan(input: PlanInput<'_>) -> Result<Vec<RolePlan>, InferenceError
     let config_name = config
         .map(|c| c.path.display().to_string())
         .unwrap_or_default();
-    let mut detected: Option<Provider> = None;
+    let mut detected: Option<(Provider, String)> = None;
     let mut plans = Vec::new();
     for role in ModelRole::ALL {
         let no_role = RoleConfig::default();
@@ -159,9 +160,9 @@ pub(crate) fn plan(input: PlanInput<'_>) -> Result<Vec<RolePlan>, InferenceError
             if detected.is_none() {
                 detected = Some(detect()?);
             }
-            let p = detected
-                .ok_or_else(|| InferenceError::internal(BACKEND, "detection returned nothing"))?;
-            (p, "auto-detected".to_owned())
+            detected
+                .clone()
+                .ok_or_else(|| InferenceError::internal(BACKEND, "detection returned nothing"))?
         };
 
         // The first link's model.

@@ -130,9 +130,15 @@ fn the_backend_model_variable_applies_to_every_role_and_role_overrides_win() {
 #[test]
 fn a_provider_without_a_default_model_says_which_variable_to_set() {
     let err =
-        ProviderFactory::from_vars(env(&[("TASK_ORCHESTRATOR_PROVIDER", "candle")])).unwrap_err();
+        ProviderFactory::from_vars(env(&[("TASK_ORCHESTRATOR_PROVIDER", "openai")])).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidRequest);
-    assert!(err.hint().unwrap().contains("CANDLE_MODEL"), "{err}");
+    assert!(err.hint().unwrap().contains("OPENAI_MODEL"), "{err}");
+    // Candle has built-in hub models, so naming it alone is enough.
+    let f = ProviderFactory::from_vars(env(&[("TASK_ORCHESTRATOR_PROVIDER", "candle")])).unwrap();
+    assert_eq!(
+        chain(&f, ModelRole::Router)[0].1,
+        "Qwen/Qwen2.5-0.5B-Instruct-GGUF:qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    );
 }
 
 #[test]
@@ -373,10 +379,61 @@ async fn the_doctor_and_the_candle_adapter_agree_on_what_candle_model_names() {
 
 #[test]
 fn nothing_usable_is_not_available_with_the_report() {
-    let err = ProviderFactory::from_vars(env(&[("OLLAMA_HOST", "127.0.0.1:9")])).unwrap_err();
+    // Offline with the built-in models not cached: not even the last resort is usable.
+    let err = ProviderFactory::from_vars(env(&[
+        ("OLLAMA_HOST", "127.0.0.1:9"),
+        ("HF_HOME", "/nonexistent/hf-home"),
+        ("HF_HUB_OFFLINE", "1"),
+    ]))
+    .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotAvailable);
     assert!(err.message().contains("no backend is usable"), "{err}");
     assert!(err.message().contains("CANDLE_MODEL is not set"), "{err}");
+    assert!(err.message().contains("HF_HUB_OFFLINE"), "{err}");
+    assert!(
+        err.hint().is_some_and(|h| h.contains("rigger pull --all")),
+        "{err}"
+    );
+}
+
+#[test]
+fn nothing_detected_runs_candle_on_the_built_in_hub_models_as_the_last_resort() {
+    let f = ProviderFactory::from_vars(env(&[
+        ("OLLAMA_HOST", "127.0.0.1:9"),
+        ("PYTHON_PATH", "/nonexistent/python"),
+        ("HF_HOME", "/nonexistent/hf-home"),
+    ]))
+    .unwrap();
+    for role in ModelRole::ALL {
+        let plan = f.plan(role);
+        assert_eq!(plan.links[0].provider, Provider::Candle, "{plan:?}");
+        assert_eq!(
+            plan.provider_source, "built-in default (no backend detected)",
+            "{plan:?}"
+        );
+        let expected = match role {
+            ModelRole::Router => {
+                "Qwen/Qwen2.5-0.5B-Instruct-GGUF:qwen2.5-0.5b-instruct-q4_k_m.gguf"
+            }
+            _ => "Qwen/Qwen2.5-1.5B-Instruct-GGUF:qwen2.5-1.5b-instruct-q4_k_m.gguf",
+        };
+        assert_eq!(plan.links[0].model, expected);
+    }
+    let report = f.detection().unwrap();
+    let candle = report.status(Provider::Candle).unwrap();
+    assert!(
+        candle.usable && candle.last_resort && !candle.auto_selectable,
+        "{candle:?}"
+    );
+    assert!(candle.detail.contains("(not cached)"), "{candle:?}");
+    assert!(
+        report
+            .to_string()
+            .contains("selected: nothing else is usable"),
+        "{report}"
+    );
+    // Building the adapters touches no network (the download happens on the first request).
+    f.orchestrator().unwrap();
 }
 
 #[test]

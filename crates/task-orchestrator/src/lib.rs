@@ -58,9 +58,12 @@ pub mod adapters {
     #[cfg(feature = "candle")]
     pub mod candle_adapter {
         pub use rigger_candle_adapter::{
-            BACKEND, CandleAdapter, CandleConfig, DEFAULT_TEMPERATURE, DEVICE_VAR, DeviceKind,
-            KERNELS_VAR, Kernels, MODEL_VAR, ModelFiles, ModelSource, REPEAT_PENALTY_VAR,
-            THREADS_VAR, TOKENIZER_VAR, list_models, probe, template,
+            BACKEND, CachedRepo, CandleAdapter, CandleConfig, DEFAULT_QUANT, DEFAULT_TEMPERATURE,
+            DEVICE_VAR, DeviceKind, DownloadEvent, HF_ENDPOINT_VAR, HF_HOME_VAR, HF_HUB_CACHE_VAR,
+            HF_HUB_OFFLINE_VAR, HF_TOKEN_VAR, HubFile, HubSettings, KERNELS_VAR, Kernels,
+            MODEL_VAR, ModelFiles, ModelSource, ProgressSink, REPEAT_PENALTY_VAR, THREADS_VAR,
+            TOKENIZER_VAR, cached_repos, cached_weights, list_models, no_progress, probe, pull,
+            stderr_progress, template,
         };
     }
 

@@ -1,0 +1,192 @@
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+//! `rigger` with nothing configured: the built-in Candle models come from the hub. The local hub
+//! fixture (`HF_ENDPOINT`) serves the real SmolLM2 GGUF under the built-in ids (the exact repos
+//! and file names of docs/configuration.md), so the real resolution, download, progress and
+//! cache run; each test has its own `HF_HOME`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use rigger_http_support::fixture::FixtureServer;
+use rigger_http_support::fixture::hub::HubFixture;
+use serde_json::Value;
+
+const SMOLLM2_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+const ROUTER_REPO: &str = "Qwen/Qwen2.5-0.5B-Instruct-GGUF";
+const ROUTER_FILE: &str = "qwen2.5-0.5b-instruct-q4_k_m.gguf";
+const MAIN_REPO: &str = "Qwen/Qwen2.5-1.5B-Instruct-GGUF";
+const MAIN_FILE: &str = "qwen2.5-1.5b-instruct-q4_k_m.gguf";
+
+/// Runs `rigger` off the async runtime (the fixture serves on it) with exactly `env` (plus
+/// PATH and HOME) and nothing else detectable: no Ollama, no MLX.
+async fn rigger(args: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let mut env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.push(("OLLAMA_HOST".into(), "127.0.0.1:9".into()));
+    env.push(("PYTHON_PATH".into(), "/nonexistent/python".into()));
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rigger"));
+        cmd.args(&args)
+            .env_clear()
+            .current_dir(env!("CARGO_TARGET_TMPDIR"));
+        for key in ["PATH", "HOME"] {
+            if let Some(v) = std::env::var_os(key) {
+                cmd.env(key, v);
+            }
+        }
+        cmd.envs(env);
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&stderr).into_owned();
+        let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+        (
+            status.code().unwrap_or(-1),
+            json,
+            format!("stdout:\n{stdout}\nstderr:\n{stderr}"),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+fn cached(home: &Path, repo: &str, file: &str) -> Option<std::path::PathBuf> {
+    let dir = home
+        .join("hub")
+        .join(format!("models--{}", repo.replace('/', "--")));
+    let commit = std::fs::read_to_string(dir.join("refs/main")).ok()?;
+    let path = dir.join("snapshots").join(commit.trim()).join(file);
+    path.is_file().then_some(path)
+}
+
+fn sha256(path: &Path) -> String {
+    rigger_http_support::fixture::hub::sha256_hex(&std::fs::read(path).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_nothing_configured_downloads_the_built_in_model_with_progress_then_loads_it() {
+    let hub = HubFixture::start().await.unwrap();
+    let smollm2 = std::fs::read(rigger_model_gen::smollm2()).unwrap();
+    hub.add_file(ROUTER_REPO, ROUTER_FILE, smollm2.clone());
+    hub.add_file(MAIN_REPO, MAIN_FILE, smollm2);
+    let home = tempfile::tempdir().unwrap();
+    let home_str = home.path().to_str().unwrap().to_owned();
+    let url = hub.url();
+    let env = [
+        ("HF_ENDPOINT", url.as_str()),
+        ("HF_HOME", home_str.as_str()),
+    ];
+
+    // The doctor names the built-in models, not cached yet, and says Candle is what runs.
+    let (code, _, log) = rigger(&["doctor"], &env).await;
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains(&format!("candle:{ROUTER_REPO}:{ROUTER_FILE}"))
+            && log.contains("built-in default (no backend detected)")
+            && log.contains(&format!("{ROUTER_REPO}:{ROUTER_FILE}: not cached")),
+        "{log}"
+    );
+
+    // The run reaches the download (progress lines on stderr, which is not a terminal here).
+    let (code, out, log) = rigger(&["run", "Plan the v2 launch", "--json"], &env).await;
+    assert!(
+        log.contains(&format!("downloading {ROUTER_REPO} {ROUTER_FILE}"))
+            && log.contains(&format!("downloaded {ROUTER_REPO} {ROUTER_FILE}: 98.")),
+        "{log}"
+    );
+    let path = cached(home.path(), ROUTER_REPO, ROUTER_FILE).expect("the Router's model is cached");
+    assert_eq!(sha256(&path), SMOLLM2_SHA256);
+    // The run's real outcome today: the download and cache work, and loading stops at the
+    // tokenizer, because SmolLM2's GGUF has no tokenizer.json beside it and the adapter does not
+    // read the tokenizer from GGUF metadata yet (helper "gguf" adds that). Once it does, this
+    // run goes on to generate: tighten this to the pipeline's outcome then.
+    assert_eq!(code, 4, "{log}");
+    assert_eq!(out["failed_step"], "router", "{log}");
+    assert_eq!(out["error"]["kind"], "ModelLoadFailed", "{log}");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("tokenizer")),
+        "{log}"
+    );
+
+    // `rigger pull` fetches the other roles' model; the Router's is already there.
+    let (code, _, log) = rigger(&["pull", "--all"], &env).await;
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains(&format!("downloading {MAIN_REPO} {MAIN_FILE}")),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&format!("downloading {ROUTER_REPO}")),
+        "{log}"
+    );
+    let main = cached(home.path(), MAIN_REPO, MAIN_FILE).expect("pulled");
+    assert_eq!(sha256(&main), SMOLLM2_SHA256);
+
+    // The doctor and `rigger models` see the cache.
+    let (code, _, log) = rigger(&["doctor"], &env).await;
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains(&format!("{MAIN_REPO}:{MAIN_FILE}: cached at")),
+        "{log}"
+    );
+    let (code, out, log) = rigger(&["models", "--json"], &env).await;
+    assert_eq!(code, 0, "{log}");
+    let repos: Vec<&str> = out["hub_cache"]["repos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["repo"].as_str().unwrap())
+        .collect();
+    assert_eq!(repos, [ROUTER_REPO, MAIN_REPO], "{log}");
+
+    // Offline, the cache serves the run: it gets as far as the load again, asking no one.
+    let asked = hub.requests().len();
+    let mut offline = env.to_vec();
+    offline.push(("HF_HUB_OFFLINE", "1"));
+    let (code, out, log) = rigger(&["run", "Plan the v2 launch", "--json"], &offline).await;
+    assert_eq!(code, 4, "{log}");
+    assert_eq!(out["error"]["kind"], "ModelLoadFailed", "{log}");
+    assert!(!log.contains("downloading"), "{log}");
+    assert_eq!(hub.requests().len(), asked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_configured_and_no_hub_exits_4_naming_rigger_pull_and_candle_model() {
+    let home = tempfile::tempdir().unwrap();
+    let home_str = home.path().to_str().unwrap().to_owned();
+    let gone = FixtureServer::refused_url().await.unwrap();
+
+    // The hub is unreachable: the run fails at the Router's download.
+    let env = [
+        ("HF_ENDPOINT", gone.as_str()),
+        ("HF_HOME", home_str.as_str()),
+    ];
+    let (code, out, log) = rigger(&["run", "Plan the v2 launch", "--json"], &env).await;
+    assert_eq!(code, 4, "{log}");
+    assert_eq!(out["error"]["kind"], "NotAvailable", "{log}");
+    assert_eq!(out["error"]["code"], "HUB_UNREACHABLE", "{log}");
+    let hint = out["error"]["hint"].as_str().unwrap_or_default();
+    assert!(
+        hint.contains(&format!("rigger pull {ROUTER_REPO}:{ROUTER_FILE}"))
+            && hint.contains("CANDLE_MODEL=/path/to/file.gguf"),
+        "{log}"
+    );
+
+    // Offline and not cached: nothing is usable, said before anything runs.
+    let offline = [("HF_HOME", home_str.as_str()), ("HF_HUB_OFFLINE", "1")];
+    let (code, out, log) = rigger(&["run", "Plan the v2 launch", "--json"], &offline).await;
+    assert_eq!(code, 4, "{log}");
+    assert_eq!(out["error"]["kind"], "NotAvailable", "{log}");
+    assert!(log.contains("rigger pull --all"), "{log}");
+    let (code, _, log) = rigger(&["pull", "--all"], &offline).await;
+    assert_eq!(code, 4, "{log}");
+    assert!(log.contains("HF_HUB_OFFLINE is set"), "{log}");
+}
