@@ -285,7 +285,7 @@ pub(crate) fn resolve_local(
         if is_ext(path, "gguf") {
             return Ok(ModelFiles::Gguf {
                 weights: path.to_path_buf(),
-                tokenizer: Some(tokenizer),
+                tokenizer,
                 tokenizer_config,
             });
         }
@@ -338,7 +338,7 @@ pub(crate) fn resolve_local(
     match ggufs.as_slice() {
         [one] => Ok(ModelFiles::Gguf {
             weights: (*one).clone(),
-            tokenizer: Some(tokenizer),
+            tokenizer,
             tokenizer_config,
         }),
         [] => Err(not_found(
