@@ -59,8 +59,9 @@ pub mod adapters {
     pub mod candle_adapter {
         pub use rigger_candle_adapter::{
             BACKEND, CandleAdapter, CandleConfig, DEFAULT_TEMPERATURE, DEVICE_VAR, DeviceKind,
-            KERNELS_VAR, Kernels, MODEL_VAR, ModelFiles, ModelSource, REPEAT_PENALTY_VAR,
-            THREADS_VAR, TOKENIZER_VAR, list_models, probe, template,
+            Grammar, GrammarCompiler, KERNELS_VAR, Kernels, MODEL_VAR, ModelFiles, ModelSource,
+            REPEAT_PENALTY_VAR, THREADS_VAR, TOKENIZER_VAR, list_models, probe, template,
+            token_bytes,
         };
     }
 
