@@ -215,7 +215,7 @@ impl GrammarCompiler {
         // model would waste (every character can be written as itself).
         JsonCompileOptions {
             whitespace_flexible: false,
-            json_allowed_escapes: Some("nrbtf\"\\/".to_owned()),
+            json_allowed_escapes: Some("nrbtf\"\\".to_owned()),
             ..JsonCompileOptions::default()
         }
         .apply_to(&mut schema);

@@ -104,9 +104,11 @@ async fn free_json_is_json_or_a_typed_budget_error() {
             Ok(g) => {
                 serde_json::from_str::<serde_json::Value>(&g.text).unwrap();
             }
+            // The budget ended first, or the grammar's JSON has a number beyond f64 (1e999),
+            // which the JSON check refuses: typed, with the raw text, never a false success.
             Err(e) => {
                 assert_eq!(e.kind(), ErrorKind::MalformedOutput, "{e}");
-                assert!(e.message().contains("token budget"), "{e}");
+                assert!(e.raw_output().is_some(), "{e}");
             }
         }
     }
