@@ -351,7 +351,7 @@ mod tests {
         let names = [
             "<unk>", "<s>", "</s>", "<0x0A>", "<0xE2>", "▁", "a", "b", "▁a", "ab",
         ];
-        let vocab = names
+        let vocab: tokenizers::models::bpe::Vocab = names
             .iter()
             .enumerate()
             .map(|(i, n)| (n.to_string(), i as u32))
