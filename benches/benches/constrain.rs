@@ -50,7 +50,11 @@ fn bench(c: &mut Criterion) {
     compiler.compile(&decomposer()).expect("compiles");
     group.sample_size(50);
     group.bench_function("compile_decomposer_schema_cached", |b| {
-        b.iter(|| compiler.compile(black_box(&decomposer())).expect("compiles"))
+        b.iter(|| {
+            compiler
+                .compile(black_box(&decomposer()))
+                .expect("compiles")
+        })
     });
     // Inside a string (the costliest place: almost every token is allowed).
     let prefix = tokenizer
@@ -58,12 +62,12 @@ fn bench(c: &mut Criterion) {
         .expect("encodes")
         .get_ids()
         .to_vec();
-    let next = tokenizer
-        .encode(" lit", false)
-        .expect("encodes")
-        .get_ids()[0];
+    let next = tokenizer.encode(" lit", false).expect("encodes").get_ids()[0];
     let start = {
-        let mut g = compiler.compile(&decomposer()).expect("compiles").expect("a grammar");
+        let mut g = compiler
+            .compile(&decomposer())
+            .expect("compiles")
+            .expect("a grammar");
         for &t in &prefix {
             g.consume(t).expect("the prefix fits the schema");
         }

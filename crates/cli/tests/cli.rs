@@ -129,7 +129,10 @@ fn run_through_candle_completes_on_random_weights_under_constrained_decoding() {
         let routing = &out["routing"];
         let complexity = routing["complexity"].as_i64().unwrap();
         assert!((1..=10).contains(&complexity), "{log}");
-        assert!(!routing["reason"].as_str().unwrap().trim().is_empty(), "{log}");
+        assert!(
+            !routing["reason"].as_str().unwrap().trim().is_empty(),
+            "{log}"
+        );
         let task_id = out["task"]["id"].as_str().unwrap();
         let roles: Vec<&str> = out["steps"]
             .as_array()
@@ -140,7 +143,10 @@ fn run_through_candle_completes_on_random_weights_under_constrained_decoding() {
         for step in out["steps"].as_array().unwrap() {
             for call in step["calls"].as_array().unwrap() {
                 assert_eq!(call["backend"], "candle", "{log}");
-                assert_eq!(call["finish_reason"], "EndOfSequence", "the grammar ended it: {log}");
+                assert_eq!(
+                    call["finish_reason"], "EndOfSequence",
+                    "the grammar ended it: {log}"
+                );
             }
         }
         match routing["route"].as_str().unwrap() {
@@ -148,7 +154,11 @@ fn run_through_candle_completes_on_random_weights_under_constrained_decoding() {
                 assert_eq!(roles, ["router", "enhancer", "tester"], "{log}");
                 assert_eq!(out["task"]["status"], "pending_comprehension_test", "{log}");
                 assert!(
-                    !out["enhancement"]["description"].as_str().unwrap().trim().is_empty(),
+                    !out["enhancement"]["description"]
+                        .as_str()
+                        .unwrap()
+                        .trim()
+                        .is_empty(),
                     "{log}"
                 );
                 let test = &out["comprehension_test"];
@@ -169,7 +179,11 @@ fn run_through_candle_completes_on_random_weights_under_constrained_decoding() {
                 assert!((3..=5).contains(&subtasks.len()), "{log}");
                 let ids: Vec<&Value> = subtasks.iter().map(|s| &s["id"]).collect();
                 assert_eq!(
-                    out["task"]["subtask_ids"].as_array().unwrap().iter().collect::<Vec<_>>(),
+                    out["task"]["subtask_ids"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .collect::<Vec<_>>(),
                     ids,
                     "the parent lists its subtasks: {log}"
                 );

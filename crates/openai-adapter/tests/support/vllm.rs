@@ -314,13 +314,20 @@ fn value_for(root: &Value, schema: &Value, key: u64) -> Value {
             let mut out = Map::new();
             if let Some(Value::Object(props)) = schema.get("properties") {
                 for (i, (name, sub)) in props.iter().enumerate() {
-                    out.insert(name.clone(), value_for(root, sub, key.wrapping_add(i as u64)));
+                    out.insert(
+                        name.clone(),
+                        value_for(root, sub, key.wrapping_add(i as u64)),
+                    );
                 }
             }
             Value::Object(out)
         }
         Some("array") => {
-            let count = schema.get("minItems").and_then(Value::as_u64).unwrap_or(1).max(1);
+            let count = schema
+                .get("minItems")
+                .and_then(Value::as_u64)
+                .unwrap_or(1)
+                .max(1);
             let items = schema.get("items").unwrap_or(&Value::Null);
             (0..count)
                 .map(|i| value_for(root, items, key.wrapping_add(i)))
