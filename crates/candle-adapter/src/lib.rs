@@ -22,6 +22,7 @@
 //! ```
 
 mod config;
+mod constrain;
 mod detokenize;
 pub mod gguf_tokenizer;
 pub mod hub;
@@ -40,7 +41,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use rigger_ports::{
     Capabilities, ErrorKind, EventStream, GenerationRequest, InferenceError, LanguageModel,
-    ModelDescriptor, TokenBudget, enforce_response_format,
+    ModelDescriptor, ResponseFormat, TokenBudget, enforce_response_format,
 };
 use tokio::sync::mpsc;
 
@@ -55,6 +56,7 @@ pub use hub::{
     HF_HUB_OFFLINE_VAR, HF_TOKEN_VAR, HubSettings, ProgressSink, cached_repos, no_progress,
     stderr_progress,
 };
+pub use constrain::{Grammar, GrammarCompiler, token_bytes};
 pub use sampling::DEFAULT_TEMPERATURE;
 pub use source::{HubFile, ModelFiles, ModelSource, cached_weights};
 
@@ -78,13 +80,11 @@ struct Loaded {
 }
 
 impl CandleAdapter {
-    /// What the adapter supports, known before any model is loaded: every sampling control and
-    /// the exact token budget; JSON output is validated, not constrained during decoding.
+    /// What the adapter supports, known before any model is loaded: every sampling control, the
+    /// exact token budget, and native structured output (JSON and JSON-schema requests are
+    /// decoded under an llguidance grammar, so the answer conforms by construction).
     pub fn capabilities() -> Capabilities {
-        Capabilities {
-            native_structured_output: false,
-            ..Capabilities::all()
-        }
+        Capabilities::all()
     }
 
     /// An adapter that loads the model on its first request; checks only that the model names
@@ -293,6 +293,30 @@ impl LanguageModel for CandleAdapter {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64)
         });
+        let grammar = match &request.response_format {
+            ResponseFormat::Text => None,
+            format => {
+                if matches!(request.budget, TokenBudget::Exactly(_)) {
+                    return Err(InferenceError::invalid_request(
+                        BACKEND,
+                        "an exact token budget cannot be combined with structured output: the \
+                         grammar ends the answer where the JSON ends",
+                    )
+                    .with_hint("use max_tokens (an upper bound) with a JSON response format"));
+                }
+                // The first structured request builds the vocabulary's token trie: off the
+                // async threads.
+                let (model, format) = (loaded.model.clone(), format.clone());
+                tokio::task::spawn_blocking(move || model.grammars.compile(&format))
+                    .await
+                    .map_err(|e| {
+                        InferenceError::internal(
+                            BACKEND,
+                            format!("grammar compilation panicked: {e}"),
+                        )
+                    })??
+            }
+        };
         let (events, receiver) = mpsc::channel(64);
         let job = worker::Job {
             prompt,
@@ -307,6 +331,7 @@ impl LanguageModel for CandleAdapter {
                 repeat_penalty: self.config.repeat_penalty,
                 repeat_last_n: self.config.repeat_last_n,
             },
+            grammar,
             events,
             enqueued,
             load,

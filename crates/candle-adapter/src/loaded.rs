@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use rigger_ports::{ErrorKind, InferenceError};
 
+use crate::constrain::GrammarCompiler;
 use crate::load::{self, ModelInfo};
 use crate::source::ModelFiles;
 use crate::worker::{self, Job};
@@ -17,6 +18,8 @@ use crate::{BACKEND, CandleConfig, DeviceKind, Kernels};
 pub(crate) struct LoadedModel {
     jobs: Mutex<std_mpsc::Sender<Job>>,
     pub(crate) info: ModelInfo,
+    /// The model's JSON grammars (built on the first structured request).
+    pub(crate) grammars: GrammarCompiler,
 }
 
 /// What makes two loads the same model.
@@ -101,6 +104,7 @@ impl LoadedModel {
         let (jobs, queue) = std_mpsc::channel();
         // The worker detokenizes on its own thread; Tokenizer clones share their vocabulary data.
         let tokenizer = info.tokenizer.clone();
+        let grammars = GrammarCompiler::new(info.tokenizer.clone(), worker.eos.clone());
         std::thread::Builder::new()
             .name("rigger-candle-worker".into())
             .spawn(move || worker::serve(worker, tokenizer, device, pool, queue))
@@ -110,6 +114,7 @@ impl LoadedModel {
         let model = Arc::new(LoadedModel {
             jobs: Mutex::new(jobs),
             info,
+            grammars,
         });
         let mut loaded = lock(&LOADED);
         if let Some(existing) = loaded

@@ -14,8 +14,9 @@ use tokenizers::Tokenizer;
 use tokio::sync::mpsc;
 
 use crate::BACKEND;
+use crate::constrain::Grammar;
 use crate::detokenize::Detokenizer;
-use crate::sampling::sampler;
+use crate::sampling::{pick, sampler};
 use crate::weights::{Weights, run_error};
 
 pub(crate) type EventSender = mpsc::Sender<Result<StreamEvent, InferenceError>>;
@@ -30,6 +31,9 @@ pub(crate) struct Worker {
 pub(crate) struct Job {
     pub(crate) prompt: Vec<u32>,
     pub(crate) sampling: SamplingParams,
+    /// The output grammar of a JSON request: only tokens it allows are sampled, and generation
+    /// ends where it ends.
+    pub(crate) grammar: Option<Grammar>,
     pub(crate) events: EventSender,
     pub(crate) enqueued: Instant,
     /// How long loading the model took, when this request loaded it.
@@ -91,7 +95,7 @@ fn generate(
     worker: &mut Worker,
     tokenizer: &Tokenizer,
     device: &Device,
-    job: Job,
+    mut job: Job,
 ) -> Result<(), InferenceError> {
     let p = &job.sampling;
     let started = Instant::now();
@@ -107,6 +111,10 @@ fn generate(
     let mut history = job.prompt.clone();
     let mut generated = 0u32;
     let mut first_token = None;
+    let mut grammar = job.grammar.take();
+    // What each grammar step cost. (A budget that ends before the grammar does ends as
+    // MaxTokens: the response-format check turns that into MalformedOutput, figures kept.)
+    let mut mask_times = Vec::new();
     let finish = loop {
         if p.repeat_penalty != 1.0 {
             let start = history.len().saturating_sub(p.repeat_last_n);
@@ -117,27 +125,66 @@ fn generate(
             )
             .map_err(run_error)?;
         }
-        let next = sampler.sample(&logits).map_err(run_error)?;
-        generated += 1;
-        first_token.get_or_insert_with(|| job.enqueued.elapsed());
-        history.push(next);
-        if !p.exact && worker.eos.contains(&next) {
-            break FinishReason::EndOfSequence;
+        let (next, step) = pick(&mut sampler, &logits, grammar.as_mut())?;
+        // The tokens fed to the model next: the sampled one, then any the grammar forces (they
+        // need no sampling: one forward pass takes them all).
+        let mut fed = vec![next];
+        if let Some(g) = grammar.as_mut() {
+            mask_times.push(step.duration);
+            if worker.eos.contains(&next) {
+                // The mask offers end-of-sequence only where the grammar may end.
+                generated += 1;
+                first_token.get_or_insert_with(|| job.enqueued.elapsed());
+                break FinishReason::EndOfSequence;
+            }
+            g.consume(next)?;
+            if !g.is_stopped() {
+                let room = p.limit.saturating_sub(generated + 1) as usize;
+                let forced = g.forced();
+                let forced = &forced[..forced.len().min(room)];
+                for &t in forced {
+                    g.consume(t)?;
+                }
+                fed.extend_from_slice(forced);
+            }
         }
-        let (text, stopped) = match stops.push(&detok.push(next)?) {
-            StopStep::Emit(t) => (t, false),
-            StopStep::Stop(t) => (t, true),
-        };
-        if !text.is_empty()
-            && job
-                .events
-                .blocking_send(Ok(StreamEvent::Delta(text)))
-                .is_err()
-        {
-            return Ok(()); // the stream was dropped: stop here
+        let mut stopped = false;
+        for &token in &fed {
+            generated += 1;
+            first_token.get_or_insert_with(|| job.enqueued.elapsed());
+            history.push(token);
+            if grammar.is_none() && !p.exact && worker.eos.contains(&token) {
+                break;
+            }
+            let text = match stops.push(&detok.push(token)?) {
+                StopStep::Emit(t) => t,
+                StopStep::Stop(t) => {
+                    stopped = true;
+                    t
+                }
+            };
+            if !text.is_empty()
+                && job
+                    .events
+                    .blocking_send(Ok(StreamEvent::Delta(text)))
+                    .is_err()
+            {
+                return Ok(()); // the stream was dropped: stop here
+            }
+            if stopped {
+                break;
+            }
+        }
+        if grammar.is_none() && !p.exact && worker.eos.contains(&next) {
+            break FinishReason::EndOfSequence;
         }
         if stopped {
             break FinishReason::StopSequence;
+        }
+        if let Some(g) = grammar.as_mut() {
+            if g.is_stopped() {
+                break FinishReason::EndOfSequence; // the grammar's end: the JSON is complete
+            }
         }
         if generated >= p.limit {
             break FinishReason::MaxTokens;
@@ -145,9 +192,19 @@ fn generate(
         if job.events.is_closed() {
             return Ok(());
         }
-        let pos = history.len() - 1;
-        logits = worker.weights.forward(&mut session, &[next], pos, device)?;
+        let pos = history.len() - fed.len();
+        logits = worker.weights.forward(&mut session, &fed, pos, device)?;
     };
+    if !mask_times.is_empty() {
+        mask_times.sort();
+        let at = |q: f64| mask_times[((mask_times.len() - 1) as f64 * q).round() as usize];
+        tracing::debug!(
+            steps = mask_times.len(),
+            p50_us = at(0.5).as_micros() as u64,
+            p99_us = at(0.99).as_micros() as u64,
+            "grammar time per sampled token"
+        );
+    }
     let rest = stops.finish();
     if !rest.is_empty() {
         let _ = job.events.blocking_send(Ok(StreamEvent::Delta(rest)));

@@ -143,7 +143,9 @@ macro_rules! __with_scenarios {
             ContextLengthExceeded context_length_exceeded []
                 "a prompt over the context length is a ContextLengthExceeded error, never truncated";
             JsonSchema json_schema []
-                "a JSON-schema request yields valid JSON, or a typed MalformedOutput/Unsupported error";
+                "a JSON-schema request yields valid JSON (always, where native structured output is declared), or a typed MalformedOutput/Unsupported error";
+            JsonSchemaNested json_schema_nested []
+                "as json_schema, with $ref, bounded arrays, enums and optional fields";
         }
     };
 }

@@ -524,24 +524,83 @@ pub(crate) async fn context_length_exceeded(
 }
 
 pub(crate) async fn json_schema(target: &dyn ConformanceTarget, patience: Duration) -> Outcome {
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"answer": {"type": "string", "maxLength": 24}},
+        "required": ["answer"],
+        "additionalProperties": false
+    });
+    structured(
+        target,
+        patience,
+        schema,
+        "Reply with a JSON object with one string field, \"answer\": the capital of France.",
+        48,
+    )
+    .await
+}
+
+pub(crate) async fn json_schema_nested(
+    target: &dyn ConformanceTarget,
+    patience: Duration,
+) -> Outcome {
+    // Strings and arrays are bounded so that any model, even one with random weights, reaches the
+    // end of the grammar within the budget.
+    let schema = serde_json::json!({
+        "$defs": {
+            "step": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 12},
+                    "priority": {"type": "string", "enum": ["low", "high"]},
+                    "note": {"type": "string", "maxLength": 8}
+                },
+                "required": ["name", "priority"],
+                "additionalProperties": false
+            }
+        },
+        "type": "object",
+        "properties": {
+            "kind": {"type": "string", "enum": ["plan", "note"]},
+            "steps": {"type": "array", "items": {"$ref": "#/$defs/step"}, "minItems": 1, "maxItems": 3},
+            "done": {"type": "boolean"}
+        },
+        "required": ["kind", "steps"],
+        "additionalProperties": false
+    });
+    structured(
+        target,
+        patience,
+        schema,
+        "Reply with a JSON object: \"kind\" is \"plan\", \"steps\" lists one to three steps to \
+         boil an egg, each with a short \"name\" and a \"priority\" of \"low\" or \"high\".",
+        400,
+    )
+    .await
+}
+
+/// One schema request through generate() and stream(). Where the model declares native
+/// structured output, the answer must be schema-valid JSON (the backend constrains decoding);
+/// elsewhere a typed MalformedOutput (with the raw text) or Unsupported error is allowed too.
+async fn structured(
+    target: &dyn ConformanceTarget,
+    patience: Duration,
+    schema: serde_json::Value,
+    prompt: &str,
+    max_tokens: u32,
+) -> Outcome {
     let model = model_of(target).await?;
     let m = model.as_ref();
+    let native = m.descriptor().capabilities.native_structured_output;
     let format = ResponseFormat::JsonSchema {
         name: "answer".into(),
-        schema: serde_json::json!({
-            "type": "object",
-            "properties": {"answer": {"type": "string"}},
-            "required": ["answer"],
-            "additionalProperties": false
-        }),
+        schema,
     };
     let request = greedy(
         m,
-        GenerationRequest::prompt(
-            "Reply with a JSON object with one string field, \"answer\": the capital of France.",
-        )
-        .with_max_tokens(48)
-        .with_response_format(format.clone()),
+        GenerationRequest::prompt(prompt)
+            .with_max_tokens(max_tokens)
+            .with_response_format(format.clone()),
     );
     for path in ["generate()", "stream()"] {
         let result = if path == "generate()" {
@@ -563,6 +622,14 @@ pub(crate) async fn json_schema(target: &dyn ConformanceTarget, patience: Durati
                         preview(&g.text)
                     )));
                 }
+            }
+            Err(e) if native => {
+                return Err(Failure(format!(
+                    "{path}: {} declares native structured output, so the answer must be \
+                     schema-valid JSON, got {:?}: {e}",
+                    m.descriptor().backend,
+                    e.kind()
+                )));
             }
             Err(e) if e.kind() == ErrorKind::MalformedOutput => ensure!(
                 e.raw_output().is_some(),

@@ -52,6 +52,9 @@ pub enum Fault {
     TruncatesLongPrompts,
     /// Returns plain text for a JSON-schema request and calls it a success.
     IgnoresResponseFormat,
+    /// Declares native structured output, yet answers a JSON-schema request with text (which
+    /// the response-format check then rejects as MalformedOutput).
+    ClaimsNativeStructuredOutput,
 }
 
 const WORDS: [&str; 16] = [
@@ -286,7 +289,11 @@ pub struct ScriptedTarget {
 
 impl ScriptedTarget {
     pub fn new(fault: Option<Fault>) -> Self {
-        Self::with_capabilities(fault, ScriptedModel::capabilities())
+        let capabilities = Capabilities {
+            native_structured_output: fault == Some(Fault::ClaimsNativeStructuredOutput),
+            ..ScriptedModel::capabilities()
+        };
+        Self::with_capabilities(fault, capabilities)
     }
 
     /// A target whose model declares `capabilities`.

@@ -24,6 +24,7 @@ fn fault_for(scenario: Scenario) -> Fault {
         Scenario::EmptyMessages => Fault::AcceptsEmptyMessages,
         Scenario::ContextLengthExceeded => Fault::TruncatesLongPrompts,
         Scenario::JsonSchema => Fault::IgnoresResponseFormat,
+        Scenario::JsonSchemaNested => Fault::IgnoresResponseFormat,
     }
 }
 
@@ -41,6 +42,23 @@ async fn every_scenario_fails_against_its_fault() {
         not_caught.is_empty(),
         "scenarios that passed despite their fault: {not_caught:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_declaring_native_structured_output_may_not_answer_malformed_output() {
+    // The clean, non-native model passes both with MalformedOutput; declaring native output
+    // makes the same answer a failure.
+    for scenario in [Scenario::JsonSchema, Scenario::JsonSchemaNested] {
+        run_scenario(scenario, &ScriptedTarget::new(None))
+            .await
+            .unwrap();
+        let claimed = ScriptedTarget::new(Some(Fault::ClaimsNativeStructuredOutput));
+        let failure = run_scenario(scenario, &claimed).await.unwrap_err();
+        assert!(
+            failure.0.contains("declares native structured output"),
+            "{failure:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

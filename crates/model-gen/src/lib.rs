@@ -22,6 +22,12 @@ pub use generate::{Format, GenEvent, GenOptions, Manifest, ManifestFile, generat
 pub use shapes::{SHAPES, Shape, shape};
 pub use tokenizer::CHAT_TEMPLATE;
 
+/// The byte-level BPE tokenizer of `vocab_size` tokens the generated models carry (for benches
+/// that need a vocabulary of a real model's size without its weights).
+pub fn synthetic_tokenizer(vocab_size: usize) -> Result<tokenizers::Tokenizer, GenError> {
+    tokenizer::build(&tokenizer::vocabulary(vocab_size))
+}
+
 /// Why generation failed; each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum GenError {

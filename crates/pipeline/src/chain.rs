@@ -2,9 +2,11 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use rigger_ports::{
-    CallMetrics, ErrorKind, GenerationRequest, InferenceError, LanguageModel, StreamEvent,
-    collect_stream,
+    CallMetrics, Completion, ErrorKind, GenerationRequest, InferenceError, LanguageModel,
+    StreamEvent, collect_stream, rejected_completion,
 };
+
+use crate::structured::FailedStepCalls;
 
 /// The error kinds that move a call to the next link of a chain — only when raised before the
 /// first token, since a half-answered request can't be handed to another model unnoticed.
@@ -95,20 +97,26 @@ impl ModelChain {
                 futures::stream::once(async move { Ok::<StreamEvent, InferenceError>(first) })
                     .chain(stream)
                     .boxed();
-            let generation = collect_stream(&descriptor.backend, rest)
-                .await
-                .map_err(|err| with_attempts(err, &attempts))?;
-            let completion = generation.completion;
-            return Ok((
-                generation.text,
-                CallMetrics {
-                    backend: descriptor.backend.clone(),
-                    model_id: descriptor.model_id.clone(),
-                    finish_reason: completion.finish_reason,
-                    usage: completion.usage,
-                    timings: completion.timings,
-                },
-            ));
+            let metrics = |completion: Completion| CallMetrics {
+                backend: descriptor.backend.clone(),
+                model_id: descriptor.model_id.clone(),
+                finish_reason: completion.finish_reason,
+                usage: completion.usage,
+                timings: completion.timings,
+            };
+            let generation = match collect_stream(&descriptor.backend, rest).await {
+                Ok(generation) => generation,
+                Err(err) => {
+                    // An answer the adapter rejected still cost a call: keep its figures.
+                    let rejected = rejected_completion(&err).cloned().map(metrics);
+                    let err = match rejected {
+                        Some(call) => err.with_source(FailedStepCalls { calls: vec![call] }),
+                        None => err,
+                    };
+                    return Err(with_attempts(err, &attempts));
+                }
+            };
+            return Ok((generation.text, metrics(generation.completion)));
         }
         let Some((_, last)) = attempts.pop() else {
             return Err(InferenceError::invalid_request(

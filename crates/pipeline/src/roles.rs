@@ -30,6 +30,25 @@ fn task_block(task: &Task) -> String {
     )
 }
 
+/// The longest strings (in characters) the schemas allow. Bounded so that a model under
+/// constrained decoding, even one that never chooses to close a string, reaches the end of the
+/// grammar within the role's token budget (`RoleSettings::for_role`).
+pub mod bounds {
+    pub const REASON: u32 = 160;
+    pub const TITLE: u32 = 80;
+    pub const DESCRIPTION: u32 = 360;
+    pub const SUBTASK_TITLE: u32 = 60;
+    pub const SUBTASK_DESCRIPTION: u32 = 160;
+    pub const QUESTION: u32 = 160;
+    pub const OPTION: u32 = 60;
+}
+
+/// A bounded string with something besides whitespace in it (the domain trims and rejects blank
+/// text; the schema lets a constrained model produce only text the domain keeps).
+fn text(max_length: u32) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": max_length, "pattern": "\\S"})
+}
+
 fn parse<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, String> {
     serde_json::from_value(value).map_err(|e| format!("the JSON has the wrong shape: {e}"))
 }
@@ -71,15 +90,18 @@ impl LlmRouter {
         self
     }
 
+    /// The reason comes first: a small model that has said why decides better. The route is an
+    /// enum and every string is bounded, so a constrained model ends within the budget.
     fn schema() -> Value {
         json!({
             "type": "object",
             "properties": {
+                "reason": text(bounds::REASON),
                 "complexity": {"type": "integer", "minimum": ComplexityScore::MIN, "maximum": ComplexityScore::MAX},
-                "route": {"type": "string", "enum": ["enhance", "decompose"]},
-                "reason": {"type": "string", "minLength": 1}
+                "route": {"type": "string", "enum": ["enhance", "decompose"]}
             },
-            "required": ["complexity", "route", "reason"]
+            "required": ["reason", "complexity", "route"],
+            "additionalProperties": false
         })
     }
 }
@@ -101,7 +123,7 @@ impl TaskRouterPort for LlmRouter {
                  to {} (a project), and choose \"decompose\" when it should be split into \
                  subtasks (usually complexity {} or more) or \"enhance\" when it only needs a \
                  clearer description. Answer with one JSON object: \
-                 {{\"complexity\": <integer>, \"route\": \"enhance\"|\"decompose\", \"reason\": <one sentence>}}.",
+                 {{\"reason\": <one short sentence>, \"complexity\": <integer>, \"route\": \"enhance\"|\"decompose\"}}.",
                 ComplexityScore::MIN,
                 ComplexityScore::MAX,
                 RoutingDecision::DECOMPOSE_AT
@@ -189,10 +211,11 @@ impl TaskEnhancementPort for LlmEnhancer {
         let schema = json!({
             "type": "object",
             "properties": {
-                "title": {"type": "string"},
-                "description": {"type": "string", "minLength": 1}
+                "title": text(bounds::TITLE),
+                "description": text(bounds::DESCRIPTION)
             },
-            "required": ["description"]
+            "required": ["description"],
+            "additionalProperties": false
         });
         let messages = vec![
             ChatMessage::system(
@@ -248,6 +271,34 @@ impl LlmDecomposer {
         self.settings = settings;
         self
     }
+
+    /// The Decomposer's answer: an optional short plan first (it helps small models), then
+    /// 3–5 subtasks with bounded titles and descriptions.
+    pub fn schema() -> Value {
+        let (min, max) = (*Self::SUBTASKS.start(), *Self::SUBTASKS.end());
+        json!({
+            "type": "object",
+            "properties": {
+                "plan": text(bounds::REASON),
+                "subtasks": {
+                    "type": "array",
+                    "minItems": min,
+                    "maxItems": max,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "title": text(bounds::SUBTASK_TITLE),
+                            "description": text(bounds::SUBTASK_DESCRIPTION)
+                        },
+                        "required": ["title", "description"],
+                        "additionalProperties": false
+                    }
+                }
+            },
+            "required": ["subtasks"],
+            "additionalProperties": false
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -259,31 +310,13 @@ struct DecomposerAnswer {
 impl TaskDecompositionPort for LlmDecomposer {
     async fn decompose(&self, task: &Task) -> Result<Outcome<Decomposition>, InferenceError> {
         let (min, max) = (*Self::SUBTASKS.start(), *Self::SUBTASKS.end());
-        let schema = json!({
-            "type": "object",
-            "properties": {
-                "subtasks": {
-                    "type": "array",
-                    "minItems": min,
-                    "maxItems": max,
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "title": {"type": "string", "minLength": 1},
-                            "description": {"type": "string"}
-                        },
-                        "required": ["title", "description"]
-                    }
-                }
-            },
-            "required": ["subtasks"]
-        });
+        let schema = Self::schema();
         let messages = vec![
             ChatMessage::system(format!(
                 "You plan work in a task manager. Split the task into {min} to {max} subtasks that \
                  together complete it, in the order they should be done. Each subtask has a short \
                  distinct title and a one- or two-sentence description. Answer with one JSON \
-                 object: {{\"subtasks\": [{{\"title\": ..., \"description\": ...}}, ...]}}."
+                 object: {{\"plan\": <optional, one short sentence>, \"subtasks\": [{{\"title\": ..., \"description\": ...}}, ...]}}."
             )),
             ChatMessage::user(task_block(task)),
         ];
@@ -336,7 +369,27 @@ impl LlmComprehensionTester {
 struct TesterAnswer {
     question: String,
     options: Vec<String>,
-    answer: String,
+    /// The correct option's number, from 1: a number the schema can bound, where the option's
+    /// text could not be constrained to repeat one of the options.
+    answer: usize,
+}
+
+impl LlmComprehensionTester {
+    /// The number of options asked for (the domain allows 2–6).
+    pub const OPTIONS: usize = 4;
+
+    pub fn schema() -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "question": text(bounds::QUESTION),
+                "options": {"type": "array", "minItems": Self::OPTIONS, "maxItems": Self::OPTIONS, "items": text(bounds::OPTION)},
+                "answer": {"type": "integer", "minimum": 1, "maximum": Self::OPTIONS}
+            },
+            "required": ["question", "options", "answer"],
+            "additionalProperties": false
+        })
+    }
 }
 
 #[async_trait]
@@ -345,25 +398,14 @@ impl ComprehensionTestPort for LlmComprehensionTester {
         &self,
         task: &Task,
     ) -> Result<Outcome<ComprehensionTest>, InferenceError> {
-        let (min, max) = (
-            ComprehensionTest::MIN_OPTIONS,
-            ComprehensionTest::MAX_OPTIONS,
-        );
-        let schema = json!({
-            "type": "object",
-            "properties": {
-                "question": {"type": "string", "minLength": 1},
-                "options": {"type": "array", "minItems": min, "maxItems": max, "items": {"type": "string", "minLength": 1}},
-                "answer": {"type": "string", "minLength": 1}
-            },
-            "required": ["question", "options", "answer"]
-        });
+        let options = Self::OPTIONS;
+        let schema = Self::schema();
         let messages = vec![
             ChatMessage::system(format!(
                 "You check that people understood a task before they start it. Write one \
-                 multiple-choice question about the task's goal or constraints, with {min} to \
-                 {max} distinct options, exactly one of them correct. Answer with one JSON \
-                 object: {{\"question\": ..., \"options\": [...], \"answer\": <the correct option, verbatim>}}."
+                 multiple-choice question about the task's goal or constraints, with {options} \
+                 distinct options, exactly one of them correct. Answer with one JSON object: \
+                 {{\"question\": ..., \"options\": [...], \"answer\": <the number of the correct option, from 1>}}."
             )),
             ChatMessage::user(task_block(task)),
         ];
@@ -377,11 +419,23 @@ impl ComprehensionTestPort for LlmComprehensionTester {
             &self.settings,
             |value| {
                 let answer: TesterAnswer = parse(value)?;
+                let correct = answer
+                    .answer
+                    .checked_sub(1)
+                    .and_then(|i| answer.options.get(i))
+                    .cloned()
+                    .ok_or_else(|| {
+                        format!(
+                            "the answer is option {}, but there are {} options",
+                            answer.answer,
+                            answer.options.len()
+                        )
+                    })?;
                 ComprehensionTest::new(
                     task.id.clone(),
                     answer.question.trim(),
                     answer.options,
-                    Some(answer.answer),
+                    Some(correct),
                     now,
                 )
                 .map_err(|e| e.to_string())

@@ -16,11 +16,12 @@ pub struct RoleSettings {
 }
 
 impl RoleSettings {
-    /// Defaults per role: short answers for the Router, room for 3–5 subtasks for the Decomposer.
+    /// Defaults per role: short answers for the Router, room for 3–5 subtasks for the Decomposer;
+    /// each fits the longest answer its schema allows (`roles::bounds`).
     pub fn for_role(role: ModelRole) -> Self {
         let max_tokens = match role {
             ModelRole::Router => 256,
-            ModelRole::Decomposer => 1024,
+            ModelRole::Decomposer => 1536,
             ModelRole::Enhancer | ModelRole::Tester => 512,
         };
         Self {

@@ -108,8 +108,9 @@ pub(crate) async fn call_json<T>(
                 }
             }
             // The adapter validated the output itself and rejected it: the same case as above,
-            // except that the call's figures went with the rejection.
+            // the call's figures carried by the error (the chain attaches them).
             Err(err) if err.kind() == ErrorKind::MalformedOutput && err.raw_output().is_some() => {
+                calls.extend_from_slice(step_calls(&err));
                 let raw = err.raw_output().unwrap_or_default().to_owned();
                 (raw, err.message().to_owned(), err.backend().to_owned())
             }

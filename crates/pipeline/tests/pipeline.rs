@@ -133,8 +133,7 @@ const SUBTASKS: &str = r#"{"subtasks": [
     {"title": "Collect changes", "description": "Read the changelog."},
     {"title": "Draft notes", "description": "Write a first draft."},
     {"title": "Review", "description": "Get a review."}]}"#;
-const QUESTION: &str =
-    r#"{"question": "Who reads the notes?", "options": ["Users", "Robots"], "answer": "Users"}"#;
+const QUESTION: &str = r#"{"question": "Who reads the notes?", "options": ["Users", "Robots", "Cats", "Nobody"], "answer": 1}"#;
 
 #[tokio::test]
 async fn a_valid_answer_becomes_the_value_with_its_call_figures() {
@@ -228,8 +227,8 @@ async fn invalid_twice_is_malformed_output_with_the_raw_text_and_no_canned_answe
 
 #[tokio::test]
 async fn a_domain_rule_violation_is_invalid_even_when_the_json_fits() {
-    // The answer is not among the options: the schema allows it, the domain does not.
-    let bad = r#"{"question": "Q?", "options": ["A", "B"], "answer": "C"}"#;
+    // Two options are the same: the schema allows it, the domain does not.
+    let bad = r#"{"question": "Q?", "options": ["A", "B", "a", "C"], "answer": 1}"#;
     let chain = ModelChain::single(model(
         "mlx",
         vec![Reply::Text(bad), Reply::Text(bad)],

@@ -5,8 +5,8 @@
 //! [`StreamEvent`], [`Timings`], [`InferenceError`]), and the application ports the pipeline
 //! implements on top ([`TaskRouterPort`] and friends).
 //!
-//! Invariant: depends on `rigger-domain` plus async-trait, futures, serde, serde_json, jsonschema
-//! and thiserror — never on a transport or engine (reqwest, candle, a Python bridge). Wire types
+//! Invariant: depends on `rigger-domain` plus async-trait, futures, serde, serde_json, jsonschema,
+//! schemars and thiserror — never on a transport or engine (reqwest, candle, a Python bridge). Wire types
 //! stay in their adapter; backend errors cross only as an [`InferenceError`] with a kind.
 //!
 //! Every trait here has a mockall mock behind the `mock` feature (`MockLanguageModel`, …).
@@ -19,6 +19,7 @@ mod settings;
 mod stop;
 mod structured;
 mod timings;
+mod typed;
 
 pub use application::{
     CallMetrics, ComprehensionTestPort, Outcome, TaskDecompositionPort, TaskEnhancementPort,
@@ -32,8 +33,9 @@ pub use model::{
 pub use request::{ChatMessage, ChatRole, GenerationRequest, ResponseFormat, TokenBudget};
 pub use settings::{Lookup, setting};
 pub use stop::{StopMatcher, StopStep};
-pub use structured::enforce_response_format;
+pub use structured::{RejectedCompletion, enforce_response_format, rejected_completion};
 pub use timings::{TimingSource, Timings};
+pub use typed::{GenerateJson, TypedGeneration, response_format_for};
 
 #[cfg(feature = "mock")]
 pub use application::{
@@ -45,3 +47,5 @@ pub use model::MockLanguageModel;
 
 /// Re-exported so adapters and callers name the same domain types as the ports do.
 pub use rigger_domain as domain;
+/// Re-exported for [`GenerateJson`]: derive `schemars::JsonSchema` on the answer's type.
+pub use schemars;

@@ -3,7 +3,34 @@
 
 use futures::StreamExt;
 
-use crate::{ErrorKind, EventStream, InferenceError, ResponseFormat, StreamEvent};
+use crate::{
+    Completion, ErrorKind, EventStream, FinishReason, InferenceError, ResponseFormat, StreamEvent,
+};
+
+/// The final record of a generation whose output did not conform: the source of the
+/// `MalformedOutput` error [`enforce_response_format`] returns, so the call's figures are not
+/// lost with the answer ([`rejected_completion`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedCompletion(pub Completion);
+
+impl std::fmt::Display for RejectedCompletion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the rejected generation ({} tokens, finish reason {:?})",
+            self.0.usage.completion_tokens, self.0.finish_reason
+        )
+    }
+}
+
+impl std::error::Error for RejectedCompletion {}
+
+/// The final record of the generation a `MalformedOutput` error rejected, when it has one.
+pub fn rejected_completion(error: &InferenceError) -> Option<&Completion> {
+    std::error::Error::source(error)
+        .and_then(|s| s.downcast_ref::<RejectedCompletion>())
+        .map(|r| &r.0)
+}
 
 pub(crate) fn compile(schema: &serde_json::Value) -> Result<jsonschema::Validator, String> {
     jsonschema::validator_for(schema).map_err(|e| e.to_string())
@@ -61,10 +88,24 @@ pub fn enforce_response_format(
             Ok(StreamEvent::Done(done)) => match format.check(&text) {
                 Ok(()) => Ok(StreamEvent::Done(done)),
                 Err(problem) => {
-                    Err(
+                    let mut err = if done.finish_reason == FinishReason::MaxTokens {
+                        InferenceError::new(
+                            ErrorKind::MalformedOutput,
+                            backend.clone(),
+                            format!(
+                                "the token budget ({} tokens) ended before the answer was \
+                                 complete: {problem}",
+                                done.usage.completion_tokens
+                            ),
+                        )
+                        .with_hint("raise max_tokens, or bound the schema's strings and arrays (maxLength, maxItems)")
+                    } else {
                         InferenceError::new(ErrorKind::MalformedOutput, backend.clone(), problem)
-                            .with_raw_output(std::mem::take(&mut text)),
-                    )
+                    };
+                    err = err
+                        .with_raw_output(std::mem::take(&mut text))
+                        .with_source(RejectedCompletion(done));
+                    Err(err)
                 }
             },
             Err(e) => Err(e),

@@ -152,7 +152,7 @@ async fn anthropic_is_reached_through_the_factory_with_its_headers() {
                 "display_name": "Claude", "created_at": "2025-01-01T00:00:00Z"}));
         }
         let event = |name: &str, data: serde_json::Value| format!("event: {name}\ndata: {data}\n\n");
-        let answer = r#"{"question": "Which file has the typo?", "options": ["README.md", "Cargo.toml"], "answer": "README.md"}"#;
+        let answer = r#"{"question": "Which file has the typo?", "options": ["README.md", "Cargo.toml", "LICENSE", "build.rs"], "answer": 1}"#;
         FixtureResponse::ok()
             .header("content-type", "text/event-stream")
             .chunk(event("message_start", json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",

@@ -59,11 +59,11 @@ pub mod adapters {
     pub mod candle_adapter {
         pub use rigger_candle_adapter::{
             BACKEND, CachedRepo, CandleAdapter, CandleConfig, DEFAULT_QUANT, DEFAULT_TEMPERATURE,
-            DEVICE_VAR, DeviceKind, DownloadEvent, HF_ENDPOINT_VAR, HF_HOME_VAR, HF_HUB_CACHE_VAR,
-            HF_HUB_OFFLINE_VAR, HF_TOKEN_VAR, HubFile, HubSettings, KERNELS_VAR, Kernels,
-            MODEL_VAR, ModelFiles, ModelSource, ProgressSink, REPEAT_PENALTY_VAR, THREADS_VAR,
-            TOKENIZER_VAR, cached_repos, cached_weights, list_models, no_progress, probe, pull,
-            stderr_progress, template,
+            DEVICE_VAR, DeviceKind, DownloadEvent, Grammar, GrammarCompiler, HF_ENDPOINT_VAR,
+            HF_HOME_VAR, HF_HUB_CACHE_VAR, HF_HUB_OFFLINE_VAR, HF_TOKEN_VAR, HubFile, HubSettings,
+            KERNELS_VAR, Kernels, MODEL_VAR, ModelFiles, ModelSource, ProgressSink,
+            REPEAT_PENALTY_VAR, THREADS_VAR, TOKENIZER_VAR, cached_repos, cached_weights,
+            list_models, no_progress, probe, pull, stderr_progress, template, token_bytes,
         };
     }
 

@@ -274,7 +274,7 @@ fn text(call: &Call, key: u64) -> Reply {
 
 /// Guided decoding: a value of the schema, streamed as up to 8 characters per token.
 fn guided(schema: &Value, key: u64, max_tokens: u32) -> Reply {
-    let json = value_for(schema, key).to_string();
+    let json = value_for(schema, schema, key).to_string();
     let chars: Vec<char> = json.chars().collect();
     let mut pieces: Vec<String> = chars.chunks(8).map(|c| c.iter().collect()).collect();
     let finish = if pieces.len() as u32 > max_tokens {
@@ -291,22 +291,59 @@ fn guided(schema: &Value, key: u64, max_tokens: u32) -> Reply {
     }
 }
 
-fn value_for(schema: &Value, key: u64) -> Value {
+/// A value of `schema` (as guided decoding would produce one): local `$ref`s resolved against
+/// `root`, the first `enum` value, arrays of `minItems` items (at least one), strings cut to
+/// `maxLength`.
+fn value_for(root: &Value, schema: &Value, key: u64) -> Value {
+    if let Some(target) = schema.get("$ref").and_then(Value::as_str) {
+        let resolved = target
+            .strip_prefix('#')
+            .and_then(|pointer| root.pointer(pointer))
+            .unwrap_or(&Value::Null);
+        return value_for(root, resolved, key);
+    }
+    if let Some(first) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|v| v.first())
+    {
+        return first.clone();
+    }
     match schema.get("type").and_then(Value::as_str) {
         Some("object") => {
             let mut out = Map::new();
             if let Some(Value::Object(props)) = schema.get("properties") {
                 for (i, (name, sub)) in props.iter().enumerate() {
-                    out.insert(name.clone(), value_for(sub, key.wrapping_add(i as u64)));
+                    out.insert(
+                        name.clone(),
+                        value_for(root, sub, key.wrapping_add(i as u64)),
+                    );
                 }
             }
             Value::Object(out)
         }
-        Some("array") => json!([]),
+        Some("array") => {
+            let count = schema
+                .get("minItems")
+                .and_then(Value::as_u64)
+                .unwrap_or(1)
+                .max(1);
+            let items = schema.get("items").unwrap_or(&Value::Null);
+            (0..count)
+                .map(|i| value_for(root, items, key.wrapping_add(i)))
+                .collect()
+        }
         Some("integer") | Some("number") => json!(key % 100),
         Some("boolean") => json!(key.is_multiple_of(2)),
         Some("null") => Value::Null,
-        _ => json!(word(key, 0).trim_start()),
+        _ => {
+            let text = word(key, 0).trim_start();
+            let max = schema
+                .get("maxLength")
+                .and_then(Value::as_u64)
+                .map_or(usize::MAX, |m| m as usize);
+            json!(text.chars().take(max).collect::<String>())
+        }
     }
 }
 
