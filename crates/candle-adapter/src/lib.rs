@@ -51,12 +51,12 @@ pub use config::{
     CandleConfig, DEVICE_VAR, DeviceKind, KERNELS_VAR, Kernels, MODEL_VAR, REPEAT_PENALTY_VAR,
     THREADS_VAR, TOKENIZER_VAR,
 };
+pub use constrain::{Grammar, GrammarCompiler, token_bytes};
 pub use hub::{
     CachedRepo, DEFAULT_QUANT, DownloadEvent, HF_ENDPOINT_VAR, HF_HOME_VAR, HF_HUB_CACHE_VAR,
     HF_HUB_OFFLINE_VAR, HF_TOKEN_VAR, HubSettings, ProgressSink, cached_repos, no_progress,
     stderr_progress,
 };
-pub use constrain::{Grammar, GrammarCompiler, token_bytes};
 pub use sampling::DEFAULT_TEMPERATURE;
 pub use source::{HubFile, ModelFiles, ModelSource, cached_weights};
 

@@ -181,10 +181,10 @@ fn generate(
         if stopped {
             break FinishReason::StopSequence;
         }
-        if let Some(g) = grammar.as_mut() {
-            if g.is_stopped() {
-                break FinishReason::EndOfSequence; // the grammar's end: the JSON is complete
-            }
+        if let Some(g) = grammar.as_mut()
+            && g.is_stopped()
+        {
+            break FinishReason::EndOfSequence; // the grammar's end: the JSON is complete
         }
         if generated >= p.limit {
             break FinishReason::MaxTokens;

@@ -200,6 +200,13 @@ async fn generate_json_derives_the_schema_and_deserialises_on_random_weights() {
             t.labels.len() <= 3 && (1..=5).contains(&t.estimate_days),
             "{t:?}"
         );
+        assert!(matches!(t.severity, Severity::Low | Severity::High));
+        assert!(
+            t.labels
+                .iter()
+                .all(|l| (1..=8).contains(&l.name.chars().count())),
+            "{t:?}"
+        );
         assert_eq!(
             ticket.generation.completion.finish_reason,
             FinishReason::EndOfSequence

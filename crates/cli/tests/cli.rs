@@ -3,7 +3,7 @@
 //! through the MLX worker (the venv from `cargo xtask setup-mlx`, which CI makes first). Random
 //! weights write nonsense, so these assert structure — the typed MalformedOutput path when the
 //! budget is too small for an answer, the exit codes, statuses, links and per-step figures —
-//! never content. Candle decodes under the schema's grammar, so with the roles' default budgets
+//! never content. Candle and the MLX worker decode under the schema's grammar, so with the roles' default budgets
 //! even random weights complete a run.
 
 use std::path::PathBuf;
@@ -123,78 +123,101 @@ fn run_through_candle_completes_on_random_weights_under_constrained_decoding() {
                 ("RIGGER_CONFIG", config.to_str().unwrap()),
             ],
         );
-        // The content is nonsense (random weights); the structure is what the grammar and the
-        // domain rules guarantee.
         assert_eq!(code, 0, "{log}");
-        let routing = &out["routing"];
-        let complexity = routing["complexity"].as_i64().unwrap();
-        assert!((1..=10).contains(&complexity), "{log}");
-        assert!(
-            !routing["reason"].as_str().unwrap().trim().is_empty(),
-            "{log}"
-        );
-        let task_id = out["task"]["id"].as_str().unwrap();
-        let roles: Vec<&str> = out["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["role"].as_str().unwrap())
-            .collect();
-        for step in out["steps"].as_array().unwrap() {
-            for call in step["calls"].as_array().unwrap() {
-                assert_eq!(call["backend"], "candle", "{log}");
-                assert_eq!(
-                    call["finish_reason"], "EndOfSequence",
-                    "the grammar ended it: {log}"
-                );
-            }
+        assert_completed_run(&out, &log, "candle");
+    }
+}
+
+/// A completed run on random weights: the content is nonsense, the structure is what the
+/// grammar and the domain rules guarantee (route, statuses, links, every call on `backend`
+/// and ended by the grammar).
+fn assert_completed_run(out: &Value, log: &str, backend: &str) {
+    let routing = &out["routing"];
+    let complexity = routing["complexity"].as_i64().unwrap();
+    assert!((1..=10).contains(&complexity), "{log}");
+    assert!(
+        !routing["reason"].as_str().unwrap().trim().is_empty(),
+        "{log}"
+    );
+    let task_id = out["task"]["id"].as_str().unwrap();
+    let roles: Vec<&str> = out["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["role"].as_str().unwrap())
+        .collect();
+    for step in out["steps"].as_array().unwrap() {
+        for call in step["calls"].as_array().unwrap() {
+            assert_eq!(call["backend"], backend, "{log}");
+            assert_eq!(
+                call["finish_reason"], "EndOfSequence",
+                "the grammar ended it: {log}"
+            );
         }
-        match routing["route"].as_str().unwrap() {
-            "enhance" => {
-                assert_eq!(roles, ["router", "enhancer", "tester"], "{log}");
-                assert_eq!(out["task"]["status"], "pending_comprehension_test", "{log}");
-                assert!(
-                    !out["enhancement"]["description"]
-                        .as_str()
-                        .unwrap()
-                        .trim()
-                        .is_empty(),
-                    "{log}"
-                );
-                let test = &out["comprehension_test"];
-                let options: Vec<&str> = test["options"]
+    }
+    match routing["route"].as_str().unwrap() {
+        "enhance" => {
+            assert_eq!(roles, ["router", "enhancer", "tester"], "{log}");
+            assert_eq!(out["task"]["status"], "pending_comprehension_test", "{log}");
+            assert!(
+                !out["enhancement"]["description"]
+                    .as_str()
+                    .unwrap()
+                    .trim()
+                    .is_empty(),
+                "{log}"
+            );
+            let test = &out["comprehension_test"];
+            let options: Vec<&str> = test["options"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o.as_str().unwrap())
+                .collect();
+            assert_eq!(options.len(), 4, "{log}");
+            assert!(options.contains(&test["answer"].as_str().unwrap()), "{log}");
+            assert_eq!(out["subtasks"].as_array().unwrap().len(), 0, "{log}");
+        }
+        "decompose" => {
+            assert_eq!(roles, ["router", "decomposer"], "{log}");
+            assert_eq!(out["task"]["status"], "decomposed", "{log}");
+            let subtasks = out["subtasks"].as_array().unwrap();
+            assert!((3..=5).contains(&subtasks.len()), "{log}");
+            let ids: Vec<&Value> = subtasks.iter().map(|s| &s["id"]).collect();
+            assert_eq!(
+                out["task"]["subtask_ids"]
                     .as_array()
                     .unwrap()
                     .iter()
-                    .map(|o| o.as_str().unwrap())
-                    .collect();
-                assert_eq!(options.len(), 4, "{log}");
-                assert!(options.contains(&test["answer"].as_str().unwrap()), "{log}");
-                assert_eq!(out["subtasks"].as_array().unwrap().len(), 0, "{log}");
+                    .collect::<Vec<_>>(),
+                ids,
+                "the parent lists its subtasks: {log}"
+            );
+            for s in subtasks {
+                assert_eq!(s["parent_id"], task_id, "{log}");
+                assert!(!s["title"].as_str().unwrap().trim().is_empty(), "{log}");
             }
-            "decompose" => {
-                assert_eq!(roles, ["router", "decomposer"], "{log}");
-                assert_eq!(out["task"]["status"], "decomposed", "{log}");
-                let subtasks = out["subtasks"].as_array().unwrap();
-                assert!((3..=5).contains(&subtasks.len()), "{log}");
-                let ids: Vec<&Value> = subtasks.iter().map(|s| &s["id"]).collect();
-                assert_eq!(
-                    out["task"]["subtask_ids"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .collect::<Vec<_>>(),
-                    ids,
-                    "the parent lists its subtasks: {log}"
-                );
-                for s in subtasks {
-                    assert_eq!(s["parent_id"], task_id, "{log}");
-                    assert!(!s["title"].as_str().unwrap().trim().is_empty(), "{log}");
-                }
-            }
-            other => panic!("unknown route {other}: {log}"),
         }
+        other => panic!("unknown route {other}: {log}"),
     }
+}
+
+#[test]
+fn run_through_mlx_completes_on_random_weights_under_constrained_decoding() {
+    let python = rigger_model_gen::mlx_python();
+    let model = tiny();
+    let config = default_budgets_config();
+    let (code, out, log) = rigger(
+        &["run", "Write the release notes for version 2.0", "--json"],
+        &[
+            ("TASK_ORCHESTRATOR_PROVIDER", "mlx"),
+            ("MLX_MODEL", model.to_str().unwrap()),
+            ("PYTHON_PATH", python.to_str().unwrap()),
+            ("RIGGER_CONFIG", config.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(code, 0, "{log}");
+    assert_completed_run(&out, &log, "mlx");
 }
 
 #[test]
