@@ -2,6 +2,8 @@
 //! Q4_0 and Q8_0 on the adapter's own CPU kernels, GGUF Q8_0 on candle's `quantized_llama` (the
 //! reference path), and safetensors (candle's llama, f32 on the CPU).
 
+mod support;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -28,9 +30,7 @@ impl ConformanceTarget for CandleTarget {
         &self,
         model_id: &str,
     ) -> Result<Arc<dyn LanguageModel>, InferenceError> {
-        Ok(Arc::new(
-            CandleAdapter::connect(CandleConfig::new(model_id)).await?,
-        ))
+        support::connect_through_a_local_hub(model_id).await
     }
 }
 

@@ -4,6 +4,8 @@
 //! runs on candle's `quantized_llama` (the CPU engine does not read Q4_1); the conformance suite
 //! runs on it.
 
+mod support;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -210,9 +212,7 @@ impl ConformanceTarget for SmolLm2 {
         &self,
         model_id: &str,
     ) -> Result<Arc<dyn LanguageModel>, InferenceError> {
-        Ok(Arc::new(
-            CandleAdapter::connect(CandleConfig::new(model_id)).await?,
-        ))
+        support::connect_through_a_local_hub(model_id).await
     }
 }
 

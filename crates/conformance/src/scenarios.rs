@@ -574,7 +574,9 @@ pub(crate) async fn json_schema_nested(
         schema,
         "Reply with a JSON object: \"kind\" is \"plan\", \"steps\" lists one to three steps to \
          boil an egg, each with a short \"name\" and a \"priority\" of \"low\" or \"high\".",
-        400,
+        // The longest value of the schema is about 205 characters, so 256 tokens hold it even
+        // at a character per token, and leave room for the prompt in a 512-token context.
+        256,
     )
     .await
 }
