@@ -6,10 +6,12 @@
 //! never content. Candle and the MLX worker decode under the schema's grammar, so with the roles' default budgets
 //! even random weights complete a run.
 
+mod support;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use serde_json::Value;
+use support::rigger;
 
 fn tiny() -> PathBuf {
     rigger_model_gen::tiny_model().unwrap()
@@ -26,33 +28,6 @@ fn config() -> PathBuf {
     }
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// Runs `rigger` with exactly `env` (plus PATH and HOME), from a scratch directory.
-fn rigger(args: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rigger"));
-    cmd.args(args)
-        .env_clear()
-        .current_dir(env!("CARGO_TARGET_TMPDIR"));
-    for key in ["PATH", "HOME"] {
-        if let Some(v) = std::env::var_os(key) {
-            cmd.env(key, v);
-        }
-    }
-    cmd.envs(env.iter().copied());
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&stderr).into_owned();
-    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    (
-        status.code().unwrap_or(-1),
-        json,
-        format!("stdout:\n{stdout}\nstderr:\n{stderr}"),
-    )
 }
 
 fn assert_malformed_router(code: i32, out: &Value, log: &str, backend: &str) {

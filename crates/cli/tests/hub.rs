@@ -4,8 +4,9 @@
 //! and file names of docs/configuration.md), so the real resolution, download, progress and
 //! cache run; each test has its own `HF_HOME`.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use rigger_http_support::fixture::FixtureServer;
 use rigger_http_support::fixture::hub::HubFixture;
@@ -28,29 +29,9 @@ async fn rigger(args: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
     env.push(("OLLAMA_HOST".into(), "127.0.0.1:9".into()));
     env.push(("PYTHON_PATH".into(), "/nonexistent/python".into()));
     tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rigger"));
-        cmd.args(&args)
-            .env_clear()
-            .current_dir(env!("CARGO_TARGET_TMPDIR"));
-        for key in ["PATH", "HOME"] {
-            if let Some(v) = std::env::var_os(key) {
-                cmd.env(key, v);
-            }
-        }
-        cmd.envs(env);
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = cmd.output().unwrap();
-        let stdout = String::from_utf8_lossy(&stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&stderr).into_owned();
-        let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-        (
-            status.code().unwrap_or(-1),
-            json,
-            format!("stdout:\n{stdout}\nstderr:\n{stderr}"),
-        )
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        support::rigger(&args, &env)
     })
     .await
     .unwrap()

@@ -177,7 +177,10 @@ class GrammarMask:
         self.matcher = llguidance.LLMatcher(lltok, grammar, log_level=0)
         self.seen = prompt_len
         self.bitmask = llg_numpy.allocate_token_bitmask(1, lltok.vocab_size)
-        self.on_gpu = mx.default_device() == mx.gpu
+        self.apply_on_gpu = None
+        if mx.default_device() == mx.gpu:
+            import llguidance.mlx  # its Metal kernel; imported once per generation, not per token
+            self.apply_on_gpu = llguidance.mlx.apply_token_bitmask
         self.mask_seconds = []
 
     def __call__(self, tokens, logits):
@@ -188,9 +191,8 @@ class GrammarMask:
                 raise RuntimeError(f"the grammar refused token {token}: {self.matcher.get_error()}")
         self.seen += len(new)
         llg_numpy.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
-        if self.on_gpu:
-            import llguidance.mlx
-            masked = llguidance.mlx.apply_token_bitmask(logits, self.bitmask)
+        if self.apply_on_gpu is not None:
+            masked = self.apply_on_gpu(logits, self.bitmask)
         else:
             vocab = logits.shape[-1]
             allowed = np.unpackbits(self.bitmask.view(np.uint8), bitorder="little")[:vocab]
