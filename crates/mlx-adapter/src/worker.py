@@ -179,8 +179,10 @@ class GrammarMask:
         self.bitmask = llg_numpy.allocate_token_bitmask(1, lltok.vocab_size)
         self.apply_on_gpu = None
         if mx.default_device() == mx.gpu:
-            import llguidance.mlx  # its Metal kernel; imported once per generation, not per token
-            self.apply_on_gpu = llguidance.mlx.apply_token_bitmask
+            # Its Metal kernel; imported once per generation, not per token. (A plain
+            # `import llguidance.mlx` here would make `llguidance` local to this method.)
+            from llguidance.mlx import apply_token_bitmask
+            self.apply_on_gpu = apply_token_bitmask
         self.mask_seconds = []
 
     def __call__(self, tokens, logits):
