@@ -38,7 +38,8 @@ pub struct Args {
     /// a hub id already in the Hugging Face cache.
     #[arg(long, default_value = "synthetic:tinyllama-1.1b")]
     model: String,
-    /// Comma-separated: candle, candle-reference (candle's own quantized_llama), llama-bench[=PATH]
+    /// Comma-separated: candle, candle-json (the same with the Decomposer's JSON schema, constrained
+    /// decoding), candle-reference (candle's own quantized_llama), llama-bench[=PATH]
     /// (llama.cpp's benchmark on the same GGUF), mlx, mlx-raw, mlx-per-call, ollama, openai=URL,
     /// llama-server=URL, vllm=URL, mlx-lm=URL.
     #[arg(long, value_delimiter = ',', default_value = backends::DEFAULT_BACKENDS)]
@@ -211,15 +212,23 @@ fn run(args: Args) -> anyhow::Result<()> {
             continue;
         }
         let result: Result<(), Outcome> = match &planned.backend {
-            Backend::Candle | Backend::CandleReference => {
+            Backend::Candle | Backend::CandleJson | Backend::CandleReference => {
                 let format = planned.format.context("a Candle row has a format")?;
-                let kernels = if planned.backend == Backend::Candle {
-                    candle_kernels()?
-                } else {
+                let kernels = if planned.backend == Backend::CandleReference {
                     rigger_candle_adapter::Kernels::Reference
+                } else {
+                    candle_kernels()?
                 };
+                let constrained = (planned.backend == Backend::CandleJson)
+                    .then(backends::ConstrainedRun::decomposer);
                 runtime
-                    .block_on(backends::candle(&work, format, kernels, &mut row))
+                    .block_on(backends::candle(
+                        &work,
+                        format,
+                        kernels,
+                        constrained.as_ref(),
+                        &mut row,
+                    ))
                     .map_err(failed)
             }
             Backend::LlamaBench { binary } => {
@@ -360,7 +369,7 @@ fn ceiling(row: &mut Row, model: &BenchModel, bandwidth: f64) {
         return;
     }
     let bytes = match row.backend.as_str() {
-        "candle" | "candle-reference" | "llama-bench" | "ollama" => row
+        "candle" | "candle-json" | "candle-reference" | "llama-bench" | "ollama" => row
             .format
             .as_deref()
             .and_then(|f| f.parse::<WeightFormat>().ok())
@@ -420,8 +429,26 @@ fn ratios(rows: &[Row]) -> Vec<String> {
                 }
             }
         }
+        if let Some(json) = find("candle-json", format) {
+            let line = format!(
+                "ratio {format}: Candle adapter constrained (Decomposer schema) / unconstrained: decode {}; grammar per sampled token p50 {}, p99 {}",
+                ratio(
+                    json.decode_tokens_per_second.as_ref(),
+                    ours.decode_tokens_per_second.as_ref()
+                ),
+                ms(json.grammar_p50_ms.as_ref()),
+                ms(json.grammar_p99_ms.as_ref()),
+            );
+            if !lines.contains(&line) {
+                lines.push(line);
+            }
+        }
     }
     lines
+}
+
+fn ms(stats: Option<&Stats>) -> String {
+    stats.map_or_else(|| "-".to_owned(), |s| format!("{:.3} ms", s.median))
 }
 
 /// What the persistent worker saves: the per-call method's seconds per call against a request
@@ -545,12 +572,19 @@ mod tests {
             row("candle-reference", "q4_0", 14.0, 10.0),
             row("candle", "q8_0", 70.0, 25.0),
             row("llama-bench", "q8_0", 100.0, 25.0).failed("no"),
+            {
+                let mut json = row("candle-json", "q8_0", 70.0, 24.0);
+                json.grammar_p50_ms = Stats::of(&[0.012]);
+                json.grammar_p99_ms = Stats::of(&[0.4]);
+                json
+            },
         ];
         assert_eq!(
             ratios(&rows),
             [
                 "ratio q4_0: Candle adapter / llama.cpp: decode 0.80x, prompt 0.50x",
                 "ratio q4_0: Candle adapter / candle's quantized_llama: decode 4.00x, prompt 5.00x",
+                "ratio q8_0: Candle adapter constrained (Decomposer schema) / unconstrained: decode 0.96x; grammar per sampled token p50 0.012 ms, p99 0.400 ms",
             ]
         );
     }

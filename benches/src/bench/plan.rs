@@ -33,9 +33,15 @@ pub async fn rows(
     };
     for backend in backends {
         match backend {
-            Backend::Candle | Backend::CandleReference | Backend::LlamaBench { .. } => {
+            Backend::Candle
+            | Backend::CandleJson
+            | Backend::CandleReference
+            | Backend::LlamaBench { .. } => {
                 let (framework, name) = match backend {
                     Backend::Candle => ("Candle (in-process)", "candle"),
+                    Backend::CandleJson => {
+                        ("Candle (in-process), Decomposer JSON schema", "candle-json")
+                    }
                     Backend::CandleReference => {
                         ("Candle (candle's quantized_llama)", "candle-reference")
                     }

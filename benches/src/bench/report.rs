@@ -81,6 +81,10 @@ pub struct Row {
     pub timing_source: Option<String>,
     pub bytes_read_per_token: Option<u64>,
     pub ceiling_tokens_per_second: Option<f64>,
+    /// A constrained row: the grammar's time per sampled token, p50 and p99 (each the median
+    /// over the runs).
+    pub grammar_p50_ms: Option<Stats>,
+    pub grammar_p99_ms: Option<Stats>,
     /// False when the backend could not be held to the same prompt and token count.
     pub comparable: bool,
     pub notes: Vec<String>,
@@ -107,6 +111,8 @@ impl Row {
             timing_source: None,
             bytes_read_per_token: None,
             ceiling_tokens_per_second: None,
+            grammar_p50_ms: None,
+            grammar_p99_ms: None,
             comparable: true,
             notes: Vec::new(),
         }

@@ -373,6 +373,7 @@ impl Live {
                         generated_tokens: usage.completion_tokens,
                         generation_duration: end.duration_since(first),
                         source: TimingSource::Client,
+                        grammar: None,
                     };
                     let completion = Completion {
                         finish_reason,

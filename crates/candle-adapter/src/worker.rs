@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use rigger_ports::{
-    Completion, ErrorKind, FinishReason, InferenceError, StopMatcher, StopStep, StreamEvent,
-    TimingSource, Timings, Usage,
+    Completion, ErrorKind, FinishReason, GrammarTimings, InferenceError, StopMatcher, StopStep,
+    StreamEvent, TimingSource, Timings, Usage,
 };
 use tokenizers::Tokenizer;
 use tokio::sync::mpsc;
@@ -195,13 +195,12 @@ fn generate(
         let pos = history.len() - fed.len();
         logits = worker.weights.forward(&mut session, &fed, pos, device)?;
     };
-    if !mask_times.is_empty() {
-        mask_times.sort();
-        let at = |q: f64| mask_times[((mask_times.len() - 1) as f64 * q).round() as usize];
+    let grammar_timings = GrammarTimings::of(&mask_times);
+    if let Some(g) = &grammar_timings {
         tracing::debug!(
-            steps = mask_times.len(),
-            p50_us = at(0.5).as_micros() as u64,
-            p99_us = at(0.99).as_micros() as u64,
+            steps = g.steps,
+            p50_us = g.p50.as_micros() as u64,
+            p99_us = g.p99.as_micros() as u64,
             "grammar time per sampled token"
         );
     }
@@ -224,6 +223,7 @@ fn generate(
             generated_tokens: generated,
             generation_duration: started.elapsed() - prompt_duration,
             source: TimingSource::Backend,
+            grammar: grammar_timings,
         },
     };
     let _ = job.events.blocking_send(Ok(StreamEvent::Done(done)));

@@ -99,14 +99,14 @@ fn run_through_candle_completes_on_random_weights_under_constrained_decoding() {
             ],
         );
         assert_eq!(code, 0, "{log}");
-        assert_completed_run(&out, &log, "candle");
+        assert_completed_run(&out, &log, |_| "candle");
     }
 }
 
 /// A completed run on random weights: the content is nonsense, the structure is what the
-/// grammar and the domain rules guarantee (route, statuses, links, every call on `backend`
-/// and ended by the grammar).
-fn assert_completed_run(out: &Value, log: &str, backend: &str) {
+/// grammar and the domain rules guarantee (route, statuses, links, every call on its role's
+/// backend and ended by the grammar).
+fn assert_completed_run(out: &Value, log: &str, backend: impl Fn(&str) -> &'static str) {
     let routing = &out["routing"];
     let complexity = routing["complexity"].as_i64().unwrap();
     assert!((1..=10).contains(&complexity), "{log}");
@@ -122,8 +122,9 @@ fn assert_completed_run(out: &Value, log: &str, backend: &str) {
         .map(|s| s["role"].as_str().unwrap())
         .collect();
     for step in out["steps"].as_array().unwrap() {
+        let role = step["role"].as_str().unwrap();
         for call in step["calls"].as_array().unwrap() {
-            assert_eq!(call["backend"], backend, "{log}");
+            assert_eq!(call["backend"], backend(role), "{role}: {log}");
             assert_eq!(
                 call["finish_reason"], "EndOfSequence",
                 "the grammar ended it: {log}"
@@ -192,7 +193,7 @@ fn run_through_mlx_completes_on_random_weights_under_constrained_decoding() {
         ],
     );
     assert_eq!(code, 0, "{log}");
-    assert_completed_run(&out, &log, "mlx");
+    assert_completed_run(&out, &log, |_| "mlx");
 }
 
 #[test]
@@ -229,9 +230,13 @@ fn the_heuristic_router_fallback_is_used_only_when_asked_and_says_so() {
     let reason = out["partial"]["routing"]["reason"].as_str().unwrap();
     assert!(reason.starts_with("heuristic fallback"), "{log}");
     assert_eq!(
-        out["failed_step"], "enhancer",
+        out["partial"]["routing"]["route"], "enhance",
         "a short task is enhanced: {log}"
     );
+    // The enhance branch then fails on the tiny budget, at the Enhancer or (when a sampled
+    // repair happened to fit) at the Tester.
+    let failed = out["failed_step"].as_str().unwrap();
+    assert!(["enhancer", "tester"].contains(&failed), "{log}");
 }
 
 #[test]
@@ -317,4 +322,96 @@ fn exit_codes_tell_scripts_what_went_wrong() {
 
     let (code, _, log) = rigger(&["frobnicate"], &[]);
     assert_eq!(code, 2, "{log}");
+}
+
+/// The seed's heterogeneous run: the Router on Candle in-process, the Decomposer and Enhancer on
+/// the MLX worker, the Tester through the OpenAI adapter on a real `mlx_lm.server`; every step's
+/// calls name their own backend. Candle and MLX constrain their answers to the schema, so on
+/// random weights they complete. mlx_lm.server ignores `response_format` (the adapter declares
+/// no native structured output for it), so a Tester answer there is free text checked against
+/// the schema and repaired once: on random weights that ends typed as MalformedOutput on the
+/// Tester, with the Router's and Enhancer's results kept. The test asserts exactly that where
+/// the route reaches the Tester, and the completed run where it does not.
+#[test]
+fn a_run_spans_candle_mlx_and_an_openai_server_each_step_on_its_own_backend() {
+    let server = rigger_model_gen::MlxServer::start();
+    let python = rigger_model_gen::mlx_python();
+    let model = tiny();
+    let gguf = model.join("model-q8_0.gguf");
+    // A greedy Router routes each task the same way every time: the first is decomposed, the
+    // second enhanced (on this model; chosen by trying), so both branches run.
+    let config = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-rigger-greedy-router.toml");
+    std::fs::write(&config, "[roles.router]\ntemperature = 0.0\n").unwrap();
+    let context = server.window.to_string();
+    let backend = |role: &str| match role {
+        "router" => "candle",
+        "decomposer" | "enhancer" => "mlx",
+        "tester" => "openai",
+        other => panic!("unknown role {other}"),
+    };
+    let mut routes = Vec::new();
+    for task in ["Fix the typo in the README", "Refactor the parser"] {
+        let (code, out, log) = rigger(
+            &["run", task, "--json"],
+            &[
+                ("TASK_ORCHESTRATOR_ROUTER_PROVIDER", "candle"),
+                ("CANDLE_MODEL", gguf.to_str().unwrap()),
+                ("TASK_ORCHESTRATOR_DECOMPOSER_PROVIDER", "mlx"),
+                ("TASK_ORCHESTRATOR_ENHANCER_PROVIDER", "mlx"),
+                ("MLX_MODEL", model.to_str().unwrap()),
+                ("PYTHON_PATH", python.to_str().unwrap()),
+                ("TASK_ORCHESTRATOR_TESTER_PROVIDER", "openai"),
+                ("OPENAI_BASE_URL", &server.base_url),
+                ("OPENAI_MODEL", &server.model_id),
+                ("RIGGER_OPENAI_SERVER", "mlx-lm"),
+                ("RIGGER_OPENAI_CONTEXT_LENGTH", &context),
+                ("RIGGER_CONFIG", config.to_str().unwrap()),
+            ],
+        );
+        if code == 0 {
+            assert_completed_run(&out, &log, backend);
+            routes.push(out["routing"]["route"].as_str().unwrap().to_owned());
+            continue;
+        }
+        // Only the Tester, on the server that does not constrain, may fail, and only typed.
+        assert_eq!(code, 5, "{log}");
+        assert_eq!(out["failed_step"], "tester", "{log}");
+        assert_eq!(out["error"]["kind"], "MalformedOutput", "{log}");
+        let partial = &out["partial"];
+        assert_eq!(partial["routing"]["route"], "enhance", "{log}");
+        let steps = partial["steps"].as_array().unwrap();
+        let roles: Vec<&str> = steps.iter().map(|s| s["role"].as_str().unwrap()).collect();
+        assert_eq!(roles, ["router", "enhancer", "tester"], "{log}");
+        for step in steps {
+            let role = step["role"].as_str().unwrap();
+            let calls = step["calls"].as_array().unwrap();
+            for call in calls {
+                assert_eq!(call["backend"], backend(role), "{role}: {log}");
+                assert!(
+                    call["timings"]["generated_tokens"].as_u64().unwrap() > 0,
+                    "{log}"
+                );
+            }
+            if role == "tester" {
+                assert_eq!(calls.len(), 2, "the answer and one repair: {log}");
+            } else {
+                assert_eq!(calls[0]["finish_reason"], "EndOfSequence", "{log}");
+            }
+        }
+        assert!(
+            !partial["enhancement"]["description"]
+                .as_str()
+                .unwrap()
+                .trim()
+                .is_empty(),
+            "the Enhancer's result is kept: {log}"
+        );
+        routes.push("enhance (Tester malformed)".to_owned());
+    }
+    eprintln!("routes taken: {routes:?}");
+    assert_eq!(routes[0], "decompose", "{routes:?}");
+    assert!(
+        routes[1].starts_with("enhance"),
+        "the Tester was reached: {routes:?}"
+    );
 }

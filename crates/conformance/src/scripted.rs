@@ -256,6 +256,7 @@ impl LanguageModel for ScriptedModel {
                     generated_tokens: generated,
                     generation_duration,
                     source: TimingSource::Backend,
+                    grammar: None,
                 },
             };
             let _ = tx.send(Ok(StreamEvent::Done(done))).await;

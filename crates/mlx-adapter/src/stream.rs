@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rigger_ports::{
-    Completion, EventStream, FinishReason, InferenceError, StreamEvent, TimingSource, Timings,
-    Usage,
+    Completion, EventStream, FinishReason, GrammarTimings, InferenceError, StreamEvent,
+    TimingSource, Timings, Usage,
 };
 use tokio::sync::mpsc;
 
@@ -151,6 +151,11 @@ fn completion(stats: &DoneStats, load_seconds: Option<f64>) -> Completion {
             // mlx-lm's rate is over its own count.
             generation_duration: secs(stats.mlx_generation_tokens, stats.generation_tps),
             source: TimingSource::Backend,
+            grammar: stats.constraint.as_ref().map(|c| GrammarTimings {
+                steps: c.masked_tokens,
+                p50: Duration::from_secs_f64(c.mask_p50_ms.max(0.0) / 1e3),
+                p99: Duration::from_secs_f64(c.mask_p99_ms.max(0.0) / 1e3),
+            }),
         },
     }
 }

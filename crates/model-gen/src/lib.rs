@@ -13,12 +13,14 @@
 
 mod fixture;
 mod generate;
+mod mlx_server;
 pub mod scratch;
 mod shapes;
 mod tokenizer;
 
 pub use fixture::{llama_vocab_dir, mlx_python, smollm2, test_models_dir, tiny_model};
 pub use generate::{Format, GenEvent, GenOptions, Manifest, ManifestFile, generate};
+pub use mlx_server::MlxServer;
 pub use shapes::{SHAPES, Shape, shape};
 pub use tokenizer::CHAT_TEMPLATE;
 

@@ -163,6 +163,7 @@ fn completion(done: &wire::StreamLine, state: &State) -> Completion {
             generated_tokens: generated,
             generation_duration: ns(done.eval_duration),
             source: TimingSource::Backend,
+            grammar: None,
         },
     }
 }

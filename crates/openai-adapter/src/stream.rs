@@ -225,6 +225,7 @@ impl Decoder {
             generated_tokens: usage.completion_tokens,
             generation_duration: self.first_token.map_or(Duration::ZERO, |t| ended - t),
             source: TimingSource::Client,
+            grammar: None,
         }
     }
 
@@ -284,6 +285,7 @@ fn backend_timings(t: WireTimings) -> Timings {
         generated_tokens: generated,
         generation_duration: millis(t.predicted_ms),
         source: TimingSource::Backend,
+        grammar: None,
     }
 }
 

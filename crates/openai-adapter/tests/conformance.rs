@@ -18,7 +18,7 @@ use rigger_conformance::ConformanceTarget;
 use rigger_http_support::{ApiKey, RetryPolicy};
 use rigger_openai_adapter::{OpenAiAdapter, OpenAiConfig, ServerKind};
 use rigger_ports::{ErrorKind, GenerationRequest, InferenceError, LanguageModel, StreamEvent};
-use support::mlx_server::MlxServer;
+use support::mlx_server::{AdapterConfig, MlxServer};
 use support::vllm::{self, FixtureVllm};
 
 struct VllmTarget {

@@ -11,7 +11,7 @@ mod support;
 
 use rigger_openai_adapter::OpenAiAdapter;
 use rigger_ports::{ErrorKind, GenerationRequest, LanguageModel, ResponseFormat, TimingSource};
-use support::mlx_server::MlxServer;
+use support::mlx_server::{AdapterConfig, MlxServer};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -52,9 +52,16 @@ pub fn step_calls(error: &InferenceError) -> &[CallMetrics] {
         .map_or(&[], |f| f.calls.as_slice())
 }
 
+/// The least temperature a repair attempt samples at. A near-greedy model asked again with its
+/// own mistake in view tends to repeat it (SmolLM2-135M writes the same subtask title twice,
+/// greedily, every time); sampling lets the second answer differ. The grammar still holds it to
+/// the schema, so only the content varies.
+pub(crate) const REPAIR_MIN_TEMPERATURE: f32 = 0.7;
+
 /// One structured call: ask for JSON matching `schema`, check it with `accept` (the domain's
 /// rules), and on a bad answer ask again, showing the model its answer and what was wrong, up to
-/// `settings.repair_attempts` times. Then: MalformedOutput with the last raw answer.
+/// `settings.repair_attempts` times, sampling at [`REPAIR_MIN_TEMPERATURE`] or more. Then:
+/// MalformedOutput with the last raw answer.
 ///
 /// The schema goes to the backend as the request's response format only when the model declares
 /// native structured output (the backend then constrains decoding); otherwise the request asks for
@@ -89,7 +96,16 @@ pub(crate) async fn call_json<T>(
         let mut request = GenerationRequest::new(messages.clone())
             .with_max_tokens(settings.max_tokens)
             .with_response_format(requested.clone());
-        if let Some(t) = settings.temperature {
+        let temperature = if attempt > 1 {
+            Some(
+                settings
+                    .temperature
+                    .map_or(REPAIR_MIN_TEMPERATURE, |t| t.max(REPAIR_MIN_TEMPERATURE)),
+            )
+        } else {
+            settings.temperature
+        };
+        if let Some(t) = temperature {
             request = request.with_temperature(t);
         }
         let (raw, problem, backend) = match chain.generate(request).await {

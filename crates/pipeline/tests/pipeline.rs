@@ -47,6 +47,7 @@ fn done(tokens: u32) -> StreamEvent {
             generated_tokens: tokens,
             generation_duration: Duration::from_millis(20),
             source: TimingSource::Client,
+            grammar: None,
         },
     })
 }
@@ -173,7 +174,15 @@ async fn an_invalid_answer_is_repaired_once() {
     assert_eq!(outcome.value.subtasks().len(), 3);
     assert_eq!(outcome.calls.len(), 2, "the repair is a second call");
     // The repair request shows the model its answer and what was wrong.
-    let repair = &requests.lock().unwrap()[1];
+    let sent = requests.lock().unwrap();
+    assert_eq!(
+        sent[0].temperature,
+        Some(0.2),
+        "the role's own temperature first"
+    );
+    let repair = &sent[1];
+    // A near-greedy model repeats its mistake when asked again: the repair samples.
+    assert_eq!(repair.temperature, Some(0.7));
     let n = repair.messages.len();
     assert_eq!(repair.messages[n - 2].role, ChatRole::Assistant);
     assert!(repair.messages[n - 2].content.contains("Only one"));

@@ -34,7 +34,7 @@ pub use request::{ChatMessage, ChatRole, GenerationRequest, ResponseFormat, Toke
 pub use settings::{Lookup, setting};
 pub use stop::{StopMatcher, StopStep};
 pub use structured::{RejectedCompletion, enforce_response_format, rejected_completion};
-pub use timings::{TimingSource, Timings};
+pub use timings::{GrammarTimings, TimingSource, Timings};
 pub use typed::{GenerateJson, TypedGeneration, response_format_for};
 
 #[cfg(feature = "mock")]

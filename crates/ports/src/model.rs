@@ -173,6 +173,7 @@ mod tests {
                 generated_tokens: 2,
                 generation_duration: Duration::ZERO,
                 source: TimingSource::Client,
+                grammar: None,
             },
         })
     }

@@ -33,6 +33,34 @@ pub struct Timings {
     /// Time spent generating them.
     pub generation_duration: Duration,
     pub source: TimingSource,
+    /// What masking the sampler with a grammar cost, for a constrained (structured-output)
+    /// generation on a backend that masks it itself; `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grammar: Option<GrammarTimings>,
+}
+
+/// The grammar's share of a constrained generation: its time per sampled token (checking the
+/// sampled token, and computing the full mask where the check rejects it).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GrammarTimings {
+    /// Sampled tokens the grammar checked (tokens it forced are not sampled, so not counted).
+    pub steps: u32,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+impl GrammarTimings {
+    /// The median and 99th percentile of `per_step`; `None` when nothing was sampled.
+    pub fn of(per_step: &[Duration]) -> Option<Self> {
+        let mut sorted = per_step.to_vec();
+        sorted.sort_unstable();
+        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+        (!sorted.is_empty()).then(|| Self {
+            steps: sorted.len() as u32,
+            p50: at(0.5),
+            p99: at(0.99),
+        })
+    }
 }
 
 impl Timings {
@@ -86,6 +114,7 @@ mod tests {
             generated_tokens: 30,
             generation_duration: Duration::from_secs(3),
             source: TimingSource::Backend,
+            grammar: None,
         };
         assert_eq!(t.prompt_tokens_per_second(), Some(200.0));
         assert_eq!(t.decode_tokens_per_second(), Some(10.0));
@@ -97,5 +126,15 @@ mod tests {
         assert_eq!(none.decode_tokens_per_second(), None);
         assert_eq!(none.prompt_tokens_per_second(), None);
         assert!(t.summary().contains("10.0 t/s"));
+    }
+
+    #[test]
+    fn grammar_percentiles_pick_from_the_sorted_steps() {
+        assert_eq!(GrammarTimings::of(&[]), None);
+        let steps: Vec<Duration> = (1..=100).rev().map(Duration::from_micros).collect();
+        let g = GrammarTimings::of(&steps).expect("steps");
+        assert_eq!(g.steps, 100);
+        assert_eq!(g.p50, Duration::from_micros(51));
+        assert_eq!(g.p99, Duration::from_micros(99));
     }
 }

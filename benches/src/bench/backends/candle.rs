@@ -1,11 +1,35 @@
-//! The Candle row: the adapter in-process, on the CPU engine or candle's own models.
+//! The Candle rows: the adapter in-process, on the CPU engine or candle's own models, and the
+//! same with constrained decoding.
+
+use rigger_ports::ResponseFormat;
 
 use super::*;
+
+/// A constrained row's request: its response format and the room it gets.
+pub struct ConstrainedRun {
+    pub format: ResponseFormat,
+    pub budget: u32,
+}
+
+impl ConstrainedRun {
+    /// The Decomposer's schema (the pipeline's largest), with room for its longest answer.
+    pub fn decomposer() -> Self {
+        Self {
+            format: ResponseFormat::JsonSchema {
+                name: "decomposition".into(),
+                schema: rigger_pipeline::LlmDecomposer::schema(),
+            },
+            // Every string in the schema is bounded; its longest answer is well below this.
+            budget: 1536,
+        }
+    }
+}
 
 pub async fn candle(
     work: &Work<'_>,
     format: WeightFormat,
     kernels: rigger_candle_adapter::Kernels,
+    constrained: Option<&ConstrainedRun>,
     row: &mut Row,
 ) -> anyhow::Result<()> {
     use rigger_candle_adapter::{CandleAdapter, CandleConfig};
@@ -30,7 +54,7 @@ pub async fn candle(
         row.notes
             .push("Candle found no chat template and used its plain fallback".to_owned());
     }
-    measure_port(&adapter, work, row).await?;
+    measure_port_with(&adapter, work, row, constrained).await?;
     row.peak_rss_bytes = machine::peak_rss_bytes(std::process::id());
     if !own_peak {
         row.notes

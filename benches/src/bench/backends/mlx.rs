@@ -210,7 +210,7 @@ pub fn mlx_raw(work: &Work<'_>, python: &Path, row: &mut Row) -> anyhow::Result<
     row.decode_tokens_per_second = Stats::of(&decode);
     row.seconds_per_call = Stats::of(&wall);
     row.timing_source = Some("backend".to_owned());
-    check_counts(row, &counted, work.prompt_tokens, work.gen_tokens);
+    check_counts(row, &counted, work.prompt_tokens, Some(work.gen_tokens));
     Ok(())
 }
 
@@ -266,6 +266,6 @@ pub fn mlx_per_call(work: &Work<'_>, python: &Path, row: &mut Row) -> anyhow::Re
         "Tokens/Sec = generated tokens / wall time of a whole call (Python start, import, load, generate)"
             .to_owned(),
     );
-    check_counts(row, &counted, work.prompt_tokens, work.gen_tokens);
+    check_counts(row, &counted, work.prompt_tokens, Some(work.gen_tokens));
     Ok(())
 }

@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use indicatif::ProgressBar;
 use rigger_ports::{
-    ChatMessage, Completion, GenerationRequest, LanguageModel, TimingSource, TokenBudget,
+    ChatMessage, Completion, GenerationRequest, LanguageModel, ResponseFormat, TimingSource,
+    TokenBudget,
 };
 
 use super::machine;
@@ -23,7 +24,7 @@ mod mlx;
 mod ollama;
 mod openai;
 
-pub use candle::candle;
+pub use candle::{ConstrainedRun, candle};
 pub use llama_bench::llama_bench;
 pub use mlx::{mlx_adapter, mlx_per_call, mlx_python, mlx_raw};
 pub use ollama::{ollama, ollama_reachable};
@@ -33,6 +34,9 @@ pub use openai::openai;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
     Candle,
+    /// The Candle adapter with the Decomposer's JSON schema as the response format: constrained
+    /// decoding beside the unconstrained `candle` row.
+    CandleJson,
     /// The Candle adapter on candle's own `quantized_llama` (its reference path).
     CandleReference,
     /// llama.cpp's `llama-bench` on the same GGUF files.
@@ -50,7 +54,7 @@ pub enum Backend {
     },
 }
 
-pub const DEFAULT_BACKENDS: &str = "candle,mlx,mlx-raw,mlx-per-call,ollama";
+pub const DEFAULT_BACKENDS: &str = "candle,candle-json,mlx,mlx-raw,mlx-per-call,ollama";
 
 impl FromStr for Backend {
     type Err = anyhow::Error;
@@ -78,6 +82,7 @@ impl FromStr for Backend {
         }
         match s.to_ascii_lowercase().as_str() {
             "candle" => Ok(Backend::Candle),
+            "candle-json" => Ok(Backend::CandleJson),
             "candle-reference" => Ok(Backend::CandleReference),
             "llama-bench" => Ok(Backend::LlamaBench {
                 binary: default_llama_bench(),
@@ -88,7 +93,7 @@ impl FromStr for Backend {
             "ollama" => Ok(Backend::Ollama),
             "openai" => bail!("openai needs the server's URL: openai=http://127.0.0.1:8080/v1"),
             _ => bail!(
-                "unknown backend {s:?}; use candle, candle-reference, llama-bench[=PATH], mlx, \
+                "unknown backend {s:?}; use candle, candle-json, candle-reference, llama-bench[=PATH], mlx, \
                  mlx-raw, mlx-per-call, ollama, openai=URL, llama-server=URL, vllm=URL or mlx-lm=URL"
             ),
         }
@@ -154,8 +159,22 @@ pub async fn measure_port(
     work: &Work<'_>,
     row: &mut Row,
 ) -> anyhow::Result<()> {
-    let exact = model.descriptor().capabilities.exact_token_budget;
-    let budget = if exact {
+    measure_port_with(model, work, row, None).await
+}
+
+/// [`measure_port`], or with a JSON response format: the grammar decides where generation ends
+/// (a budget of `constrained.budget` tokens is room, not a target), so the row reports decode
+/// speed over the tokens the grammar let through and what the grammar cost per sampled token.
+pub async fn measure_port_with(
+    model: &dyn LanguageModel,
+    work: &Work<'_>,
+    row: &mut Row,
+    constrained: Option<&candle::ConstrainedRun>,
+) -> anyhow::Result<()> {
+    let exact = model.descriptor().capabilities.exact_token_budget && constrained.is_none();
+    let budget = if let Some(c) = constrained {
+        TokenBudget::UpTo(c.budget)
+    } else if exact {
         TokenBudget::Exactly(work.gen_tokens)
     } else {
         row.notes.push(format!(
@@ -167,6 +186,7 @@ pub async fn measure_port(
     let request = GenerationRequest {
         budget,
         temperature: Some(0.0),
+        response_format: constrained.map_or(ResponseFormat::Text, |c| c.format.clone()),
         ..GenerationRequest::new(work.messages())
     };
     work.step(&format!("{}: warm-up", row.framework));
@@ -181,8 +201,10 @@ pub async fn measure_port(
         samples.push(one_request(model, request.clone()).await?);
         work.bar.inc(1);
     }
-    fill_from_samples(row, &samples, work);
-    if !exact && row.comparable {
+    fill_from_samples(row, &samples, work, constrained.is_some());
+    if constrained.is_some() {
+        fill_grammar(row, &samples);
+    } else if !exact && row.comparable {
         row.notes.push(format!(
             "every run still generated exactly {} tokens, so the work matches",
             work.gen_tokens
@@ -191,7 +213,35 @@ pub async fn measure_port(
     Ok(())
 }
 
-fn fill_from_samples(row: &mut Row, samples: &[Sample], work: &Work<'_>) {
+/// The grammar's cost per sampled token (median of the runs' p50 and p99), and how many tokens
+/// it forced (fed without sampling).
+fn fill_grammar(row: &mut Row, samples: &[Sample]) {
+    let grammar: Vec<_> = samples
+        .iter()
+        .filter_map(|s| s.completion.timings.grammar)
+        .collect();
+    if grammar.len() < samples.len() {
+        row.comparable = false;
+        row.notes.push(format!(
+            "the backend reported the grammar's cost for {} of {} runs",
+            grammar.len(),
+            samples.len()
+        ));
+    }
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    row.grammar_p50_ms = Stats::of(&grammar.iter().map(|g| ms(g.p50)).collect::<Vec<_>>());
+    row.grammar_p99_ms = Stats::of(&grammar.iter().map(|g| ms(g.p99)).collect::<Vec<_>>());
+    if let (Some(s), Some(g)) = (samples.first(), grammar.first()) {
+        let generated = s.completion.usage.completion_tokens;
+        row.notes.push(format!(
+            "JSON schema: {generated} tokens to the grammar's end, {} sampled and checked, {} forced",
+            g.steps,
+            generated.saturating_sub(g.steps)
+        ));
+    }
+}
+
+fn fill_from_samples(row: &mut Row, samples: &[Sample], work: &Work<'_>, constrained: bool) {
     let timings = samples.iter().map(|s| &s.completion.timings);
     row.ttft_ms = Stats::of(
         &timings
@@ -233,11 +283,21 @@ fn fill_from_samples(row: &mut Row, samples: &[Sample], work: &Work<'_>) {
             )
         })
         .collect();
-    check_counts(row, &counted, work.prompt_tokens, work.gen_tokens);
+    if constrained {
+        // The grammar, not the budget, ends these runs: only the prompt must match.
+        check_counts(row, &counted, work.prompt_tokens, None);
+    } else {
+        check_counts(row, &counted, work.prompt_tokens, Some(work.gen_tokens));
+    }
 }
 
 /// The same prompt and the same number of generated tokens on every run, or the row says not.
-fn check_counts(row: &mut Row, counted: &[(u32, u32)], prompt_tokens: usize, gen_tokens: u32) {
+fn check_counts(
+    row: &mut Row,
+    counted: &[(u32, u32)],
+    prompt_tokens: usize,
+    gen_tokens: Option<u32>,
+) {
     let wrong_prompt: Vec<u32> = counted
         .iter()
         .map(|(p, _)| *p)
@@ -249,6 +309,9 @@ fn check_counts(row: &mut Row, counted: &[(u32, u32)], prompt_tokens: usize, gen
             "the backend counted {p} prompt tokens, not {prompt_tokens}"
         ));
     }
+    let Some(gen_tokens) = gen_tokens else {
+        return;
+    };
     let wrong_gen: Vec<u32> = counted
         .iter()
         .map(|(_, g)| *g)
@@ -295,6 +358,10 @@ mod tests {
         );
         assert!("openai".parse::<Backend>().is_err());
         assert!("foo=http://x".parse::<Backend>().is_err());
+        assert_eq!(
+            "candle-json".parse::<Backend>().unwrap(),
+            Backend::CandleJson
+        );
         for name in DEFAULT_BACKENDS.split(',') {
             name.parse::<Backend>().unwrap();
         }
@@ -319,9 +386,11 @@ mod tests {
     #[test]
     fn counts_that_differ_make_the_row_not_comparable_and_say_how() {
         let mut row = Row::new("x", "x", None);
-        check_counts(&mut row, &[(32, 16), (32, 16)], 32, 16);
+        check_counts(&mut row, &[(32, 16), (32, 16)], 32, Some(16));
         assert!(row.comparable && row.notes.is_empty());
-        check_counts(&mut row, &[(33, 16), (32, 12)], 32, 16);
+        check_counts(&mut row, &[(32, 90), (32, 91)], 32, None);
+        assert!(row.comparable && row.notes.is_empty());
+        check_counts(&mut row, &[(33, 16), (32, 12)], 32, Some(16));
         assert!(!row.comparable);
         assert_eq!(
             row.notes,
