@@ -478,6 +478,41 @@ mod tests {
     }
 
     #[test]
+    fn k_quant_products_match_candles_quantized_matmul() {
+        use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+        use candle_core::{Device, Module, Tensor};
+        let (rows, cols, tokens) = (32, 768, 2);
+        for (format, dtype) in [
+            (WeightFormat::Q4_K, GgmlDType::Q4K),
+            (WeightFormat::Q6_K, GgmlDType::Q6K),
+        ] {
+            let wf = values(rows * cols, 15);
+            let xf = values(tokens * cols, 16);
+            let t = Tensor::from_vec(wf, (rows, cols), &Device::Cpu).unwrap();
+            let q = QTensor::quantize(&t, dtype).unwrap();
+            let bytes = q.data().unwrap().into_owned();
+            let w = QMatrix::pack(GgufRows::new(format, rows, cols, bytes).unwrap());
+            let theirs = QMatMul::from_qtensor(q).unwrap();
+            let x = Tensor::from_vec(xf.clone(), (tokens, cols), &Device::Cpu).unwrap();
+            let want = theirs
+                .forward(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let mut got = vec![0f32; rows * tokens];
+            matmul(Isa::detect(), &w, &QActs::quantize(&xf, cols), &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                    "{format:?}: {g} vs {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn k_quant_activations_follow_candles_q8_k() {
         use candle_core::quantized::{GgmlDType, QTensor};
         use candle_core::{Device, Tensor};
