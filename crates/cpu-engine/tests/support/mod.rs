@@ -129,11 +129,7 @@ pub fn one_layer_gguf(file: &str, output: Option<GgmlDType>) -> PathBuf {
     scratch::write_gguf(file, &metadata, &tensors)
 }
 
-/// llama.cpp's `use_more_bits(i, n)`: the layers its Q4_K_M mix keeps in Q6_K (`attn_v`,
-/// `ffn_down`): the first and last eighth, and every third between.
-pub fn use_more_bits(i: usize, n: usize) -> bool {
-    i < n / 8 || i >= 7 * n / 8 || (i as isize - (n / 8) as isize) % 3 == 2
-}
+pub use rigger_model_gen::use_more_bits;
 
 /// The tensor types of llama.cpp's Q4_K_M: Q4_K everywhere but Q6_K for `output.weight` and
 /// for `attn_v` and `ffn_down` where [`use_more_bits`] holds.
