@@ -47,7 +47,9 @@ impl Format {
     /// super-blocks of 256 values).
     pub fn fits(self, shape: &Shape) -> bool {
         let k_quant = matches!(self, Format::GgufQ4KM | Format::GgufQ6K);
-        !k_quant || (shape.hidden_size % 256 == 0 && shape.intermediate_size % 256 == 0)
+        !k_quant
+            || (shape.hidden_size.is_multiple_of(256)
+                && shape.intermediate_size.is_multiple_of(256))
     }
 
     pub fn name(self) -> &'static str {
