@@ -1,12 +1,14 @@
 //! Quantized matrix products: ggml's Q4_0 and Q8_0 weight blocks against activations quantized
-//! to 8 bits per 32-value block, the scheme llama.cpp uses, on the repacked layout
+//! to 8 bits per 32-value block, and its Q4_K and Q6_K super-blocks against activations quantized
+//! per 256 values (Q8_K), the schemes llama.cpp uses, on the repacked layout
 //! ([`QMatrix`]). Per block an exact integer dot product per row, then one convert and one fused
 //! multiply-add per sixteen rows. Weights stream from memory once per call whatever the number of
 //! tokens.
 //!
 //! Three instruction sets share one layout and one order of operations, so they give the same
 //! bits: the portable kernel here (the reference the tests compare against), AVX2 and AVX-512
-//! VNNI (`x86`), picked at run time. candle sums each block in eight lanes instead, so results
+//! VNNI (`x86`), picked at run time. The K-quants have AVX-512 VNNI kernels (up to eight tokens
+//! per call); on AVX2 they run the portable kernel for now. candle sums each block in eight lanes instead, so results
 //! differ from candle's in the last bits (within 1e-4 relative at the kernel, a few hundredths
 //! in the logits of a deep model).
 
