@@ -7,8 +7,8 @@
 //!
 //! Three instruction sets share one layout and one order of operations, so they give the same
 //! bits: the portable kernel here (the reference the tests compare against), AVX2 and AVX-512
-//! VNNI (`x86`), picked at run time. The K-quants have AVX-512 VNNI kernels (up to eight tokens
-//! per call); on AVX2 they run the portable kernel for now. candle sums each block in eight lanes instead, so results
+//! VNNI (`x86`), picked at run time. The K-quants likewise (AVX-512 VNNI up to eight tokens per
+//! call, AVX2 two; no 256-bit one-token path yet). candle sums each block in eight lanes instead, so results
 //! differ from candle's in the last bits (within 1e-4 relative at the kernel, a few hundredths
 //! in the logits of a deep model).
 
@@ -156,8 +156,7 @@ fn group_tile(
             std::array::from_fn(|k| supers.row((t0 + k).min(a.rows - 1)));
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512Vnni => x86::k_group_tile(isa, group, &acts, n, out),
-            // AVX2 has no K-quant kernel yet: the portable one serves it.
+            Isa::Avx2 | Isa::Avx512Vnni => x86::k_group_tile(isa, group, &acts, n, out),
             _ => {
                 for (per_token, act) in out.iter_mut().zip(&acts).take(n) {
                     for (j, o) in per_token.iter_mut().enumerate() {

@@ -1,7 +1,8 @@
 //! The Llama-family transformer (Llama, Mistral, TinyLlama: GGUF architecture `llama`) on the
 //! CPU kernels: the same arithmetic as candle's `quantized_llama` — RMS norm, interleaved RoPE as
 //! GGUF stores Q and K, grouped-query attention, SwiGLU — with Q/K/V and gate/up each fused into
-//! one matrix where their formats agree (side by side where they differ, as in Q4_K_M files), a preallocated f32 KV cache, and no tensor allocation per operation.
+//! one matrix where their formats agree (side by side where they differ, as in Q4_K_M files), a
+//! preallocated f32 KV cache, and no tensor allocation per operation.
 
 use std::fs::File;
 use std::sync::Arc;

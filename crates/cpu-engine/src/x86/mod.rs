@@ -12,10 +12,10 @@ use crate::matmul::MAX_TILE;
 use crate::packing::{Group, ROWS, payloads_at, scales_at};
 use crate::quant::{ActRow, BLOCK, SUPER, SuperRow, WeightFormat};
 
-use avx2::{q4_0_avx2, q8_0_avx2};
+use avx2::{q4_0_avx2, q4_k_avx2, q6_k_avx2, q8_0_avx2};
 use avx512::{q4_0_vnni, q4_0_vnni_one, q4_k_vnni, q6_k_vnni, q8_0_vnni, q8_0_vnni_one};
 
-/// A row group of K-quant super-blocks against up to eight tokens (AVX-512 VNNI).
+/// A row group of K-quant super-blocks against up to eight tokens (AVX-512 VNNI) or two (AVX2).
 pub(crate) fn k_group_tile(
     isa: Isa,
     group: Group<'_>,
@@ -23,11 +23,6 @@ pub(crate) fn k_group_tile(
     n: usize,
     out: &mut [[f32; ROWS]; MAX_TILE],
 ) {
-    assert_eq!(
-        isa,
-        Isa::Avx512Vnni,
-        "K-quant kernels are AVX-512 VNNI only"
-    );
     let blocks = group.blocks;
     // The bounds the kernels' unchecked loads rely on: the last super-block lies inside the
     // group (the slicing panics otherwise), the activations hold as many.
@@ -56,10 +51,23 @@ pub(crate) fn k_group_tile(
             }
         };
     }
-    match group.format {
-        WeightFormat::Q4_K => tile!(q4_k_vnni),
-        WeightFormat::Q6_K => tile!(q6_k_vnni),
-        other => unreachable!("{other:?} is not a K-quant"),
+    macro_rules! pair {
+        ($kernel:ident) => {
+            // SAFETY: as above.
+            unsafe {
+                match n {
+                    1 => $kernel::<1>(group, acts, blocks, out),
+                    _ => $kernel::<2>(group, acts, blocks, out),
+                }
+            }
+        };
+    }
+    match (isa, group.format) {
+        (Isa::Avx512Vnni, WeightFormat::Q4_K) => tile!(q4_k_vnni),
+        (Isa::Avx512Vnni, WeightFormat::Q6_K) => tile!(q6_k_vnni),
+        (_, WeightFormat::Q4_K) => pair!(q4_k_avx2),
+        (_, WeightFormat::Q6_K) => pair!(q6_k_avx2),
+        (_, other) => unreachable!("{other:?} is not a K-quant"),
     }
 }
 
