@@ -18,16 +18,29 @@ pub enum WeightFormat {
     Q8_0,
     #[serde(rename = "f16")]
     F16,
+    /// llama.cpp's Q4_K_M mix (Q4_K, Q6_K for the output and some attn_v/ffn_down).
+    #[serde(rename = "q4_k_m")]
+    Q4KM,
+    #[serde(rename = "q6_k")]
+    Q6K,
 }
 
 impl WeightFormat {
-    pub const ALL: [WeightFormat; 3] = [WeightFormat::Q4_0, WeightFormat::Q8_0, WeightFormat::F16];
+    pub const ALL: [WeightFormat; 5] = [
+        WeightFormat::Q4_0,
+        WeightFormat::Q8_0,
+        WeightFormat::F16,
+        WeightFormat::Q4KM,
+        WeightFormat::Q6K,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             WeightFormat::Q4_0 => "q4_0",
             WeightFormat::Q8_0 => "q8_0",
             WeightFormat::F16 => "f16",
+            WeightFormat::Q4KM => "q4_k_m",
+            WeightFormat::Q6K => "q6_k",
         }
     }
 }
@@ -45,7 +58,9 @@ impl FromStr for WeightFormat {
         WeightFormat::ALL
             .into_iter()
             .find(|f| f.name() == wanted)
-            .ok_or_else(|| anyhow::anyhow!("unknown format {s:?}; use q4_0, q8_0 or f16"))
+            .ok_or_else(|| {
+                anyhow::anyhow!("unknown format {s:?}; use q4_0, q8_0, f16, q4_k_m or q6_k")
+            })
     }
 }
 
@@ -381,6 +396,10 @@ mod tests {
     fn formats_parse_and_unknown_ones_say_which_exist() {
         assert_eq!("Q8_0".parse::<WeightFormat>().unwrap(), WeightFormat::Q8_0);
         let err = "q5_k".parse::<WeightFormat>().unwrap_err().to_string();
-        assert!(err.contains("q4_0, q8_0 or f16"), "{err}");
+        assert!(err.contains("q4_0, q8_0, f16, q4_k_m or q6_k"), "{err}");
+        assert_eq!(
+            "Q4_K_M".parse::<WeightFormat>().unwrap(),
+            WeightFormat::Q4KM
+        );
     }
 }

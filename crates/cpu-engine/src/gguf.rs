@@ -8,18 +8,21 @@ use candle_core::Device;
 use candle_core::quantized::{GgmlDType, gguf_file};
 
 use crate::error::{Error, Result};
-use crate::quant::{BLOCK, GgufRows, WeightFormat, quantize_q8_0};
+use crate::quant::{GgufRows, WeightFormat, quantize_q8_0};
 
 fn weight_format(dtype: GgmlDType) -> Option<WeightFormat> {
     match dtype {
         GgmlDType::Q4_0 => Some(WeightFormat::Q4_0),
         GgmlDType::Q8_0 => Some(WeightFormat::Q8_0),
+        GgmlDType::Q4K => Some(WeightFormat::Q4_K),
+        GgmlDType::Q6K => Some(WeightFormat::Q6_K),
         _ => None,
     }
 }
 
-/// The one matrix that may come in a type the kernels do not read: llama.cpp's `Q4_0` files keep
-/// the output projection in Q6_K. It is requantized to Q8_0 at load (and the engine says so).
+/// The one matrix that may come in a type the kernels do not read (llama.cpp's files keep the
+/// output projection in Q6_K, which the kernels read, or another K-quant): it is requantized to
+/// Q8_0 at load (and the engine says so).
 const REQUANTIZABLE: &str = "output.weight";
 
 /// A GGUF file's metadata and tensors, read one at a time.
@@ -100,7 +103,13 @@ impl<'a> Reader<'a> {
             return GgufRows::new(WeightFormat::Q8_0, rows, cols, quantize_q8_0(&values))
                 .map_err(Error::Malformed);
         };
-        let len = rows * cols / BLOCK * format.block_bytes();
+        if !cols.is_multiple_of(format.block_values()) {
+            return Err(Error::Malformed(format!(
+                "tensor {name}: rows of {cols} values in {format:?} blocks of {}",
+                format.block_values()
+            )));
+        }
+        let len = rows * cols / format.block_values() * format.block_bytes();
         let start = self.content.tensor_data_offset + info.offset;
         let mut bytes = vec![0u8; len];
         self.file.seek(SeekFrom::Start(start))?;

@@ -1,7 +1,7 @@
-//! Rigger's CPU inference engine: quantized GGUF models (Q4_0, Q8_0; the Llama family) run on
-//! kernels of our own. candle-core reads the file; the engine repacks the weights so that
+//! Rigger's CPU inference engine: quantized GGUF models (Q4_0, Q8_0, Q4_K, Q6_K — so llama.cpp's
+//! Q4_K_M files; the Llama family) run on kernels of our own. candle-core reads the file; the engine repacks the weights so that
 //! sixteen rows sit in the sixteen lanes of a SIMD register, quantizes activations to 8 bits as
-//! ggml does, and runs the same order of operations on every instruction set (portable Rust,
+//! ggml does (per 32 values for Q4_0/Q8_0, per 256 for the K-quants), and runs the same order of operations on every instruction set (portable Rust,
 //! AVX2, AVX-512 VNNI, picked at run time), so they give the same bits.
 //!
 //! Invariant: depends on candle-core (GGUF reading), half, rayon and libc only — no async

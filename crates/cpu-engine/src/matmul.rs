@@ -1,12 +1,14 @@
 //! Quantized matrix products: ggml's Q4_0 and Q8_0 weight blocks against activations quantized
-//! to 8 bits per 32-value block, the scheme llama.cpp uses, on the repacked layout
+//! to 8 bits per 32-value block, and its Q4_K and Q6_K super-blocks against activations quantized
+//! per 256 values (Q8_K), the schemes llama.cpp uses, on the repacked layout
 //! ([`QMatrix`]). Per block an exact integer dot product per row, then one convert and one fused
 //! multiply-add per sixteen rows. Weights stream from memory once per call whatever the number of
 //! tokens.
 //!
 //! Three instruction sets share one layout and one order of operations, so they give the same
 //! bits: the portable kernel here (the reference the tests compare against), AVX2 and AVX-512
-//! VNNI (`x86`), picked at run time. candle sums each block in eight lanes instead, so results
+//! VNNI (`x86`), picked at run time. The K-quants likewise (AVX-512 VNNI up to eight tokens per
+//! call, AVX2 two; no 256-bit one-token path yet). candle sums each block in eight lanes instead, so results
 //! differ from candle's in the last bits (within 1e-4 relative at the kernel, a few hundredths
 //! in the logits of a deep model).
 
@@ -14,8 +16,10 @@ use half::f16;
 use rayon::prelude::*;
 
 use crate::isa::Isa;
-use crate::packing::{Group, QMatrix, ROWS, weight};
-use crate::quant::{ActRow, BLOCK, QActs};
+use crate::packing::{
+    Group, QMatrix, ROWS, q4_k_quant, q4_k_scales, q6_k_quant, q6_k_scales, weight,
+};
+use crate::quant::{ActRow, BLOCK, GgufRows, QActs, SUPER, SuperRow, WeightFormat};
 #[cfg(target_arch = "x86_64")]
 use crate::x86;
 
@@ -28,6 +32,12 @@ pub fn matmul(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32]) {
     assert_eq!(w.cols, a.cols, "matmul: inner dimensions differ");
     assert_eq!(out.len(), a.rows * w.rows, "matmul: output size");
     assert!(isa.is_supported(), "matmul: {isa:?} is not available here");
+    // The activations' form for this format, quantized now (once) rather than in the pool.
+    if w.format().is_k_quant() {
+        a.supers();
+    } else {
+        a.blocks();
+    }
     let threads = rayon::current_num_threads().max(1);
     let groups = w.rows.div_ceil(ROWS);
     // Several chunks per thread so a slow core does not hold the others back; at most 256 rows
@@ -79,6 +89,58 @@ pub fn matmul(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32]) {
     }
 }
 
+/// Matrices that take the same input and whose outputs sit side by side (Q | K | V, gate |
+/// up): one stacked matrix where their formats agree (one pass over the activations, one
+/// parallel section), one matrix per part where they differ (llama.cpp's Q4_K_M files keep
+/// `attn_v` in Q6_K in some layers, Q4_K in the others).
+pub struct Stacked {
+    parts: Vec<QMatrix>,
+}
+
+impl Stacked {
+    pub fn new(parts: Vec<GgufRows>) -> Result<Self, String> {
+        let first = parts.first().ok_or("nothing to stack")?;
+        let (format, cols) = (first.format, first.cols);
+        if parts.iter().all(|p| p.format == format) {
+            return Ok(Self {
+                parts: vec![QMatrix::pack(GgufRows::stack(parts)?)],
+            });
+        }
+        if let Some(odd) = parts.iter().find(|p| p.cols != cols) {
+            return Err(format!(
+                "cannot put rows of {} values beside rows of {cols}",
+                odd.cols
+            ));
+        }
+        Ok(Self {
+            parts: parts.into_iter().map(QMatrix::pack).collect(),
+        })
+    }
+
+    /// The first part's format (the file's main one).
+    pub fn format(&self) -> WeightFormat {
+        self.parts[0].format()
+    }
+
+    /// `out[t * rows + r]`: as [`matmul`] on the parts stacked.
+    pub fn matmul(&self, isa: Isa, a: &QActs, out: &mut [f32]) {
+        if let [whole] = self.parts.as_slice() {
+            return matmul(isa, whole, a, out);
+        }
+        let width: usize = self.parts.iter().map(QMatrix::rows).sum();
+        assert_eq!(out.len(), a.rows * width, "matmul: output size");
+        let mut offset = 0;
+        for part in &self.parts {
+            let mut part_out = vec![0f32; a.rows * part.rows];
+            matmul(isa, part, a, &mut part_out);
+            for (t, row) in part_out.chunks_exact(part.rows).enumerate() {
+                out[t * width + offset..][..part.rows].copy_from_slice(row);
+            }
+            offset += part.rows;
+        }
+    }
+}
+
 /// `out[k][j]` = row `j` of the group · activation row `t0 + k`, for `n` (1..=8) tokens.
 fn group_tile(
     isa: Isa,
@@ -88,7 +150,26 @@ fn group_tile(
     n: usize,
     out: &mut [[f32; ROWS]; MAX_TILE],
 ) {
-    let acts: [ActRow<'_>; MAX_TILE] = std::array::from_fn(|k| a.row((t0 + k).min(a.rows - 1)));
+    if group.format.is_k_quant() {
+        let supers = a.supers();
+        let acts: [SuperRow<'_>; MAX_TILE] =
+            std::array::from_fn(|k| supers.row((t0 + k).min(a.rows - 1)));
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::Avx512Vnni => x86::k_group_tile(isa, group, &acts, n, out),
+            _ => {
+                for (per_token, act) in out.iter_mut().zip(&acts).take(n) {
+                    for (j, o) in per_token.iter_mut().enumerate() {
+                        *o = portable_k_dot(group, j, *act);
+                    }
+                }
+            }
+        }
+        return;
+    }
+    let blocks = a.blocks();
+    let acts: [ActRow<'_>; MAX_TILE] =
+        std::array::from_fn(|k| blocks.row((t0 + k).min(a.rows - 1)));
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512Vnni => x86::group_tile(isa, group, &acts, n, out),
@@ -120,10 +201,59 @@ fn portable_dot(group: Group<'_>, j: usize, a: ActRow<'_>) -> f32 {
     total
 }
 
+/// The K-quant reference: per super-block the exact integer sum over its sub-blocks of scale ×
+/// dot product (and for Q4_K of min × activation sum), then per super-block one multiply-add
+/// (Q4_K: two, the min's subtracted). Bounds, with |x| ≤ 128 and sums of 32 at most 4096:
+/// Q4_K |Σ sc·dot| ≤ 8 × 63 × 32 × 15 × 128 < 2^25, Σ m·sum ≤ 8 × 63 × 4096 < 2^22; Q6_K each
+/// 16-value dot of (q − 32) is at most 16 × 32 × 128 = 2^16, times |sc| ≤ 128 over 16 groups
+/// < 2^27: i32 holds them all, so every kernel may sum in any order and get the same integer.
+fn portable_k_dot(group: Group<'_>, j: usize, a: SuperRow<'_>) -> f32 {
+    let mut total = 0f32;
+    for b in 0..group.blocks {
+        let (sb, qa, dx) = (
+            group.super_block(b),
+            &a.qs[b * SUPER..(b + 1) * SUPER],
+            a.scale[b],
+        );
+        match group.format {
+            WeightFormat::Q4_K => {
+                let (mut isum, mut msum) = (0i32, 0i32);
+                let mut scales = (0f32, 0f32);
+                for s in 0..8 {
+                    let (d, dmin, sc, m) = q4_k_scales(sb, j, s);
+                    scales = (d, dmin);
+                    let dot: i32 = (32 * s..32 * (s + 1))
+                        .map(|k| q4_k_quant(sb, j, k) * i32::from(qa[k]))
+                        .sum();
+                    isum += sc * dot;
+                    msum += m * i32::from(a.sums32[8 * b + s]);
+                }
+                let (d, dmin) = scales;
+                total = (d * dx).mul_add(isum as f32, total);
+                total = (dmin * dx).mul_add(-(msum as f32), total);
+            }
+            _ => {
+                let mut isum = 0i32;
+                let mut d = 0f32;
+                for g in 0..16 {
+                    let (dw, sc) = q6_k_scales(sb, j, g);
+                    d = dw;
+                    let dot: i32 = (16 * g..16 * (g + 1))
+                        .map(|k| (q6_k_quant(sb, j, k) - 32) * i32::from(qa[k]))
+                        .sum();
+                    isum += sc * dot;
+                }
+                total = (d * dx).mul_add(isum as f32, total);
+            }
+        }
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::{GgufRows, WeightFormat, quantize_q8_0};
+    use crate::quant::quantize_q8_0;
 
     /// Deterministic pseudo-random floats in [-1, 1).
     fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -144,6 +274,7 @@ mod tests {
         for block in x.chunks_exact(BLOCK) {
             match format {
                 WeightFormat::Q8_0 => bytes.extend(quantize_q8_0(block)),
+                WeightFormat::Q4_K | WeightFormat::Q6_K => unreachable!("see k_quant"),
                 WeightFormat::Q4_0 => {
                     // ggml: the value of largest magnitude maps to -8.
                     let max = block
@@ -244,7 +375,7 @@ mod tests {
             let mut xq = vec![0f32; cols];
             for (b, chunk) in xq.chunks_exact_mut(BLOCK).enumerate() {
                 for (j, v) in chunk.iter_mut().enumerate() {
-                    *v = f32::from(a.qs[b * BLOCK + j]) * a.scale[b];
+                    *v = f32::from(a.blocks().qs[b * BLOCK + j]) * a.blocks().scale[b];
                 }
             }
             let expected: f32 = row.iter().zip(&xq).map(|(a, b)| a * b).sum();
@@ -258,8 +389,201 @@ mod tests {
         }
     }
 
+    /// Rows quantized by candle to a K-quant (genuine ggml blocks), packed, and candle's own
+    /// dequantization of them.
+    fn k_quant(format: WeightFormat, x: &[f32], cols: usize) -> (QMatrix, Vec<f32>) {
+        use candle_core::quantized::{GgmlDType, QTensor};
+        use candle_core::{Device, Tensor};
+        let dtype = match format {
+            WeightFormat::Q4_K => GgmlDType::Q4K,
+            _ => GgmlDType::Q6K,
+        };
+        let rows = x.len() / cols;
+        let t = Tensor::from_vec(x.to_vec(), (rows, cols), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&t, dtype).unwrap();
+        let bytes = q.data().unwrap().into_owned();
+        let dequantized = q.dequantize(&Device::Cpu).unwrap();
+        let dequantized = dequantized.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let packed = QMatrix::pack(GgufRows::new(format, rows, cols, bytes).unwrap());
+        (packed, dequantized)
+    }
+
+    const K_QUANTS: [WeightFormat; 2] = [WeightFormat::Q4_K, WeightFormat::Q6_K];
+
+    #[test]
+    fn every_isa_matches_the_portable_kernel_for_k_quants() {
+        // A partial row group, one and three super-blocks.
+        for (format, (rows, cols)) in K_QUANTS
+            .into_iter()
+            .flat_map(|f| [(f, (37, 768)), (f, (21, 256))])
+        {
+            let (w, _) = k_quant(format, &values(rows * cols, 7), cols);
+            for tokens in [1, 2, 3, 4, 5, 6, 7, 8, 9, 17] {
+                let a = QActs::quantize(&values(tokens * cols, 8), cols);
+                let mut reference = vec![0f32; rows * tokens];
+                matmul(Isa::Portable, &w, &a, &mut reference);
+                assert!(reference.iter().any(|v| *v != 0.0), "degenerate products");
+                for isa in [Isa::Avx2, Isa::Avx512Vnni] {
+                    if !isa.is_supported() {
+                        eprintln!(
+                            "SKIPPED (declared): {isa:?} is not available on this processor, so it is not compared"
+                        );
+                        continue;
+                    }
+                    let mut got = vec![0f32; rows * tokens];
+                    matmul(isa, &w, &a, &mut got);
+                    for (i, (g, r)) in got.iter().zip(&reference).enumerate() {
+                        assert_eq!(
+                            g.to_bits(),
+                            r.to_bits(),
+                            "{format:?} {isa:?} tokens={tokens} output {i}: {g} vs {r}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn k_quant_products_approximate_the_float_product_of_candles_dequantization() {
+        let (rows, cols, tokens) = (24, 512, 3);
+        let xf = values(tokens * cols, 10);
+        for format in K_QUANTS {
+            let (w, dequantized) = k_quant(format, &values(rows * cols, 9), cols);
+            let exact = float_matmul(&dequantized, &xf, cols);
+            let a = QActs::quantize(&xf, cols);
+            let mut got = vec![0f32; rows * tokens];
+            matmul(Isa::detect(), &w, &a, &mut got);
+            let err = got
+                .iter()
+                .zip(&exact)
+                .map(|(g, e)| (g - e).abs())
+                .fold(0f32, f32::max);
+            let scale = exact.iter().fold(0f32, |m, e| m.max(e.abs()));
+            // Only the activations' 8-bit rounding separates them: ~1/254 per value.
+            assert!(
+                err <= 0.01 * scale,
+                "{format:?}: error {err}, scale {scale}"
+            );
+            // And the rows dequantize as candle does.
+            let mut row = vec![0f32; cols];
+            for r in [0, 17, rows - 1] {
+                w.dequantize_row(r, &mut row);
+                assert_eq!(
+                    row,
+                    dequantized[r * cols..(r + 1) * cols],
+                    "{format:?} row {r}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn k_quant_products_match_candles_quantized_matmul() {
+        use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+        use candle_core::{Device, Module, Tensor};
+        let (rows, cols, tokens) = (32, 768, 2);
+        for (format, dtype) in [
+            (WeightFormat::Q4_K, GgmlDType::Q4K),
+            (WeightFormat::Q6_K, GgmlDType::Q6K),
+        ] {
+            let wf = values(rows * cols, 15);
+            let xf = values(tokens * cols, 16);
+            let t = Tensor::from_vec(wf, (rows, cols), &Device::Cpu).unwrap();
+            let q = QTensor::quantize(&t, dtype).unwrap();
+            let bytes = q.data().unwrap().into_owned();
+            let w = QMatrix::pack(GgufRows::new(format, rows, cols, bytes).unwrap());
+            let theirs = QMatMul::from_qtensor(q).unwrap();
+            let x = Tensor::from_vec(xf.clone(), (tokens, cols), &Device::Cpu).unwrap();
+            let want = theirs
+                .forward(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let mut got = vec![0f32; rows * tokens];
+            matmul(Isa::detect(), &w, &QActs::quantize(&xf, cols), &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                    "{format:?}: {g} vs {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn k_quant_activations_follow_candles_q8_k() {
+        use candle_core::quantized::{GgmlDType, QTensor};
+        use candle_core::{Device, Tensor};
+        let x = values(512, 11);
+        let t = Tensor::from_vec(x.clone(), 512, &Device::Cpu).unwrap();
+        // Q8_K blocks: f32 scale, 256 bytes, 16 sums (i16).
+        let theirs = QTensor::quantize(&t, GgmlDType::Q8K)
+            .unwrap()
+            .data()
+            .unwrap()
+            .into_owned();
+        let ours = QActs::quantize(&x, 512);
+        let ours = ours.supers();
+        for (b, block) in theirs.chunks_exact(4 + 256 + 32).enumerate() {
+            let d = f32::from_le_bytes([block[0], block[1], block[2], block[3]]);
+            assert_eq!(d, ours.scale[b]);
+            let qs: Vec<i8> = block[4..260].iter().map(|&q| q as i8).collect();
+            assert_eq!(qs[..], ours.qs[256 * b..256 * (b + 1)]);
+            let sums: Vec<i16> = block[260..]
+                .chunks_exact(2)
+                .map(|s| i16::from_le_bytes([s[0], s[1]]))
+                .collect();
+            assert_eq!(sums[..], ours.sums16[16 * b..16 * (b + 1)]);
+        }
+    }
+
+    #[test]
+    fn stacked_parts_of_different_formats_equal_their_separate_products() {
+        let cols = 256;
+        let (q6, _) = k_quant(WeightFormat::Q6_K, &values(20 * cols, 12), cols);
+        let (q4, _) = k_quant(WeightFormat::Q4_K, &values(40 * cols, 13), cols);
+        let rows_of = |format, n, seed| {
+            let bytes = {
+                use candle_core::quantized::{GgmlDType, QTensor};
+                use candle_core::{Device, Tensor};
+                let dtype = if format == WeightFormat::Q4_K {
+                    GgmlDType::Q4K
+                } else {
+                    GgmlDType::Q6K
+                };
+                let t = Tensor::from_vec(values(n * cols, seed), (n, cols), &Device::Cpu).unwrap();
+                QTensor::quantize(&t, dtype)
+                    .unwrap()
+                    .data()
+                    .unwrap()
+                    .into_owned()
+            };
+            GgufRows::new(format, n, cols, bytes).unwrap()
+        };
+        let stacked = Stacked::new(vec![
+            rows_of(WeightFormat::Q4_K, 40, 13),
+            rows_of(WeightFormat::Q6_K, 20, 12),
+        ])
+        .unwrap();
+        assert_eq!(stacked.parts.len(), 2);
+        let a = QActs::quantize(&values(3 * cols, 14), cols);
+        let mut got = vec![0f32; 3 * 60];
+        stacked.matmul(Isa::detect(), &a, &mut got);
+        let (mut first, mut second) = (vec![0f32; 3 * 40], vec![0f32; 3 * 20]);
+        matmul(Isa::detect(), &q4, &a, &mut first);
+        matmul(Isa::detect(), &q6, &a, &mut second);
+        for t in 0..3 {
+            assert_eq!(got[60 * t..60 * t + 40], first[40 * t..40 * (t + 1)]);
+            assert_eq!(got[60 * t + 40..60 * (t + 1)], second[20 * t..20 * (t + 1)]);
+        }
+    }
+
     #[test]
     fn matrices_refuse_sizes_that_do_not_match_their_bytes() {
+        assert!(GgufRows::new(WeightFormat::Q4_K, 1, 128, vec![0; 72]).is_err());
         assert!(GgufRows::new(WeightFormat::Q4_0, 2, 33, vec![0; 36]).is_err());
         assert!(GgufRows::new(WeightFormat::Q4_0, 2, 32, vec![0; 35]).is_err());
         let a = GgufRows::new(WeightFormat::Q4_0, 1, 32, vec![0; 18]).unwrap();

@@ -4,7 +4,7 @@
 use half::f16;
 
 use crate::memory::CacheLines;
-use crate::quant::{BLOCK, GgufRows, WeightFormat};
+use crate::quant::{BLOCK, GgufRows, SUPER, WeightFormat};
 
 /// Rows handled together by one kernel call: their blocks are interleaved in memory.
 pub const ROWS: usize = 16;
@@ -43,9 +43,47 @@ const fn pair_bytes(format: WeightFormat) -> usize {
     2 * GROUP_SCALE_BYTES + 2 * group_payload_bytes(format)
 }
 
-/// Bytes per row group of `blocks` blocks (an odd last block keeps its pair's room).
+/// Bytes per row group of `blocks` blocks (an odd last block keeps its pair's room; K-quant
+/// super-blocks follow one another).
 const fn group_stride(format: WeightFormat, blocks: usize) -> usize {
-    blocks.div_ceil(2) * pair_bytes(format)
+    match format {
+        WeightFormat::Q4_0 | WeightFormat::Q8_0 => blocks.div_ceil(2) * pair_bytes(format),
+        WeightFormat::Q4_K => blocks * q4_k::BYTES,
+        WeightFormat::Q6_K => blocks * q6_k::BYTES,
+    }
+}
+
+/// Where things lie in a row group's Q4_K super-block: ggml's 6-bit scales and mins unpacked to
+/// bytes once, at load. Per super-block and 16 rows: `D` the sixteen f16 scales, `DMIN` the
+/// sixteen f16 min scales, `SCALES` and `MINS` per pair of 32-value sub-blocks (2p, 2p+1) the
+/// two bytes of each row side by side (row j at 2j, 2j+1: widened to 16 bits they are one
+/// 32-bit lane per row), `QS` ggml's 128 nibble bytes per row, four bytes of each row in turn
+/// (as Q4_0's payload): byte i holds value 64(i/32) + i%32 in its low nibble and the value 32
+/// further in its high one. 148 bytes per row per 256 values: 4.625 bits a weight (ggml's 4.5,
+/// plus the unpacked scales).
+pub(crate) mod q4_k {
+    pub(crate) const D: usize = 0;
+    pub(crate) const DMIN: usize = 32;
+    pub(crate) const SCALES: usize = 64;
+    pub(crate) const MINS: usize = 192;
+    pub(crate) const QS: usize = 320;
+    pub(crate) const BYTES: usize = QS + 16 * 128;
+}
+
+/// Where things lie in a row group's Q6_K super-block: `D` the sixteen f16 scales (then 32
+/// bytes of padding, so what follows starts on a cache line), `SCALES` per pair of 16-value
+/// groups (2q, 2q+1) the two int8 scales of each row side by side, `LO` the low nibbles as
+/// Q4_K's `QS` (byte i: value 64(i/32) + i%32 low, 32 further high), `HI` the high two bits, four
+/// bytes of each row in turn: byte 4e + k holds in bits 2s, 2s+1 the high bits of the value in
+/// byte k of nibble word 2e (s = 0 low nibble, 1 high) and 2e + 1 (s = 2, 3), so one 64-byte
+/// load of `HI` completes two 64-byte loads of `LO`. 212 bytes per row per 256 values: 6.625
+/// bits a weight (ggml's 6.5625, plus the padding).
+pub(crate) mod q6_k {
+    pub(crate) const D: usize = 0;
+    pub(crate) const SCALES: usize = 64;
+    pub(crate) const LO: usize = 320;
+    pub(crate) const HI: usize = LO + 16 * 128;
+    pub(crate) const BYTES: usize = HI + 16 * 64;
 }
 
 /// Where block `b`'s sixteen scales lie in its group.
@@ -59,7 +97,7 @@ pub(crate) const fn payloads_at(format: WeightFormat, b: usize) -> usize {
 }
 
 /// Where byte `i` of row `j`'s payload lies in a group's block payload.
-const fn payload_offset(j: usize, i: usize) -> usize {
+pub(crate) const fn payload_offset(j: usize, i: usize) -> usize {
     (i / 4) * 4 * ROWS + 4 * j + i % 4
 }
 
@@ -75,6 +113,12 @@ pub(crate) struct Group<'a> {
 }
 
 impl<'a> Group<'a> {
+    /// K-quant super-block `b` of the group.
+    pub(crate) fn super_block(&self, b: usize) -> &'a [u8] {
+        let size = group_stride(self.format, 1);
+        &self.bytes[b * size..(b + 1) * size]
+    }
+
     pub(crate) fn scales(&self, b: usize) -> &'a [u8] {
         &self.bytes[scales_at(self.format, b)..][..GROUP_SCALE_BYTES]
     }
@@ -92,11 +136,15 @@ impl QMatrix {
             cols,
             bytes,
         } = rows;
+        if format.is_k_quant() {
+            return Self::pack_k(format, n, cols, &bytes);
+        }
         let blocks = cols / BLOCK;
         let (bb, pl) = (format.block_bytes(), payload(format));
         let offset = match format {
             WeightFormat::Q4_0 => 0,
             WeightFormat::Q8_0 => Q8_0_OFFSET,
+            WeightFormat::Q4_K | WeightFormat::Q6_K => unreachable!("packed by pack_k"),
         };
         let stride = group_stride(format, blocks);
         let mut packed = CacheLines::zeroed(n.div_ceil(ROWS) * stride);
@@ -124,6 +172,31 @@ impl QMatrix {
         }
     }
 
+    fn pack_k(format: WeightFormat, n: usize, cols: usize, bytes: &[u8]) -> Self {
+        let supers = cols / SUPER;
+        let (bb, size) = (format.block_bytes(), group_stride(format, 1));
+        let stride = group_stride(format, supers);
+        let mut packed = CacheLines::zeroed(n.div_ceil(ROWS) * stride);
+        let out = packed.as_mut();
+        for r in 0..n {
+            let (g, j) = (r / ROWS, r % ROWS);
+            for b in 0..supers {
+                let src = &bytes[(r * supers + b) * bb..][..bb];
+                let dst = &mut out[g * stride + b * size..][..size];
+                match format {
+                    WeightFormat::Q4_K => pack_q4_k(src, j, dst),
+                    _ => pack_q6_k(src, j, dst),
+                }
+            }
+        }
+        Self {
+            format,
+            rows: n,
+            cols,
+            bytes: packed,
+        }
+    }
+
     pub fn format(&self) -> WeightFormat {
         self.format
     }
@@ -132,7 +205,7 @@ impl QMatrix {
     }
 
     fn blocks(&self) -> usize {
-        self.cols / BLOCK
+        self.cols / self.format.block_values()
     }
 
     /// Row group `g`.
@@ -148,6 +221,15 @@ impl QMatrix {
     /// Row `r` as floats (embedding lookups).
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         let (j, group) = (r % ROWS, self.group(r / ROWS));
+        if self.format.is_k_quant() {
+            for (b, values) in out.chunks_exact_mut(SUPER).enumerate().take(group.blocks) {
+                let sb = group.super_block(b);
+                for (k, v) in values.iter_mut().enumerate() {
+                    *v = k_weight(self.format, sb, j, k);
+                }
+            }
+            return;
+        }
         for (b, values) in out.chunks_exact_mut(BLOCK).enumerate().take(group.blocks) {
             let (scales, payloads) = (group.scales(b), group.payloads(b));
             let d = f16::from_le_bytes([scales[2 * j], scales[2 * j + 1]]).to_f32();
@@ -167,5 +249,129 @@ pub(crate) fn weight(format: WeightFormat, payloads: &[u8], j: usize, k: usize) 
             i32::from(if k < 16 { q & 0x0f } else { q >> 4 }) - 8
         }
         WeightFormat::Q8_0 => i32::from((payloads[payload_offset(j, k)] ^ Q8_0_OFFSET) as i8),
+        WeightFormat::Q4_K | WeightFormat::Q6_K => unreachable!("K-quants have their own"),
+    }
+}
+
+/// ggml's 6-bit scale and min of Q4_K sub-block `s` (0..8) from the 12 packed bytes.
+fn q4_k_scale_min(packed: &[u8], s: usize) -> (u8, u8) {
+    if s < 4 {
+        (packed[s] & 63, packed[s + 4] & 63)
+    } else {
+        (
+            (packed[s + 4] & 0x0f) | ((packed[s - 4] >> 6) << 4),
+            (packed[s + 4] >> 4) | ((packed[s] >> 6) << 4),
+        )
+    }
+}
+
+/// Row `j`'s Q4_K block `src` into super-block `dst` of its group.
+fn pack_q4_k(src: &[u8], j: usize, dst: &mut [u8]) {
+    use q4_k::*;
+    dst[D + 2 * j..][..2].copy_from_slice(&src[..2]);
+    dst[DMIN + 2 * j..][..2].copy_from_slice(&src[2..4]);
+    for s in 0..8 {
+        let (sc, m) = q4_k_scale_min(&src[4..16], s);
+        let at = 32 * (s / 2) + 2 * j + s % 2;
+        dst[SCALES + at] = sc;
+        dst[MINS + at] = m;
+    }
+    for (i, &q) in src[16..144].iter().enumerate() {
+        dst[QS + payload_offset(j, i)] = q;
+    }
+}
+
+/// Row `j`'s Q6_K block `src` into super-block `dst` of its group.
+fn pack_q6_k(src: &[u8], j: usize, dst: &mut [u8]) {
+    use q6_k::*;
+    let (ql, qh, scales) = (&src[..128], &src[128..192], &src[192..208]);
+    // ggml's order: per 128 values, ql[l] and ql[l + 32] hold four values' low nibbles,
+    // qh[l] their high bits.
+    let mut q = [0u8; SUPER];
+    for n in 0..2 {
+        let (ql, qh, q) = (&ql[64 * n..], &qh[32 * n..], &mut q[128 * n..]);
+        for l in 0..32 {
+            q[l] = (ql[l] & 0x0f) | ((qh[l] & 3) << 4);
+            q[l + 32] = (ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4);
+            q[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+            q[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+        }
+    }
+    dst[D + 2 * j..][..2].copy_from_slice(&src[208..210]);
+    for (g, &sc) in scales.iter().enumerate() {
+        dst[SCALES + 32 * (g / 2) + 2 * j + g % 2] = sc;
+    }
+    for i in 0..128 {
+        let v = 64 * (i / 32) + i % 32;
+        dst[LO + payload_offset(j, i)] = (q[v] & 0x0f) | ((q[v + 32] & 0x0f) << 4);
+    }
+    for i in 0..64 {
+        let (e, k) = (i / 4, i % 4);
+        let mut byte = 0;
+        for s in 0..4 {
+            let c = 2 * e + s / 2;
+            let v = 64 * (c / 8) + 4 * (c % 8) + k + 32 * (s % 2);
+            byte |= (q[v] >> 4) << (2 * s);
+        }
+        dst[HI + payload_offset(j, i)] = byte;
+    }
+}
+
+fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
+}
+
+/// Q4_K super-block `sb`, row `j`: the scale and min scale (f32), and of sub-block `s` the
+/// 6-bit scale and min.
+pub(crate) fn q4_k_scales(sb: &[u8], j: usize, s: usize) -> (f32, f32, i32, i32) {
+    use q4_k::*;
+    let at = 32 * (s / 2) + 2 * j + s % 2;
+    (
+        f16_at(sb, D + 2 * j),
+        f16_at(sb, DMIN + 2 * j),
+        i32::from(sb[SCALES + at]),
+        i32::from(sb[MINS + at]),
+    )
+}
+
+/// Q4_K super-block `sb`, row `j`: value `k`'s four bits (0..15).
+pub(crate) fn q4_k_quant(sb: &[u8], j: usize, k: usize) -> i32 {
+    let (within, l) = (k % 64, 32 * (k / 64) + k % 32);
+    let byte = sb[q4_k::QS + payload_offset(j, l)];
+    i32::from(if within < 32 { byte & 0x0f } else { byte >> 4 })
+}
+
+/// Q6_K super-block `sb`, row `j`: the scale (f32) and the int8 scale of 16-value group `g`.
+pub(crate) fn q6_k_scales(sb: &[u8], j: usize, g: usize) -> (f32, i32) {
+    use q6_k::*;
+    (
+        f16_at(sb, D + 2 * j),
+        i32::from(sb[SCALES + 32 * (g / 2) + 2 * j + g % 2] as i8),
+    )
+}
+
+/// Q6_K super-block `sb`, row `j`: value `k`'s six bits (0..63, standing for −32..31).
+pub(crate) fn q6_k_quant(sb: &[u8], j: usize, k: usize) -> i32 {
+    use q6_k::*;
+    let (half, l) = ((k % 64) / 32, 32 * (k / 64) + k % 32);
+    let byte = sb[LO + payload_offset(j, l)];
+    let low = if half == 0 { byte & 0x0f } else { byte >> 4 };
+    let c = l / 4;
+    let s = 2 * (c % 2) + half;
+    let high = (sb[HI + payload_offset(j, 4 * (c / 2) + l % 4)] >> (2 * s)) & 3;
+    i32::from(low | (high << 4))
+}
+
+/// Value `k` of row `j` in a K-quant super-block, as candle dequantizes it.
+fn k_weight(format: WeightFormat, sb: &[u8], j: usize, k: usize) -> f32 {
+    match format {
+        WeightFormat::Q4_K => {
+            let (d, dmin, sc, m) = q4_k_scales(sb, j, k / 32);
+            (d * sc as f32) * q4_k_quant(sb, j, k) as f32 - dmin * m as f32
+        }
+        _ => {
+            let (d, sc) = q6_k_scales(sb, j, k / 16);
+            d * sc as f32 * (q6_k_quant(sb, j, k) - 32) as f32
+        }
     }
 }

@@ -1,18 +1,32 @@
-//! The weight formats the kernels read (ggml's Q4_0 and Q8_0 blocks, byte for byte as GGUF
-//! stores them) and the 8-bit quantization of activations (ggml's Q8_0 rule).
+//! The weight formats the kernels read (ggml's Q4_0, Q8_0, Q4_K and Q6_K blocks, byte for byte
+//! as GGUF stores them) and the 8-bit quantization of activations: per 32 values (ggml's Q8_0
+//! rule) for the 32-value formats, per 256 values (ggml's Q8_K rule) for the K-quants, each
+//! computed when a matrix of its kind first meets the activations.
+
+use std::sync::OnceLock;
 
 use half::f16;
 
-/// Values per quantization block, for weights and activations alike.
+/// Values per quantization block of Q4_0, Q8_0 and their activations.
 pub const BLOCK: usize = 32;
 
+/// Values per K-quant super-block (Q4_K, Q6_K and their Q8_K activations).
+pub const SUPER: usize = 256;
+
 /// The weight encodings the kernels read, byte for byte as GGUF stores them.
+#[allow(non_camel_case_types)] // ggml's names
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightFormat {
     /// f16 scale + 32 four-bit values (stored +8).
     Q4_0,
     /// f16 scale + 32 signed bytes.
     Q8_0,
+    /// Per 256 values: f16 scale and min scale, a 6-bit scale and min per 32 values (12 bytes),
+    /// 256 four-bit values (0..15; the min supplies the offset).
+    Q4_K,
+    /// Per 256 values: 128 bytes of low nibbles, 64 of high 2-bit pairs, an int8 scale per 16
+    /// values, an f16 scale; values 0..63 stand for −32..31.
+    Q6_K,
 }
 
 impl WeightFormat {
@@ -20,14 +34,29 @@ impl WeightFormat {
         match self {
             WeightFormat::Q4_0 => 18,
             WeightFormat::Q8_0 => 34,
+            WeightFormat::Q4_K => 144,
+            WeightFormat::Q6_K => 210,
         }
+    }
+
+    /// Values per block of the file (and per repacked block).
+    pub const fn block_values(self) -> usize {
+        match self {
+            WeightFormat::Q4_0 | WeightFormat::Q8_0 => BLOCK,
+            WeightFormat::Q4_K | WeightFormat::Q6_K => SUPER,
+        }
+    }
+
+    /// Whether activations meet it in the Q8_K form (per 256 values) rather than Q8_0.
+    pub const fn is_k_quant(self) -> bool {
+        matches!(self, WeightFormat::Q4_K | WeightFormat::Q6_K)
     }
 }
 
 /// `values` (a whole number of 32-value blocks) as GGUF Q8_0 blocks, by ggml's rule: the scale is
 /// the largest magnitude / 127, stored as f16.
 pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
-    let q = QActs::quantize(values, BLOCK);
+    let q = Q8Blocks::quantize(values, BLOCK);
     let mut bytes = Vec::with_capacity(values.len() / BLOCK * WeightFormat::Q8_0.block_bytes());
     for (scale, qs) in q.scale.iter().zip(q.qs.chunks_exact(BLOCK)) {
         bytes.extend(f16::from_f32(*scale).to_le_bytes());
@@ -36,7 +65,7 @@ pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
     bytes
 }
 
-/// Rows of GGUF blocks as the file stores them: `rows` rows of `cols / 32` blocks each.
+/// Rows of GGUF blocks as the file stores them: `rows` rows of `cols / block_values` blocks.
 #[derive(Debug, Clone)]
 pub struct GgufRows {
     pub(crate) format: WeightFormat,
@@ -52,12 +81,13 @@ impl GgufRows {
         cols: usize,
         bytes: Vec<u8>,
     ) -> Result<Self, String> {
-        if cols == 0 || !cols.is_multiple_of(BLOCK) {
+        let per_block = format.block_values();
+        if cols == 0 || !cols.is_multiple_of(per_block) {
             return Err(format!(
-                "a row of {cols} values is not a whole number of {BLOCK}-value blocks"
+                "a row of {cols} values is not a whole number of {per_block}-value blocks"
             ));
         }
-        let expected = rows * cols / BLOCK * format.block_bytes();
+        let expected = rows * cols / per_block * format.block_bytes();
         if bytes.len() != expected {
             return Err(format!(
                 "{rows}x{cols} {format:?} needs {expected} bytes, got {}",
@@ -92,25 +122,61 @@ impl GgufRows {
     }
 }
 
+/// Activation rows (f32), quantized on demand for the formats of the matrices they meet: the
+/// Q8_0 form for Q4_0/Q8_0 weights, the Q8_K form for K-quants, each at most once (model code
+/// quantizes an input once and feeds several matrices, which may differ in format).
+#[derive(Debug, Default)]
+pub struct QActs {
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    values: Vec<f32>,
+    blocks: OnceLock<Q8Blocks>,
+    supers: OnceLock<Q8Supers>,
+}
+
+impl QActs {
+    /// Takes `x` (rows of `cols` values; `cols` a multiple of 32) for quantization.
+    pub fn quantize(x: &[f32], cols: usize) -> Self {
+        assert!(cols.is_multiple_of(BLOCK) && x.len().is_multiple_of(cols));
+        Self {
+            rows: x.len() / cols,
+            cols,
+            values: x.to_vec(),
+            blocks: OnceLock::new(),
+            supers: OnceLock::new(),
+        }
+    }
+
+    /// The Q8_0 form (per 32 values).
+    pub(crate) fn blocks(&self) -> &Q8Blocks {
+        self.blocks
+            .get_or_init(|| Q8Blocks::quantize(&self.values, self.cols))
+    }
+
+    /// The Q8_K form (per 256 values); `cols` must be a multiple of 256.
+    pub(crate) fn supers(&self) -> &Q8Supers {
+        self.supers
+            .get_or_init(|| Q8Supers::quantize(&self.values, self.cols))
+    }
+}
+
 /// Activation rows quantized per 32-value block: `qs` signed bytes, a `scale` per block rounded
 /// through f16 as ggml stores it, and per block the sum of its 32 bytes (`sums`), which turns
 /// unsigned-weight products back into signed ones exactly.
 #[derive(Debug, Clone, Default)]
-pub struct QActs {
-    pub(crate) rows: usize,
+pub struct Q8Blocks {
     pub(crate) cols: usize,
     pub(crate) qs: Vec<i8>,
     pub(crate) scale: Vec<f32>,
     pub(crate) sums: Vec<i32>,
 }
 
-impl QActs {
+impl Q8Blocks {
     /// Quantizes `x` (rows of `cols` values; `cols` a multiple of 32).
     pub fn quantize(x: &[f32], cols: usize) -> Self {
         assert!(cols.is_multiple_of(BLOCK) && x.len().is_multiple_of(cols));
         let blocks = x.len() / BLOCK;
         let mut out = Self {
-            rows: x.len() / cols,
             cols,
             qs: vec![0; x.len()],
             scale: Vec::with_capacity(blocks),
@@ -145,4 +211,73 @@ pub(crate) struct ActRow<'a> {
     pub(crate) qs: &'a [i8],
     pub(crate) scale: &'a [f32],
     pub(crate) sums: &'a [i32],
+}
+
+/// Activation rows quantized per 256-value super-block by ggml's Q8_K rule as candle applies it:
+/// the scale is −(the value of largest magnitude)/127 in f32 (so the bytes are the values
+/// negated, scaled), and the sums of the bytes per 16 and per 32 values (each at most
+/// 32 × 127 = 4064 in magnitude: they fit i16, which the kernels multiply pairwise) carry the
+/// K-quants' offsets.
+#[derive(Debug, Clone, Default)]
+pub struct Q8Supers {
+    pub(crate) cols: usize,
+    pub(crate) qs: Vec<i8>,
+    pub(crate) scale: Vec<f32>,
+    pub(crate) sums16: Vec<i16>,
+    pub(crate) sums32: Vec<i16>,
+}
+
+impl Q8Supers {
+    pub(crate) fn quantize(x: &[f32], cols: usize) -> Self {
+        assert!(cols.is_multiple_of(SUPER) && x.len().is_multiple_of(cols));
+        let supers = x.len() / SUPER;
+        let mut out = Self {
+            cols,
+            qs: vec![0; x.len()],
+            scale: Vec::with_capacity(supers),
+            sums16: Vec::with_capacity(supers * SUPER / 16),
+            sums32: Vec::with_capacity(supers * SUPER / 32),
+        };
+        for (values, qs) in x.chunks_exact(SUPER).zip(out.qs.chunks_exact_mut(SUPER)) {
+            // The first value of largest magnitude, sign kept (candle's rule).
+            let (mut max, mut amax) = (0f32, 0f32);
+            for &v in values {
+                if amax < v.abs() {
+                    (amax, max) = (v.abs(), v);
+                }
+            }
+            if amax == 0.0 {
+                out.scale.push(0.0);
+            } else {
+                let iscale = -127.0 / max;
+                for (q, v) in qs.iter_mut().zip(values) {
+                    *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
+                }
+                out.scale.push(1.0 / iscale);
+            }
+            let sum = |c: &[i8]| c.iter().map(|&q| i16::from(q)).sum::<i16>();
+            out.sums16.extend(qs.chunks_exact(16).map(sum));
+            out.sums32.extend(qs.chunks_exact(32).map(sum));
+        }
+        out
+    }
+
+    pub(crate) fn row(&self, t: usize) -> SuperRow<'_> {
+        let n = self.cols / SUPER;
+        SuperRow {
+            qs: &self.qs[t * self.cols..(t + 1) * self.cols],
+            scale: &self.scale[t * n..(t + 1) * n],
+            sums16: &self.sums16[t * n * 16..(t + 1) * n * 16],
+            sums32: &self.sums32[t * n * 8..(t + 1) * n * 8],
+        }
+    }
+}
+
+/// One token's activations in the Q8_K form.
+#[derive(Clone, Copy)]
+pub(crate) struct SuperRow<'a> {
+    pub(crate) qs: &'a [i8],
+    pub(crate) scale: &'a [f32],
+    pub(crate) sums16: &'a [i16],
+    pub(crate) sums32: &'a [i16],
 }

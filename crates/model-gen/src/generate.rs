@@ -18,7 +18,7 @@ use crate::tokenizer::{self, Vocabulary};
 use crate::{GenError, Shape};
 
 /// Bumped whenever the bytes written for a given shape and seed change.
-pub const GENERATOR_REVISION: u32 = 3;
+pub const GENERATOR_REVISION: u32 = 4;
 
 /// A file format to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -27,15 +27,30 @@ pub enum Format {
     GgufF16,
     GgufQ8_0,
     GgufQ4_0,
+    /// llama.cpp's Q4_K_M mix: Q4_K, with Q6_K for `output.weight` and for `attn_v` and
+    /// `ffn_down` in the layers its `use_more_bits` picks.
+    GgufQ4KM,
+    GgufQ6K,
 }
 
 impl Format {
-    pub const ALL: [Format; 4] = [
+    pub const ALL: [Format; 6] = [
         Format::Safetensors,
         Format::GgufF16,
         Format::GgufQ8_0,
         Format::GgufQ4_0,
+        Format::GgufQ4KM,
+        Format::GgufQ6K,
     ];
+
+    /// Whether `shape`'s matrices can be written in this format (K-quants quantize rows in
+    /// super-blocks of 256 values).
+    pub fn fits(self, shape: &Shape) -> bool {
+        let k_quant = matches!(self, Format::GgufQ4KM | Format::GgufQ6K);
+        !k_quant
+            || (shape.hidden_size.is_multiple_of(256)
+                && shape.intermediate_size.is_multiple_of(256))
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -43,6 +58,8 @@ impl Format {
             Format::GgufF16 => "gguf-f16",
             Format::GgufQ8_0 => "gguf-q8_0",
             Format::GgufQ4_0 => "gguf-q4_0",
+            Format::GgufQ4KM => "gguf-q4_k_m",
+            Format::GgufQ6K => "gguf-q6_k",
         }
     }
 
@@ -52,18 +69,48 @@ impl Format {
             Format::GgufF16 => "model-f16.gguf",
             Format::GgufQ8_0 => "model-q8_0.gguf",
             Format::GgufQ4_0 => "model-q4_0.gguf",
+            Format::GgufQ4KM => "model-q4_k_m.gguf",
+            Format::GgufQ6K => "model-q6_k.gguf",
         }
     }
 
     fn ggml(self) -> Option<(GgmlDType, u32)> {
-        // (tensor type, llama.cpp's general.file_type)
+        // (main tensor type, llama.cpp's general.file_type)
         match self {
             Format::Safetensors => None,
             Format::GgufF16 => Some((GgmlDType::F16, 1)),
             Format::GgufQ8_0 => Some((GgmlDType::Q8_0, 7)),
             Format::GgufQ4_0 => Some((GgmlDType::Q4_0, 2)),
+            Format::GgufQ4KM => Some((GgmlDType::Q4K, 15)),
+            Format::GgufQ6K => Some((GgmlDType::Q6K, 18)),
         }
     }
+
+    /// The type of matrix `gguf_name` in a model of `layers` layers.
+    fn matrix_dtype(self, gguf_name: &str, layers: usize) -> Option<GgmlDType> {
+        let (main, _) = self.ggml()?;
+        if self != Format::GgufQ4KM {
+            return Some(main);
+        }
+        if gguf_name == "output.weight" {
+            return Some(GgmlDType::Q6K);
+        }
+        let mut parts = gguf_name.split('.');
+        let layer = match (parts.next(), parts.next(), parts.next()) {
+            (Some("blk"), Some(layer), Some("attn_v" | "ffn_down")) => layer.parse::<usize>().ok(),
+            _ => None,
+        };
+        Some(match layer {
+            Some(i) if use_more_bits(i, layers) => GgmlDType::Q6K,
+            _ => main,
+        })
+    }
+}
+
+/// llama.cpp's `use_more_bits(i, n)` (llama-quant.cpp): the first and last eighth of the layers
+/// and every third between.
+pub fn use_more_bits(i: usize, n: usize) -> bool {
+    i < n / 8 || i >= 7 * n / 8 || (i as isize - (n / 8) as isize) % 3 == 2
 }
 
 impl fmt::Display for Format {
@@ -99,7 +146,8 @@ impl GenOptions {
         Self {
             shape,
             seed: 0,
-            formats: Format::ALL.to_vec(),
+            // Every format the shape fits (the tiny test shape is too narrow for K-quants).
+            formats: Format::ALL.into_iter().filter(|f| f.fits(shape)).collect(),
             safetensors_dtype: DType::F16,
             force: false,
         }
@@ -292,6 +340,7 @@ fn convert(
     opts: &GenOptions,
     gguf: &[Format],
 ) -> Result<Converted, GenError> {
+    let layers = opts.shape.num_hidden_layers;
     let t = Tensor::from_vec(data, spec.dims.as_slice(), &Device::Cpu)?;
     let safetensors = if opts.formats.contains(&Format::Safetensors) {
         Some(t.to_dtype(opts.safetensors_dtype)?)
@@ -304,8 +353,8 @@ fn convert(
     };
     let gguf = gguf
         .iter()
-        .filter_map(|f| f.ggml())
-        .map(|(dtype, _)| {
+        .filter_map(|f| f.matrix_dtype(&spec.gguf, layers))
+        .map(|dtype| {
             // 1-D tensors (norms) stay f32, as llama.cpp's converter writes them.
             let dtype = if spec.dims.len() == 1 {
                 GgmlDType::F32
@@ -324,8 +373,15 @@ pub fn generate(
     opts: &GenOptions,
     on_event: &(dyn Fn(GenEvent) + Sync),
 ) -> Result<Manifest, GenError> {
-    prepare_dir(out, opts.force)?;
     let shape = opts.shape;
+    if let Some(format) = opts.formats.iter().find(|f| !f.fits(shape)) {
+        return Err(GenError::FormatDoesNotFit {
+            format: format.name().to_owned(),
+            shape: shape.name.to_owned(),
+            row: shape.hidden_size.min(shape.intermediate_size),
+        });
+    }
+    prepare_dir(out, opts.force)?;
     let vocab = tokenizer::vocabulary(shape.vocab_size);
     let specs = specs(shape);
     let gguf_formats: Vec<Format> = opts
@@ -583,4 +639,59 @@ fn gguf_metadata(s: &Shape, vocab: &Vocabulary, file_type: u32) -> Vec<(&'static
             Value::String(tokenizer::CHAT_TEMPLATE.into()),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shape;
+
+    #[test]
+    fn q4_k_m_gives_the_layers_llama_cpp_picks_more_bits() {
+        let f = Format::GgufQ4KM;
+        let q6: Vec<usize> = (0..22)
+            .filter(|i| {
+                f.matrix_dtype(&format!("blk.{i}.ffn_down.weight"), 22) == Some(GgmlDType::Q6K)
+            })
+            .collect();
+        assert_eq!(q6, [0, 1, 4, 7, 10, 13, 16, 19, 20, 21]);
+        assert_eq!(
+            f.matrix_dtype("blk.4.attn_v.weight", 22),
+            Some(GgmlDType::Q6K)
+        );
+        assert_eq!(
+            f.matrix_dtype("blk.4.attn_k.weight", 22),
+            Some(GgmlDType::Q4K)
+        );
+        assert_eq!(
+            f.matrix_dtype("blk.5.attn_v.weight", 22),
+            Some(GgmlDType::Q4K)
+        );
+        assert_eq!(f.matrix_dtype("output.weight", 22), Some(GgmlDType::Q6K));
+        assert_eq!(
+            f.matrix_dtype("token_embd.weight", 22),
+            Some(GgmlDType::Q4K)
+        );
+    }
+
+    #[test]
+    fn k_quants_are_left_out_of_shapes_too_narrow_for_them_and_refused_when_asked() {
+        let tiny = shape("tiny").unwrap();
+        let defaults = GenOptions::new(tiny).formats;
+        assert!(!defaults.contains(&Format::GgufQ4KM) && defaults.contains(&Format::GgufQ4_0));
+        assert!(
+            GenOptions::new(shape("tinyllama-1.1b").unwrap())
+                .formats
+                .contains(&Format::GgufQ4KM)
+        );
+        let opts = GenOptions {
+            formats: vec![Format::GgufQ6K],
+            ..GenOptions::new(tiny)
+        };
+        let dir = std::env::temp_dir().join(format!("rigger-gen-narrow-{}", std::process::id()));
+        let err = generate(&dir, &opts, &|_| {}).unwrap_err().to_string();
+        assert!(err.contains("gguf-q6_k") && err.contains("256"), "{err}");
+        assert!(!dir.exists(), "nothing is written for a refused format");
+        assert_eq!("gguf-q4_k_m".parse::<Format>().unwrap(), Format::GgufQ4KM);
+    }
 }

@@ -19,7 +19,7 @@ mod shapes;
 mod tokenizer;
 
 pub use fixture::{llama_vocab_dir, mlx_python, smollm2, test_models_dir, tiny_model};
-pub use generate::{Format, GenEvent, GenOptions, Manifest, ManifestFile, generate};
+pub use generate::{Format, GenEvent, GenOptions, Manifest, ManifestFile, generate, use_more_bits};
 pub use mlx_server::MlxServer;
 pub use shapes::{SHAPES, Shape, shape};
 pub use tokenizer::CHAT_TEMPLATE;
@@ -35,8 +35,16 @@ pub fn synthetic_tokenizer(vocab_size: usize) -> Result<tokenizers::Tokenizer, G
 pub enum GenError {
     #[error("unknown shape {name:?}; known shapes: {known}")]
     UnknownShape { name: String, known: String },
-    #[error("unknown format {name:?}; known formats: safetensors, gguf-f16, gguf-q8_0, gguf-q4_0")]
+    #[error(
+        "unknown format {name:?}; known formats: safetensors, gguf-f16, gguf-q8_0, gguf-q4_0, gguf-q4_k_m, gguf-q6_k"
+    )]
     UnknownFormat { name: String },
+    #[error("{format} needs rows of a multiple of 256 values; the {shape} shape has rows of {row}")]
+    FormatDoesNotFit {
+        format: String,
+        shape: String,
+        row: usize,
+    },
     #[error("unknown safetensors dtype {name:?}; use f16, bf16 or f32")]
     UnknownDtype { name: String },
     #[error("{path} already exists and is not empty; pass --force to overwrite it")]

@@ -1,7 +1,8 @@
 //! The Llama-family transformer (Llama, Mistral, TinyLlama: GGUF architecture `llama`) on the
 //! CPU kernels: the same arithmetic as candle's `quantized_llama` — RMS norm, interleaved RoPE as
 //! GGUF stores Q and K, grouped-query attention, SwiGLU — with Q/K/V and gate/up each fused into
-//! one matrix, a preallocated f32 KV cache, and no tensor allocation per operation.
+//! one matrix where their formats agree (side by side where they differ, as in Q4_K_M files), a
+//! preallocated f32 KV cache, and no tensor allocation per operation.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -13,16 +14,16 @@ use crate::error::{Error, Result};
 use crate::gguf::Reader;
 use crate::isa::Isa;
 use crate::layers::{Rope, add, rms_norm, swiglu};
-use crate::matmul::matmul;
+use crate::matmul::{Stacked, matmul};
 use crate::packing::QMatrix;
-use crate::quant::{GgufRows, QActs, WeightFormat};
+use crate::quant::{QActs, WeightFormat};
 
 struct Layer {
     attn_norm: Vec<f32>,
-    qkv: QMatrix,
+    qkv: Stacked,
     wo: QMatrix,
     ffn_norm: Vec<f32>,
-    gate_up: QMatrix,
+    gate_up: Stacked,
     down: QMatrix,
 }
 
@@ -118,18 +119,18 @@ impl Llama {
         let mut blocks = Vec::with_capacity(layers);
         for i in 0..layers {
             let name = |t: &str| format!("blk.{i}.{t}.weight");
-            // Fused matrices need one format; a file that mixes them stays on other code.
-            let qkv = GgufRows::stack(vec![
+            // Fused where the formats agree, side by side where they differ.
+            let qkv = Stacked::new(vec![
                 reader.matrix(&name("attn_q"), dim, dim)?,
                 reader.matrix(&name("attn_k"), kv_dim, dim)?,
                 reader.matrix(&name("attn_v"), kv_dim, dim)?,
             ]);
-            let gate_up = GgufRows::stack(vec![
+            let gate_up = Stacked::new(vec![
                 reader.matrix(&name("ffn_gate"), ffn, dim)?,
                 reader.matrix(&name("ffn_up"), ffn, dim)?,
             ]);
             let (qkv, gate_up) = match (qkv, gate_up) {
-                (Ok(qkv), Ok(gate_up)) => (QMatrix::pack(qkv), QMatrix::pack(gate_up)),
+                (Ok(qkv), Ok(gate_up)) => (qkv, gate_up),
                 (Err(why), _) | (_, Err(why)) => {
                     return Err(Error::NotCovered(format!("layer {i}: {why}")));
                 }
@@ -229,7 +230,7 @@ impl Llama {
             // Attention.
             let acts = QActs::quantize(&rms_norm(&x, &layer.attn_norm, dim, self.eps), dim);
             let mut qkv = vec![0f32; t * qkv_width];
-            matmul(self.isa, &layer.qkv, &acts, &mut qkv);
+            layer.qkv.matmul(self.isa, &acts, &mut qkv);
             for (i, row) in qkv.chunks_exact_mut(qkv_width).enumerate() {
                 let (q, kv) = row.split_at_mut(dim);
                 let (k, v) = kv.split_at_mut(kv_dim);
@@ -251,7 +252,7 @@ impl Llama {
             // Feed-forward (SwiGLU).
             let acts = QActs::quantize(&rms_norm(&x, &layer.ffn_norm, dim, self.eps), dim);
             let mut gate_up = vec![0f32; t * 2 * self.ffn];
-            matmul(self.isa, &layer.gate_up, &acts, &mut gate_up);
+            layer.gate_up.matmul(self.isa, &acts, &mut gate_up);
             let hidden = swiglu(&gate_up, self.ffn);
             matmul(
                 self.isa,

@@ -7,8 +7,8 @@ use std::arch::x86_64::*;
 
 use super::{act_block, block_at, word};
 use crate::matmul::MAX_TILE;
-use crate::packing::{Group, ROWS};
-use crate::quant::{ActRow, WeightFormat};
+use crate::packing::{Group, ROWS, q4_k, q6_k};
+use crate::quant::{ActRow, SUPER, SuperRow, WeightFormat};
 
 /// Q4_0 with AVX2: the sixteen rows as two halves of eight lanes; `maddubs` pairs summed in
 /// 16 bits across the block (at most 8 × 2 × 15 × 127 = 30480, no saturation), then widened.
@@ -143,4 +143,218 @@ fn store_halves<const N: usize>(acc: &[[__m256; N]; 2], out: &mut [[f32; ROWS]; 
             unsafe { _mm256_storeu_ps(o.as_mut_ptr().add(8 * h), *v) };
         }
     }
+}
+
+/// Four activation bytes (word `c` from `at`) in every 32-bit lane.
+///
+/// # Safety
+/// `at` + 4c + 4 lies inside the activation row.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn broadcast_word(at: *const i8, c: usize) -> __m256i {
+    // SAFETY: the caller's promise; activation bytes have no alignment.
+    _mm256_set1_epi32(unsafe { at.add(4 * c).cast::<i32>().read_unaligned() })
+}
+
+/// Q4_K with AVX2: as the VNNI kernel, in two halves of eight rows; `maddubs` pairs summed in
+/// 16 bits over a sub-block's eight words (at most 8 × 2 × 15 × 128 = 30720, no saturation),
+/// widened by `madd`; the mins by `madd` on 16-bit pairs.
+///
+/// # Safety
+/// The processor has AVX2, FMA and F16C; `group` holds `blocks` packed Q4_K super-blocks and
+/// each activation row at least `blocks` super-blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q4_k_avx2<const N: usize>(
+    group: Group<'_>,
+    acts: &[SuperRow<'_>; MAX_TILE],
+    blocks: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    let (mask, ones, low16) = (
+        _mm256_set1_epi8(0x0f),
+        _mm256_set1_epi16(1),
+        _mm256_set1_epi32(0xffff),
+    );
+    let mut acc = [[_mm256_setzero_ps(); N]; 2];
+    for b in 0..blocks {
+        // SAFETY: super-block b lies inside the group (checked by the caller).
+        let sb = unsafe { group.bytes.as_ptr().add(b * q4_k::BYTES) };
+        for (h, acc) in acc.iter_mut().enumerate() {
+            let mut isum = [_mm256_setzero_si256(); N];
+            let mut msum = [_mm256_setzero_si256(); N];
+            for p in 0..4 {
+                // SAFETY: half h of pair p's scales and mins lies inside the super-block.
+                let (scales, mins) = unsafe {
+                    (
+                        _mm256_cvtepu8_epi16(_mm_loadu_si128(
+                            sb.add(q4_k::SCALES + 32 * p + 16 * h).cast(),
+                        )),
+                        _mm256_cvtepu8_epi16(_mm_loadu_si128(
+                            sb.add(q4_k::MINS + 32 * p + 16 * h).cast(),
+                        )),
+                    )
+                };
+                let (sc_low, sc_high) = (
+                    _mm256_and_si256(scales, low16),
+                    _mm256_srli_epi32(scales, 16),
+                );
+                let mut low = [_mm256_setzero_si256(); 8];
+                let mut high = [_mm256_setzero_si256(); 8];
+                for c in 0..8 {
+                    // SAFETY: half h of word c of pair p lies inside the nibbles.
+                    let raw = unsafe {
+                        _mm256_loadu_si256(sb.add(q4_k::QS + 512 * p + 64 * c + 32 * h).cast())
+                    };
+                    low[c] = _mm256_and_si256(raw, mask);
+                    high[c] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+                }
+                for (k, (isum, msum)) in isum.iter_mut().zip(&mut msum).enumerate() {
+                    let a = &acts[k];
+                    // SAFETY: the activation row holds super-block b (checked by the caller).
+                    let (x, sums) = unsafe {
+                        (
+                            a.qs.as_ptr().add(b * SUPER + 64 * p),
+                            a.sums32
+                                .as_ptr()
+                                .add(8 * b + 2 * p)
+                                .cast::<i32>()
+                                .read_unaligned(),
+                        )
+                    };
+                    let (mut pl, mut ph) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                    for c in 0..8 {
+                        // SAFETY: words c and 8 + c of these 64 values.
+                        let (xl, xh) = unsafe { (broadcast_word(x, c), broadcast_word(x, 8 + c)) };
+                        pl = _mm256_add_epi16(pl, _mm256_maddubs_epi16(low[c], xl));
+                        ph = _mm256_add_epi16(ph, _mm256_maddubs_epi16(high[c], xh));
+                    }
+                    let scaled = _mm256_add_epi32(
+                        _mm256_mullo_epi32(_mm256_madd_epi16(pl, ones), sc_low),
+                        _mm256_mullo_epi32(_mm256_madd_epi16(ph, ones), sc_high),
+                    );
+                    *isum = _mm256_add_epi32(*isum, scaled);
+                    *msum =
+                        _mm256_add_epi32(*msum, _mm256_madd_epi16(mins, _mm256_set1_epi32(sums)));
+                }
+            }
+            // SAFETY: half h of the f16 scales and min scales lies at the super-block's start.
+            let (d, dmin) = unsafe {
+                (
+                    _mm256_cvtph_ps(_mm_loadu_si128(sb.add(q4_k::D + 16 * h).cast())),
+                    _mm256_cvtph_ps(_mm_loadu_si128(sb.add(q4_k::DMIN + 16 * h).cast())),
+                )
+            };
+            for (k, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: the activation row holds super-block b.
+                let dx = _mm256_set1_ps(unsafe { *acts[k].scale.get_unchecked(b) });
+                *acc = _mm256_fmadd_ps(_mm256_mul_ps(d, dx), _mm256_cvtepi32_ps(isum[k]), *acc);
+                *acc = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dx), _mm256_cvtepi32_ps(msum[k]), *acc);
+            }
+        }
+    }
+    store_halves(&acc, out);
+}
+
+/// Q6_K with AVX2: as the VNNI kernel, in two halves of eight rows; each `maddubs` (at most
+/// 2 × 63 × 128 = 16128) widened at once by `madd`, as four words of 6-bit values would overflow
+/// 16 bits.
+///
+/// # Safety
+/// As for [`q4_k_avx2`], with Q6_K super-blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q6_k_avx2<const N: usize>(
+    group: Group<'_>,
+    acts: &[SuperRow<'_>; MAX_TILE],
+    blocks: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    let (nibble, high_bits, ones) = (
+        _mm256_set1_epi8(0x0f),
+        _mm256_set1_epi8(0x30),
+        _mm256_set1_epi16(1),
+    );
+    let mut acc = [[_mm256_setzero_ps(); N]; 2];
+    for b in 0..blocks {
+        // SAFETY: super-block b lies inside the group (checked by the caller).
+        let sb = unsafe { group.bytes.as_ptr().add(b * q6_k::BYTES) };
+        for (h, acc) in acc.iter_mut().enumerate() {
+            let mut isum = [_mm256_setzero_si256(); N];
+            for p in 0..4 {
+                // SAFETY: half h of the scale pairs of groups 4p..4p+4 lies inside.
+                let (first, second) = unsafe {
+                    (
+                        _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                            sb.add(q6_k::SCALES + 64 * p + 16 * h).cast(),
+                        )),
+                        _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                            sb.add(q6_k::SCALES + 64 * p + 32 + 16 * h).cast(),
+                        )),
+                    )
+                };
+                let split = |pairs: __m256i| {
+                    (
+                        _mm256_srai_epi32(_mm256_slli_epi32(pairs, 16), 16),
+                        _mm256_srai_epi32(pairs, 16),
+                    )
+                };
+                let ((s0, s1), (s2, s3)) = (split(first), split(second));
+                let mut values = [_mm256_setzero_si256(); 16];
+                for e in 0..4 {
+                    // SAFETY: half h of high-bit word 4p + e lies inside.
+                    let hb = unsafe {
+                        _mm256_loadu_si256(sb.add(q6_k::HI + 64 * (4 * p + e) + 32 * h).cast())
+                    };
+                    let fields = [
+                        _mm256_slli_epi16(hb, 4),
+                        _mm256_slli_epi16(hb, 2),
+                        hb,
+                        _mm256_srli_epi16(hb, 2),
+                    ];
+                    for t in 0..2 {
+                        let c = 2 * e + t;
+                        // SAFETY: half h of nibble word 8p + c lies inside.
+                        let raw = unsafe {
+                            _mm256_loadu_si256(sb.add(q6_k::LO + 64 * (8 * p + c) + 32 * h).cast())
+                        };
+                        let low = _mm256_and_si256(raw, nibble);
+                        let high = _mm256_and_si256(_mm256_srli_epi16(raw, 4), nibble);
+                        values[c] =
+                            _mm256_or_si256(low, _mm256_and_si256(fields[2 * t], high_bits));
+                        values[8 + c] =
+                            _mm256_or_si256(high, _mm256_and_si256(fields[2 * t + 1], high_bits));
+                    }
+                }
+                for (k, isum) in isum.iter_mut().enumerate() {
+                    let a = &acts[k];
+                    // SAFETY: the activation row holds super-block b (checked by the caller).
+                    let (x, sums) = unsafe {
+                        (
+                            a.qs.as_ptr().add(b * SUPER + 64 * p),
+                            a.sums16.as_ptr().add(16 * b + 4 * p),
+                        )
+                    };
+                    for (u, sc) in [s0, s1, s2, s3].into_iter().enumerate() {
+                        // SAFETY: u < 4 sums of this chunk.
+                        let sum = i32::from(unsafe { *sums.add(u) });
+                        let mut dot = _mm256_set1_epi32(-32 * sum);
+                        for i in 0..4 {
+                            // SAFETY: word 4u + i of these 64 values.
+                            let xw = unsafe { broadcast_word(x, 4 * u + i) };
+                            let pairs = _mm256_maddubs_epi16(values[4 * u + i], xw);
+                            dot = _mm256_add_epi32(dot, _mm256_madd_epi16(pairs, ones));
+                        }
+                        *isum = _mm256_add_epi32(*isum, _mm256_mullo_epi32(dot, sc));
+                    }
+                }
+            }
+            // SAFETY: half h of the f16 scales lies at the super-block's start.
+            let d = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(sb.add(q6_k::D + 16 * h).cast()) });
+            for (k, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: the activation row holds super-block b.
+                let dx = _mm256_set1_ps(unsafe { *acts[k].scale.get_unchecked(b) });
+                *acc = _mm256_fmadd_ps(_mm256_mul_ps(d, dx), _mm256_cvtepi32_ps(isum[k]), *acc);
+            }
+        }
+    }
+    store_halves(&acc, out);
 }

@@ -7,8 +7,8 @@ use std::arch::x86_64::*;
 
 use super::{act_block, block_at, word};
 use crate::matmul::MAX_TILE;
-use crate::packing::{Group, ROWS};
-use crate::quant::{ActRow, WeightFormat};
+use crate::packing::{Group, ROWS, q4_k, q6_k};
+use crate::quant::{ActRow, SUPER, SuperRow, WeightFormat};
 
 /// The sixteen rows' Q4_0 weights of one block, as unsigned nibbles: register `c` holds
 /// values 4c..4c+4 of every row (low nibbles of words 0..4, then high nibbles).
@@ -153,3 +153,208 @@ vnni_one_kernel!(q8_0_vnni_one, Q8_0, 7, 8, |block, c, words, dots| {
 
 vnni_kernel!(q4_0_vnni, q4_0_weights, Q4_0, 3);
 vnni_kernel!(q8_0_vnni, q8_0_weights, Q8_0, 7);
+
+/// Four activation bytes (word `c` from `at`) in every 32-bit lane.
+///
+/// # Safety
+/// `at` + 4c + 4 lies inside the activation row.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn broadcast_word(at: *const i8, c: usize) -> __m512i {
+    // SAFETY: the caller's promise; activation bytes have no alignment.
+    _mm512_set1_epi32(unsafe { at.add(4 * c).cast::<i32>().read_unaligned() })
+}
+
+/// The 32-bit lanes of `pairs` (two i16 per row) split into the low and the high i16, each
+/// sign-extended to 32 bits.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn split_pairs(pairs: __m512i) -> (__m512i, __m512i) {
+    (
+        _mm512_srai_epi32(_mm512_slli_epi32(pairs, 16), 16),
+        _mm512_srai_epi32(pairs, 16),
+    )
+}
+
+/// Q4_K: per 64 values (sub-blocks 2p, 2p+1: the low and high nibbles of eight words) eight
+/// `dpbusd` per sub-block and token, times the rows' 6-bit scales (`mullo`), summed over the
+/// super-block; the mins times the activations' sums of 32 by `dpwssd` on 16-bit pairs; then
+/// two multiply-adds per super-block, as [`crate::matmul`]'s portable kernel.
+///
+/// # Safety
+/// The processor has AVX-512 F/BW/VNNI; `group` holds `blocks` packed Q4_K super-blocks and
+/// each activation row at least `blocks` super-blocks.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn q4_k_vnni<const N: usize>(
+    group: Group<'_>,
+    acts: &[SuperRow<'_>; MAX_TILE],
+    blocks: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    let (mask, low16) = (_mm512_set1_epi8(0x0f), _mm512_set1_epi32(0xffff));
+    let mut acc = [_mm512_setzero_ps(); N];
+    for b in 0..blocks {
+        // SAFETY: super-block b lies inside the group (checked by the caller).
+        let sb = unsafe { group.bytes.as_ptr().add(b * q4_k::BYTES) };
+        let mut isum = [_mm512_setzero_si512(); N];
+        let mut msum = [_mm512_setzero_si512(); N];
+        for p in 0..4 {
+            // SAFETY: pair p's scales, mins and nibble words lie inside the super-block.
+            let (scales, mins, words) = unsafe {
+                (
+                    _mm512_cvtepu8_epi16(_mm256_loadu_si256(sb.add(q4_k::SCALES + 32 * p).cast())),
+                    _mm512_cvtepu8_epi16(_mm256_loadu_si256(sb.add(q4_k::MINS + 32 * p).cast())),
+                    sb.add(q4_k::QS + 512 * p),
+                )
+            };
+            let (sc_low, sc_high) = (
+                _mm512_and_si512(scales, low16),
+                _mm512_srli_epi32(scales, 16),
+            );
+            let mut low = [_mm512_setzero_si512(); 8];
+            let mut high = [_mm512_setzero_si512(); 8];
+            for c in 0..8 {
+                // SAFETY: word c of pair p lies inside the super-block's nibbles.
+                let raw = unsafe { _mm512_loadu_si512(words.add(64 * c).cast()) };
+                low[c] = _mm512_and_si512(raw, mask);
+                high[c] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), mask);
+            }
+            for (k, (isum, msum)) in isum.iter_mut().zip(&mut msum).enumerate() {
+                let a = &acts[k];
+                // SAFETY: the activation row holds super-block b (checked by the caller).
+                let (x, sums) = unsafe {
+                    (
+                        a.qs.as_ptr().add(b * SUPER + 64 * p),
+                        a.sums32
+                            .as_ptr()
+                            .add(8 * b + 2 * p)
+                            .cast::<i32>()
+                            .read_unaligned(),
+                    )
+                };
+                let (mut dot_low, mut dot_high) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+                for c in 0..8 {
+                    // SAFETY: words c and 8 + c of these 64 values.
+                    let (xl, xh) = unsafe { (broadcast_word(x, c), broadcast_word(x, 8 + c)) };
+                    dot_low = _mm512_dpbusd_epi32(dot_low, low[c], xl);
+                    dot_high = _mm512_dpbusd_epi32(dot_high, high[c], xh);
+                }
+                let scaled = _mm512_add_epi32(
+                    _mm512_mullo_epi32(dot_low, sc_low),
+                    _mm512_mullo_epi32(dot_high, sc_high),
+                );
+                *isum = _mm512_add_epi32(*isum, scaled);
+                *msum = _mm512_dpwssd_epi32(*msum, mins, _mm512_set1_epi32(sums));
+            }
+        }
+        // SAFETY: the sixteen f16 scales and min scales lie at the super-block's start.
+        let (d, dmin) = unsafe {
+            (
+                _mm512_cvtph_ps(_mm256_loadu_si256(sb.add(q4_k::D).cast())),
+                _mm512_cvtph_ps(_mm256_loadu_si256(sb.add(q4_k::DMIN).cast())),
+            )
+        };
+        for (k, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: the activation row holds super-block b.
+            let dx = _mm512_set1_ps(unsafe { *acts[k].scale.get_unchecked(b) });
+            *acc = _mm512_fmadd_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(isum[k]), *acc);
+            *acc = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, dx), _mm512_cvtepi32_ps(msum[k]), *acc);
+        }
+    }
+    for (o, acc) in out.iter_mut().zip(acc) {
+        // SAFETY: `o` holds sixteen floats.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), acc) };
+    }
+}
+
+/// Q6_K: per 64 values, the 6-bit values rebuilt in registers (low nibble | high bits << 4,
+/// one 64-byte load of high bits per two of nibbles), four `dpbusd` per 16-value group and
+/// token started from −32 × the group's activation sum (the −32 offset), times the rows' int8
+/// scales (`mullo`), summed over the super-block; one multiply-add per super-block.
+///
+/// # Safety
+/// As for [`q4_k_vnni`], with Q6_K super-blocks.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn q6_k_vnni<const N: usize>(
+    group: Group<'_>,
+    acts: &[SuperRow<'_>; MAX_TILE],
+    blocks: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    let (nibble, high_bits) = (_mm512_set1_epi8(0x0f), _mm512_set1_epi8(0x30));
+    let mut acc = [_mm512_setzero_ps(); N];
+    for b in 0..blocks {
+        // SAFETY: super-block b lies inside the group (checked by the caller).
+        let sb = unsafe { group.bytes.as_ptr().add(b * q6_k::BYTES) };
+        let mut isum = [_mm512_setzero_si512(); N];
+        for p in 0..4 {
+            // SAFETY: the scale pairs of groups 4p..4p+4 lie inside the super-block.
+            let (first, second) = unsafe {
+                (
+                    _mm512_cvtepi8_epi16(_mm256_loadu_si256(sb.add(q6_k::SCALES + 64 * p).cast())),
+                    _mm512_cvtepi8_epi16(_mm256_loadu_si256(
+                        sb.add(q6_k::SCALES + 64 * p + 32).cast(),
+                    )),
+                )
+            };
+            let (s0, s1) = split_pairs(first);
+            let (s2, s3) = split_pairs(second);
+            // Values of nibble words 8p..8p+8: low nibbles (values 64p + 4c..), high (+32).
+            let mut values = [_mm512_setzero_si512(); 16];
+            for e in 0..4 {
+                // SAFETY: high-bit word 4p + e and nibble words 8p + 2e, +1 lie inside.
+                let h = unsafe { _mm512_loadu_si512(sb.add(q6_k::HI + 64 * (4 * p + e)).cast()) };
+                let fields = [
+                    _mm512_slli_epi16(h, 4),
+                    _mm512_slli_epi16(h, 2),
+                    h,
+                    _mm512_srli_epi16(h, 2),
+                ];
+                for t in 0..2 {
+                    let c = 2 * e + t;
+                    // SAFETY: as above.
+                    let raw =
+                        unsafe { _mm512_loadu_si512(sb.add(q6_k::LO + 64 * (8 * p + c)).cast()) };
+                    let low = _mm512_and_si512(raw, nibble);
+                    let high = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nibble);
+                    values[c] = _mm512_or_si512(low, _mm512_and_si512(fields[2 * t], high_bits));
+                    values[8 + c] =
+                        _mm512_or_si512(high, _mm512_and_si512(fields[2 * t + 1], high_bits));
+                }
+            }
+            for (k, isum) in isum.iter_mut().enumerate() {
+                let a = &acts[k];
+                // SAFETY: the activation row holds super-block b (checked by the caller).
+                let (x, sums) = unsafe {
+                    (
+                        a.qs.as_ptr().add(b * SUPER + 64 * p),
+                        a.sums16.as_ptr().add(16 * b + 4 * p),
+                    )
+                };
+                // Groups 4p + u: words 4u..4u+4 of these 64 values, values[4u..4u+4].
+                for (u, sc) in [s0, s1, s2, s3].into_iter().enumerate() {
+                    // SAFETY: u < 4 sums of this chunk.
+                    let sum = i32::from(unsafe { *sums.add(u) });
+                    let mut dot = _mm512_set1_epi32(-32 * sum);
+                    for i in 0..4 {
+                        // SAFETY: word 4u + i of these 64 values.
+                        let xw = unsafe { broadcast_word(x, 4 * u + i) };
+                        dot = _mm512_dpbusd_epi32(dot, values[4 * u + i], xw);
+                    }
+                    *isum = _mm512_add_epi32(*isum, _mm512_mullo_epi32(dot, sc));
+                }
+            }
+        }
+        // SAFETY: the sixteen f16 scales lie at the super-block's start.
+        let d = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(sb.add(q6_k::D).cast()) });
+        for (k, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: the activation row holds super-block b.
+            let dx = _mm512_set1_ps(unsafe { *acts[k].scale.get_unchecked(b) });
+            *acc = _mm512_fmadd_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(isum[k]), *acc);
+        }
+    }
+    for (o, acc) in out.iter_mut().zip(acc) {
+        // SAFETY: `o` holds sixteen floats.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), acc) };
+    }
+}

@@ -10,10 +10,66 @@ mod avx512;
 use crate::isa::Isa;
 use crate::matmul::MAX_TILE;
 use crate::packing::{Group, ROWS, payloads_at, scales_at};
-use crate::quant::{ActRow, BLOCK, WeightFormat};
+use crate::quant::{ActRow, BLOCK, SUPER, SuperRow, WeightFormat};
 
-use avx2::{q4_0_avx2, q8_0_avx2};
-use avx512::{q4_0_vnni, q4_0_vnni_one, q8_0_vnni, q8_0_vnni_one};
+use avx2::{q4_0_avx2, q4_k_avx2, q6_k_avx2, q8_0_avx2};
+use avx512::{q4_0_vnni, q4_0_vnni_one, q4_k_vnni, q6_k_vnni, q8_0_vnni, q8_0_vnni_one};
+
+/// A row group of K-quant super-blocks against up to eight tokens (AVX-512 VNNI) or two (AVX2).
+pub(crate) fn k_group_tile(
+    isa: Isa,
+    group: Group<'_>,
+    acts: &[SuperRow<'_>; MAX_TILE],
+    n: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    let blocks = group.blocks;
+    // The bounds the kernels' unchecked loads rely on: the last super-block lies inside the
+    // group (the slicing panics otherwise), the activations hold as many.
+    if let Some(last) = blocks.checked_sub(1) {
+        let _ = group.super_block(last);
+    }
+    for a in acts {
+        assert!(a.qs.len() >= blocks * SUPER && a.scale.len() >= blocks);
+        assert!(a.sums16.len() >= blocks * 16 && a.sums32.len() >= blocks * 8);
+    }
+    macro_rules! tile {
+        ($kernel:ident) => {
+            // SAFETY: the caller checked (Isa::is_supported) that this processor has the
+            // kernel's features; the slice bounds were asserted above.
+            unsafe {
+                match n {
+                    1 => $kernel::<1>(group, acts, blocks, out),
+                    2 => $kernel::<2>(group, acts, blocks, out),
+                    3 => $kernel::<3>(group, acts, blocks, out),
+                    4 => $kernel::<4>(group, acts, blocks, out),
+                    5 => $kernel::<5>(group, acts, blocks, out),
+                    6 => $kernel::<6>(group, acts, blocks, out),
+                    7 => $kernel::<7>(group, acts, blocks, out),
+                    _ => $kernel::<8>(group, acts, blocks, out),
+                }
+            }
+        };
+    }
+    macro_rules! pair {
+        ($kernel:ident) => {
+            // SAFETY: as above.
+            unsafe {
+                match n {
+                    1 => $kernel::<1>(group, acts, blocks, out),
+                    _ => $kernel::<2>(group, acts, blocks, out),
+                }
+            }
+        };
+    }
+    match (isa, group.format) {
+        (Isa::Avx512Vnni, WeightFormat::Q4_K) => tile!(q4_k_vnni),
+        (Isa::Avx512Vnni, WeightFormat::Q6_K) => tile!(q6_k_vnni),
+        (_, WeightFormat::Q4_K) => pair!(q4_k_avx2),
+        (_, WeightFormat::Q6_K) => pair!(q6_k_avx2),
+        (_, other) => unreachable!("{other:?} is not a K-quant"),
+    }
+}
 
 pub(crate) fn group_tile(
     isa: Isa,
@@ -75,6 +131,7 @@ pub(crate) fn group_tile(
         (Isa::Avx512Vnni, WeightFormat::Q8_0) => tile!(q8_0_vnni),
         (_, WeightFormat::Q4_0) => pair!(q4_0_avx2),
         (_, WeightFormat::Q8_0) => pair!(q8_0_avx2),
+        (_, WeightFormat::Q4_K | WeightFormat::Q6_K) => unreachable!("see k_group_tile"),
     }
 }
 

@@ -11,6 +11,7 @@ use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use rigger_model_gen::scratch;
 
+#[allow(unused_imports)] // not every test binary uses both
 pub use scratch::{remove, tiny};
 
 /// candle's `quantized_llama` on a GGUF file, fed the same way as the engine's stepper.
@@ -116,6 +117,75 @@ pub fn one_layer_gguf(file: &str, output: Option<GgmlDType>) -> PathBuf {
         ("llama.context_length", Value::U32(256)),
         ("llama.embedding_length", Value::U32(dim as u32)),
         ("llama.block_count", Value::U32(1)),
+        ("llama.feed_forward_length", Value::U32(ffn as u32)),
+        ("llama.attention.head_count", Value::U32(4)),
+        ("llama.attention.head_count_kv", Value::U32(2)),
+        ("llama.rope.dimension_count", Value::U32(64)),
+        ("llama.rope.freq_base", Value::F32(10_000.0)),
+        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+        ("tokenizer.ggml.bos_token_id", Value::U32(1)),
+        ("tokenizer.ggml.eos_token_id", Value::U32(2)),
+    ];
+    scratch::write_gguf(file, &metadata, &tensors)
+}
+
+pub use rigger_model_gen::use_more_bits;
+
+/// The tensor types of llama.cpp's Q4_K_M: Q4_K everywhere but Q6_K for `output.weight` and
+/// for `attn_v` and `ffn_down` where [`use_more_bits`] holds.
+pub fn q4_k_m(name: &str, layer: usize, layers: usize) -> GgmlDType {
+    let more = name == "attn_v" || name == "ffn_down";
+    if name == "output" || (more && use_more_bits(layer, layers)) {
+        GgmlDType::Q6K
+    } else {
+        GgmlDType::Q4K
+    }
+}
+
+/// A Llama GGUF of `layers` layers at 256 wide (K-quants need rows of 256), each matrix in the
+/// type `dtype(name, layer, layers)` picks (`name` as in `blk.{layer}.{name}.weight`;
+/// `token_embd` and `output` with layer 0).
+pub fn k_quant_gguf(
+    file: &str,
+    layers: usize,
+    dtype: &dyn Fn(&str, usize, usize) -> GgmlDType,
+) -> PathBuf {
+    let (dim, kv, ffn, vocab) = (256usize, 128usize, 512usize, 512usize);
+    let mut w = scratch::Weights::new(0x9E37_79B9_7F4A_7C15);
+    let mut tensors = vec![(
+        "token_embd.weight".to_string(),
+        w.tensor(&[vocab, dim], dtype("token_embd", 0, layers), 1.0),
+    )];
+    for i in 0..layers {
+        let mut matrix = |name: &str, rows: usize, cols: usize, spread: f32| {
+            (
+                format!("blk.{i}.{name}.weight"),
+                w.tensor(&[rows, cols], dtype(name, i, layers), spread),
+            )
+        };
+        let attention = [
+            matrix("attn_q", dim, dim, 0.1),
+            matrix("attn_k", kv, dim, 0.1),
+            matrix("attn_v", kv, dim, 0.1),
+            matrix("attn_output", dim, dim, 0.1),
+            matrix("ffn_gate", ffn, dim, 0.1),
+            matrix("ffn_up", ffn, dim, 0.1),
+            matrix("ffn_down", dim, ffn, 0.07),
+        ];
+        tensors.extend(attention);
+        tensors.push((format!("blk.{i}.attn_norm.weight"), w.ones(dim)));
+        tensors.push((format!("blk.{i}.ffn_norm.weight"), w.ones(dim)));
+    }
+    tensors.push(("output_norm.weight".into(), w.ones(dim)));
+    tensors.push((
+        "output.weight".into(),
+        w.tensor(&[vocab, dim], dtype("output", 0, layers), 0.2),
+    ));
+    let metadata = [
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.context_length", Value::U32(256)),
+        ("llama.embedding_length", Value::U32(dim as u32)),
+        ("llama.block_count", Value::U32(layers as u32)),
         ("llama.feed_forward_length", Value::U32(ffn as u32)),
         ("llama.attention.head_count", Value::U32(4)),
         ("llama.attention.head_count_kv", Value::U32(2)),
