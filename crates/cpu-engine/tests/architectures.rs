@@ -272,7 +272,7 @@ fn matches_candle(arch: Architecture) {
             worst
         );
         assert!(close_calls <= 3, "{what}: {close_calls} near-ties");
-        scratch::remove(&path);
+        support::remove(&path);
     }
 }
 

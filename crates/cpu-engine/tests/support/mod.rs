@@ -15,6 +15,7 @@ use candle_transformers::models::{
 };
 use rigger_model_gen::scratch;
 
+#[allow(unused_imports)] // each test binary uses part of them
 pub use scratch::{remove, tiny};
 
 /// candle's model of each architecture.
