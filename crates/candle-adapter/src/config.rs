@@ -55,12 +55,14 @@ impl std::str::FromStr for DeviceKind {
 /// Which code runs quantized models on the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Kernels {
-    /// The adapter's own kernels where they cover the model (Llama-family GGUF in Q4_0/Q8_0)
+    /// The adapter's own kernels where they cover the model (GGUF llama, qwen2, qwen3, phi3 or
+    /// gemma3 in Q4_0/Q8_0)
     /// and the processor has their SIMD instructions (x86-64 with AVX2 or AVX-512 VNNI),
     /// candle's models otherwise (said in the log).
     #[default]
     Auto,
-    /// Always candle's models (`quantized_llama` for Llama-family GGUF: the reference path).
+    /// Always candle's models (`quantized_llama`, `quantized_qwen2`, … per GGUF architecture:
+    /// the reference path).
     Reference,
     /// The adapter's kernels limited to AVX2 (no AVX-512), as on an AVX2-only processor: for
     /// comparisons and for isolating a kernel problem. Refused where the processor lacks AVX2.

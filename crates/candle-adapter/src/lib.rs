@@ -1,12 +1,13 @@
 //! Candle backend: in-process, pure-Rust inference behind the model port.
 //!
-//! Role: load a local model — GGUF (quantized Llama family: Llama, Mistral; Qwen2; Phi-3) or safetensors
-//! (Llama, f32 on the CPU, f16 on accelerators) with its `tokenizer.json` — or a hub id resolved
+//! Role: load a local model — GGUF (quantized Llama family: Llama, Mistral; Qwen2; Qwen3; Phi-3;
+//! Gemma 3) or safetensors (Llama, f32 on the CPU, f16 on accelerators) with its `tokenizer.json` — or a hub id resolved
 //! through `hf-hub`'s cache, and serve [`LanguageModel`] requests from a dedicated thread.
 //! Requests queue and run one at a time with a fresh KV cache; tokens stream back through a
 //! channel; dropping the stream stops generation at the next token. Adapters for the same model
-//! file share one loaded copy. On the CPU, Q4_0/Q8_0 Llama-family GGUF runs on the CPU engine
-//! (`rigger-cpu-engine`), everything else on candle's models ([`Kernels`]).
+//! file share one loaded copy. On the CPU, Q4_0/Q8_0 GGUF of the architectures the CPU engine
+//! (`rigger-cpu-engine`) runs (llama, qwen2, qwen3, phi3, gemma3) runs on it, everything else on
+//! candle's models ([`Kernels`]).
 //!
 //! Invariant: depends on `rigger-ports` and the CPU engine only among Rigger's crates; no candle
 //! or engine type crosses the port (errors become [`InferenceError`]s).
@@ -123,7 +124,7 @@ impl CandleAdapter {
         self.loaded.get().map(|l| l.model.info.load_duration)
     }
 
-    /// Which code runs the model, e.g. `rigger-cpu Q4_0 avx512-vnni` (the adapter's kernels) or
+    /// Which code runs the model, e.g. `rigger-cpu qwen2 Q4_0 avx512-vnni` (the adapter's kernels) or
     /// `candle quantized_llama`; `None` until loaded.
     pub fn engine(&self) -> Option<&str> {
         self.loaded.get().map(|l| l.model.info.engine.as_str())

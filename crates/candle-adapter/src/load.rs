@@ -29,7 +29,8 @@ const ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "phi3", "gemma3"];
 /// What the async side needs to know about a loaded model.
 pub(crate) struct ModelInfo {
     pub(crate) context_length: u32,
-    /// Which code runs the model, e.g. "rigger-cpu Q4_0 avx512-vnni" or "candle quantized_llama".
+    /// Which code runs the model, e.g. "rigger-cpu qwen2 Q4_0 avx512-vnni" or
+    /// "candle quantized_llama".
     pub(crate) engine: String,
     pub(crate) load_duration: Duration,
     pub(crate) tokenizer: Tokenizer,
@@ -249,22 +250,27 @@ fn load_gguf(
         Some(isa)
             if device.is_cpu() && rigger_cpu_engine::ARCHITECTURES.contains(&arch.as_str()) =>
         {
-            match rigger_cpu_engine::Llama::from_gguf(&content, &mut file, isa) {
+            match rigger_cpu_engine::Model::from_gguf(&content, &mut file, isa) {
                 Ok(model) => Some(model),
                 Err(rigger_cpu_engine::Error::NotCovered(why)) => {
                     tracing::info!(
-                        "{}: {why}; running on candle's quantized_llama instead of the CPU engine",
-                        path.display()
+                        "{}: {why}; running on {} instead of the CPU engine",
+                        path.display(),
+                        candle_model(&arch)
                     );
                     None
                 }
                 Err(e) => return Err(cannot_load(&e)),
             }
         }
-        None if device.is_cpu() && kernels == Kernels::Auto && arch == "llama" => {
+        None if device.is_cpu()
+            && kernels == Kernels::Auto
+            && rigger_cpu_engine::ARCHITECTURES.contains(&arch.as_str()) =>
+        {
             tracing::info!(
-                "{}: this processor has neither AVX2 nor AVX-512 VNNI for the CPU engine; running on candle's quantized_llama",
-                path.display()
+                "{}: this processor has neither AVX2 nor AVX-512 VNNI for the CPU engine; running on {}",
+                path.display(),
+                candle_model(&arch)
             );
             None
         }
@@ -278,41 +284,26 @@ fn load_gguf(
             }
             (Weights::Cpu(model), engine)
         }
-        None if arch == "qwen2" => (
-            Weights::Qwen2(
-                quantized_qwen2::ModelWeights::from_gguf(content, &mut file, device)
-                    .map_err(|e| cannot_load(&e))?,
-            ),
-            "candle quantized_qwen2".to_owned(),
-        ),
-        None if arch == "qwen3" => (
-            Weights::Qwen3(
-                quantized_qwen3::ModelWeights::from_gguf(content, &mut file, device)
-                    .map_err(|e| cannot_load(&e))?,
-            ),
-            "candle quantized_qwen3".to_owned(),
-        ),
-        None if arch == "gemma3" => (
-            Weights::Gemma3(
-                quantized_gemma3::ModelWeights::from_gguf(content, &mut file, device)
-                    .map_err(|e| cannot_load(&e))?,
-            ),
-            "candle quantized_gemma3".to_owned(),
-        ),
-        None if arch == "phi3" => (
-            Weights::Phi3(
-                quantized_phi3::ModelWeights::from_gguf(false, content, &mut file, device)
-                    .map_err(|e| cannot_load(&e))?,
-            ),
-            "candle quantized_phi3".to_owned(),
-        ),
-        None => (
-            Weights::Quantized(
-                quantized_llama::ModelWeights::from_gguf(content, &mut file, device)
-                    .map_err(|e| cannot_load(&e))?,
-            ),
-            "candle quantized_llama".to_owned(),
-        ),
+        None => {
+            let weights = match arch.as_str() {
+                "qwen2" => quantized_qwen2::ModelWeights::from_gguf(content, &mut file, device)
+                    .map(Weights::Qwen2),
+                "qwen3" => quantized_qwen3::ModelWeights::from_gguf(content, &mut file, device)
+                    .map(Weights::Qwen3),
+                "gemma3" => quantized_gemma3::ModelWeights::from_gguf(content, &mut file, device)
+                    .map(Weights::Gemma3),
+                "phi3" => {
+                    quantized_phi3::ModelWeights::from_gguf(false, content, &mut file, device)
+                        .map(Weights::Phi3)
+                }
+                _ => quantized_llama::ModelWeights::from_gguf(content, &mut file, device)
+                    .map(Weights::Quantized),
+            };
+            (
+                weights.map_err(|e| cannot_load(&e))?,
+                format!("candle {}", candle_model(&arch)),
+            )
+        }
     };
     Ok(LoadedWeights {
         weights,
@@ -322,6 +313,18 @@ fn load_gguf(
         eos,
         template,
     })
+}
+
+/// candle's model of a GGUF architecture the adapter runs (the path where the CPU engine does
+/// not run the file).
+fn candle_model(arch: &str) -> &'static str {
+    match arch {
+        "qwen2" => "quantized_qwen2",
+        "qwen3" => "quantized_qwen3",
+        "gemma3" => "quantized_gemma3",
+        "phi3" => "quantized_phi3",
+        _ => "quantized_llama",
+    }
 }
 
 /// Which instruction set the CPU engine would use under `kernels` (None: candle's models),

@@ -10,8 +10,8 @@ use rigger_ports::InferenceError;
 use crate::BACKEND;
 
 pub(crate) enum Weights {
-    /// The CPU engine (quantized Llama family on the CPU).
-    Cpu(rigger_cpu_engine::Llama),
+    /// The CPU engine (quantized llama, qwen2, qwen3, phi3 and gemma3 models on the CPU).
+    Cpu(rigger_cpu_engine::Model),
     Quantized(quantized_llama::ModelWeights),
     Qwen2(quantized_qwen2::ModelWeights),
     Phi3(quantized_phi3::ModelWeights),

@@ -1,14 +1,15 @@
 //! The other GGUF families candle-transformers supports, loaded and run through the adapter:
 //! Qwen2 (`quantized_qwen2`, biased Q/K/V), Phi-3 (`quantized_phi3`, fused QKV and gate/up),
 //! Qwen3 (`quantized_qwen3`, Q/K norms) and Gemma 3 (`quantized_gemma3`, post-norms, sliding
-//! window), on tiny seeded files the test writes (Q8_0 matrices, the tiny model's tokenizer). An
+//! window), on tiny seeded files the test writes (Q8_0 matrices, the tiny model's tokenizer),
+//! each on the CPU engine (the default) and on candle's model (`Kernels::Reference`). An
 //! unknown architecture is refused with the list of supported ones. And every tensor type candle
 //! reads loads and runs on a Llama file, on the CPU engine where it covers the type and on
 //! candle's `quantized_llama` otherwise, the adapter saying which.
 
 use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::Value;
-use rigger_candle_adapter::{CandleAdapter, CandleConfig};
+use rigger_candle_adapter::{CandleAdapter, CandleConfig, Kernels};
 use rigger_ports::{ErrorKind, GenerationRequest, LanguageModel};
 
 mod support;
@@ -147,11 +148,14 @@ fn gemma3() -> std::path::PathBuf {
     })
 }
 
-async fn exercise(path: &std::path::Path, engine: &str) {
-    let model = CandleAdapter::connect(CandleConfig::new(path.display().to_string()))
+async fn exercise(path: &std::path::Path, kernels: Kernels, engine: &str) {
+    let mut config = CandleConfig::new(path.display().to_string());
+    config.kernels = kernels;
+    let model = CandleAdapter::connect(config)
         .await
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(model.engine(), Some(engine));
+    let named = model.engine().unwrap_or_default();
+    assert!(named.starts_with(engine), "{named} is not {engine}…");
     assert_eq!(model.descriptor().context_length, Some(512));
     let greedy = || {
         GenerationRequest::prompt("Plan the launch")
@@ -174,27 +178,47 @@ async fn exercise(path: &std::path::Path, engine: &str) {
     let a = model.generate(sampled(3)).await.expect("sample");
     let b = model.generate(sampled(3)).await.expect("sample again");
     assert_eq!(a.text, b.text);
-    support::remove(path);
+    drop(model);
+}
+
+/// Each family on both paths: the CPU engine by default (where the processor has its SIMD
+/// kernels; candle's model otherwise, as the adapter falls back), candle's model under
+/// `Kernels::Reference`.
+async fn on_both_paths(arch: &str, path: std::path::PathBuf) {
+    let fast = if rigger_cpu_engine::Isa::detect() != rigger_cpu_engine::Isa::Portable {
+        format!("rigger-cpu {arch} Q8_0 ")
+    } else {
+        eprintln!("SKIPPED (declared): no SIMD kernels here, so the CPU engine is not the default");
+        format!("candle quantized_{arch}")
+    };
+    exercise(&path, Kernels::Auto, &fast).await;
+    exercise(
+        &path,
+        Kernels::Reference,
+        &format!("candle quantized_{arch}"),
+    )
+    .await;
+    support::remove(&path);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn qwen2_gguf_runs_on_candles_qwen2() {
-    exercise(&qwen2(), "candle quantized_qwen2").await;
+async fn qwen2_gguf_runs_on_the_cpu_engine_and_on_candles_qwen2() {
+    on_both_paths("qwen2", qwen2()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn phi3_gguf_runs_on_candles_phi3() {
-    exercise(&phi3(), "candle quantized_phi3").await;
+async fn phi3_gguf_runs_on_the_cpu_engine_and_on_candles_phi3() {
+    on_both_paths("phi3", phi3()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn qwen3_gguf_runs_on_candles_qwen3() {
-    exercise(&qwen3(), "candle quantized_qwen3").await;
+async fn qwen3_gguf_runs_on_the_cpu_engine_and_on_candles_qwen3() {
+    on_both_paths("qwen3", qwen3()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gemma3_gguf_runs_on_candles_gemma3() {
-    exercise(&gemma3(), "candle quantized_gemma3").await;
+async fn gemma3_gguf_runs_on_the_cpu_engine_and_on_candles_gemma3() {
+    on_both_paths("gemma3", gemma3()).await;
 }
 
 /// A two-layer Llama file 256 wide (k-quant blocks are 256 values) with every matrix in `dtype`.

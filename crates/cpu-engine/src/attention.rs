@@ -26,6 +26,8 @@ impl Heads {
 
 /// Causal attention of the `t` new queries (the first `dim` values of each `qkv` row) over the
 /// cache, whose first `start` positions precede them; heads in parallel. Returns `[t][dim]`.
+/// With a `window`, each query sees only the last `window` positions, itself included
+/// (sliding-window layers).
 pub(crate) fn causal_attention(
     shape: Heads,
     qkv: &[f32],
@@ -33,6 +35,7 @@ pub(crate) fn causal_attention(
     values: &[f32],
     start: usize,
     t: usize,
+    window: Option<usize>,
 ) -> Vec<f32> {
     let (hd, dim, kv_dim) = (shape.head_dim, shape.dim(), shape.kv_dim());
     let qkv_width = dim + 2 * kv_dim;
@@ -41,17 +44,19 @@ pub(crate) fn causal_attention(
     let per_head: Vec<Vec<f32>> = (0..shape.heads)
         .into_par_iter()
         .map(|h| {
-            let head = HeadCache {
-                keys,
-                values,
-                kv_dim,
-                offset: (h / group) * hd,
-            };
             let mut out = vec![0f32; t * hd];
             let mut scores = Vec::with_capacity(start + t);
             for (i, o) in out.chunks_exact_mut(hd).enumerate() {
+                let seen = start + i + 1;
+                let first = window.map_or(0, |w| seen.saturating_sub(w));
+                let head = HeadCache {
+                    keys: &keys[first * kv_dim..],
+                    values: &values[first * kv_dim..],
+                    kv_dim,
+                    offset: (h / group) * hd,
+                };
                 let q = &qkv[i * qkv_width + h * hd..][..hd];
-                attend(q, head, start + i + 1, scale, &mut scores, o);
+                attend(q, head, seen - first, scale, &mut scores, o);
             }
             out
         })
@@ -200,4 +205,49 @@ fn dot8(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     sums.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A windowed query attends exactly as an unwindowed one over the cache's last `window`
+    /// positions.
+    #[test]
+    fn a_sliding_window_sees_only_the_last_positions() {
+        let shape = Heads {
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 16,
+        };
+        let (dim, kv_dim) = (shape.dim(), shape.kv_dim());
+        let width = dim + 2 * kv_dim;
+        let (n, window) = (9, 3);
+        let noise = |i: usize| ((i * 7919 % 257) as f32 / 257.0 - 0.5) * 2.0;
+        let qkv: Vec<f32> = (0..n * width).map(noise).collect();
+        let keys: Vec<f32> = qkv
+            .chunks_exact(width)
+            .flat_map(|r| r[dim..dim + kv_dim].to_vec())
+            .collect();
+        let values: Vec<f32> = qkv
+            .chunks_exact(width)
+            .flat_map(|r| r[dim + kv_dim..].to_vec())
+            .collect();
+        let windowed = causal_attention(shape, &qkv, &keys, &values, 0, n, Some(window));
+        let full = causal_attention(shape, &qkv, &keys, &values, 0, n, None);
+        let first = n - window;
+        let last = causal_attention(
+            shape,
+            &qkv[(n - 1) * width..],
+            &keys[first * kv_dim..],
+            &values[first * kv_dim..],
+            window - 1,
+            1,
+            None,
+        );
+        assert_eq!(&windowed[(n - 1) * dim..], last.as_slice());
+        assert_ne!(&windowed[(n - 1) * dim..], &full[(n - 1) * dim..]);
+        // Positions within the window from the start are unaffected.
+        assert_eq!(&windowed[..window * dim], &full[..window * dim]);
+    }
 }

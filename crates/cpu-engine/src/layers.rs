@@ -1,5 +1,5 @@
 //! The layers transformer architectures share, on f32 rows: RMS norm, rotary embedding,
-//! SwiGLU, the residual add.
+//! gated feed-forward activations (SwiGLU, GELU-tanh), the residual add.
 
 /// Each `dim`-wide row of `x`, normalised by its root mean square and scaled by `weight`.
 pub(crate) fn rms_norm(x: &[f32], weight: &[f32], dim: usize, eps: f32) -> Vec<f32> {
@@ -13,34 +13,87 @@ pub(crate) fn rms_norm(x: &[f32], weight: &[f32], dim: usize, eps: f32) -> Vec<f
     out
 }
 
-/// Rotary position embedding with interleaved pairs (GGUF's Q/K layout).
+/// How a rotary embedding pairs a head's dimensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RopeStyle {
+    /// Adjacent pairs `(2i, 2i + 1)`: GGUF's `llama` files, whose Q/K rows the converter
+    /// permuted for it.
+    Interleaved,
+    /// Dimension `i` with `i + head_dim / 2` (GPT-NeoX's layout): qwen2, qwen3, phi3, gemma3,
+    /// whose Q/K rows GGUF keeps as trained.
+    Neox,
+}
+
+/// Rotary position embedding over whole heads.
+#[derive(Debug, Clone)]
 pub(crate) struct Rope {
     head_dim: usize,
+    style: RopeStyle,
     inv_freq: Vec<f32>,
 }
 
 impl Rope {
-    pub(crate) fn new(head_dim: usize, base: f32) -> Self {
-        // As candle computes them: f32 powers, then f32 angles.
+    /// Frequencies `base^(-2i/head_dim)` as candle computes them for most models: f32 powers,
+    /// then f32 angles.
+    pub(crate) fn new(head_dim: usize, base: f32, style: RopeStyle) -> Self {
         let inv_freq = (0..head_dim)
             .step_by(2)
             .map(|i| 1.0 / base.powf(i as f32 / head_dim as f32))
             .collect();
-        Self { head_dim, inv_freq }
+        Self {
+            head_dim,
+            style,
+            inv_freq,
+        }
     }
 
-    /// Rotates adjacent pairs of every head in `x` to `position`.
+    /// The same frequencies from f64 powers rounded to f32 (candle's `quantized_qwen3`).
+    pub(crate) fn new_f64(head_dim: usize, base: f64, style: RopeStyle) -> Self {
+        let inv_freq = (0..head_dim)
+            .step_by(2)
+            .map(|i| 1.0 / base.powf(i as f64 / head_dim as f64) as f32)
+            .collect();
+        Self {
+            head_dim,
+            style,
+            inv_freq,
+        }
+    }
+
+    /// Linear position scaling: positions divided by `factor` (1: none).
+    pub(crate) fn scaled(mut self, factor: f32) -> Self {
+        if factor != 1.0 {
+            self.inv_freq.iter_mut().for_each(|f| *f /= factor);
+        }
+        self
+    }
+
+    /// Rotates the pairs of every head in `x` to `position`.
     pub(crate) fn apply(&self, x: &mut [f32], position: usize) {
         let angles: Vec<(f32, f32)> = self
             .inv_freq
             .iter()
             .map(|f| (position as f32 * f).sin_cos())
             .collect();
-        for head in x.chunks_exact_mut(self.head_dim) {
-            for (pair, (sin, cos)) in head.chunks_exact_mut(2).zip(&angles) {
-                let (a, b) = (pair[0], pair[1]);
-                pair[0] = a * cos - b * sin;
-                pair[1] = a * sin + b * cos;
+        match self.style {
+            RopeStyle::Interleaved => {
+                for head in x.chunks_exact_mut(self.head_dim) {
+                    for (pair, (sin, cos)) in head.chunks_exact_mut(2).zip(&angles) {
+                        let (a, b) = (pair[0], pair[1]);
+                        pair[0] = a * cos - b * sin;
+                        pair[1] = a * sin + b * cos;
+                    }
+                }
+            }
+            RopeStyle::Neox => {
+                for head in x.chunks_exact_mut(self.head_dim) {
+                    let (low, high) = head.split_at_mut(self.head_dim / 2);
+                    for ((a, b), (sin, cos)) in low.iter_mut().zip(high).zip(&angles) {
+                        let (x1, x2) = (*a, *b);
+                        *a = x1 * cos - x2 * sin;
+                        *b = x1 * sin + x2 * cos;
+                    }
+                }
             }
         }
     }
@@ -57,9 +110,72 @@ pub(crate) fn swiglu(gate_up: &[f32], ffn: usize) -> Vec<f32> {
         .collect()
 }
 
+/// GELU (tanh approximation) gating on rows of `[gate | up]`, each half `ffn` wide:
+/// gelu(gate) × up (Gemma's feed-forward).
+pub(crate) fn gelu_tanh_gate(gate_up: &[f32], ffn: usize) -> Vec<f32> {
+    gate_up
+        .chunks_exact(2 * ffn)
+        .flat_map(|row| {
+            let (gate, up) = row.split_at(ffn);
+            gate.iter().zip(up).map(|(&g, u)| gelu_tanh(g) * u)
+        })
+        .collect()
+}
+
+/// GELU's tanh approximation, in candle's order of operations.
+fn gelu_tanh(v: f32) -> f32 {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+    0.5 * v * (1.0 + (SQRT_TWO_OVER_PI * v * (1.0 + 0.044715 * v * v)).tanh())
+}
+
+/// Each row of `x` plus `bias` (one value per column).
+pub(crate) fn add_bias(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        add(row, bias);
+    }
+}
+
 /// The residual connection: `x += y`.
 pub(crate) fn add(x: &mut [f32], y: &[f32]) {
     for (a, b) in x.iter_mut().zip(y) {
         *a += b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+
+    /// The same bits as candle's `gelu` (its tanh approximation) times `up`.
+    #[test]
+    fn gelu_tanh_gating_matches_candles_gelu() {
+        let ffn = 64;
+        let gate: Vec<f32> = (0..ffn).map(|i| (i as f32 - 32.0) * 0.21).collect();
+        let up: Vec<f32> = (0..ffn).map(|i| 1.0 + i as f32 * 0.01).collect();
+        let ours = gelu_tanh_gate(&[gate.clone(), up.clone()].concat(), ffn);
+        let candle = Tensor::new(gate.as_slice(), &Device::Cpu)
+            .and_then(|g| g.gelu())
+            .and_then(|g| g * Tensor::new(up.as_slice(), &Device::Cpu)?)
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("candle's gelu");
+        for (i, (a, b)) in ours.iter().zip(&candle).enumerate() {
+            assert_eq!(a.to_bits(), b.to_bits(), "value {i}: {a} vs {b}");
+        }
+    }
+
+    /// NeoX pairs dimension `i` with `i + half`; interleaved pairs neighbours.
+    #[test]
+    fn rope_styles_pair_different_dimensions() {
+        let x: Vec<f32> = (0..8).map(|i| i as f32 + 1.0).collect();
+        let (mut neox, mut interleaved) = (x.clone(), x.clone());
+        Rope::new(8, 10_000.0, RopeStyle::Neox).apply(&mut neox, 3);
+        Rope::new(8, 10_000.0, RopeStyle::Interleaved).apply(&mut interleaved, 3);
+        let (sin, cos) = 3f32.sin_cos(); // first frequency is 1
+        assert_eq!(neox[0], x[0] * cos - x[4] * sin);
+        assert_eq!(neox[4], x[0] * sin + x[4] * cos);
+        assert_eq!(interleaved[0], x[0] * cos - x[1] * sin);
+        assert_eq!(interleaved[1], x[0] * sin + x[1] * cos);
     }
 }

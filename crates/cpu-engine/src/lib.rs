@@ -1,8 +1,10 @@
 //! Rigger's CPU inference engine: quantized GGUF models (Q4_0, Q8_0, Q4_K, Q6_K — so llama.cpp's
-//! Q4_K_M files; the Llama family) run on kernels of our own. candle-core reads the file; the engine repacks the weights so that
-//! sixteen rows sit in the sixteen lanes of a SIMD register, quantizes activations to 8 bits as
-//! ggml does (per 32 values for Q4_0/Q8_0, per 256 for the K-quants), and runs the same order of operations on every instruction set (portable Rust,
-//! AVX2, AVX-512 VNNI, picked at run time), so they give the same bits.
+//! Q4_K_M files; architectures llama, qwen2, qwen3, phi3, gemma3) run on kernels of our own.
+//! candle-core reads the file; the engine repacks the weights so that sixteen rows sit in the
+//! sixteen lanes of a SIMD register, quantizes activations to 8 bits as ggml does (per 32 values
+//! for Q4_0/Q8_0, per 256 for the K-quants), and runs the same order of operations on every
+//! instruction set (portable Rust, AVX2, AVX-512 VNNI, picked at run time), so they give the
+//! same bits.
 //!
 //! Invariant: depends on candle-core (GGUF reading), half, rayon and libc only — no async
 //! runtime, no Rigger port, no tokenizer (`cargo xtask tidy` checks it). Frontends (the Candle
@@ -11,7 +13,8 @@
 //! Map: `quant` weight formats and activation quantization; `packing` the
 //! repacked layout; `memory` aligned, huge-page backed storage; `isa` detection;
 //! `matmul` dispatch and the portable kernel; `x86` the AVX2 and AVX-512 kernels; `attention`;
-//! `layers` shared by architectures; `models` one file per architecture; [`DecodeStepper`].
+//! `layers` shared by architectures; `models` one file per architecture over a shared
+//! decoder; [`DecodeStepper`].
 //!
 //! ```no_run
 //! use rigger_cpu_engine::{DecodeStepper, Isa};
@@ -38,6 +41,6 @@ mod x86;
 
 pub use error::{Error, Result};
 pub use isa::Isa;
-pub use models::{ARCHITECTURES, KvCache, Llama, load_gguf};
+pub use models::{ARCHITECTURES, Architecture, KvCache, Model, load_gguf};
 pub use quant::WeightFormat;
 pub use stepper::DecodeStepper;

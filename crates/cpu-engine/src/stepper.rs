@@ -5,11 +5,11 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::isa::Isa;
-use crate::models::{KvCache, Llama, load_gguf};
+use crate::models::{KvCache, Model, load_gguf};
 
 /// A loaded model, its KV cache and a prompt of token ids.
 pub struct DecodeStepper {
-    model: Llama,
+    model: Model,
     cache: KvCache,
     prompt: Vec<u32>,
 }
@@ -29,7 +29,7 @@ impl DecodeStepper {
         })
     }
 
-    pub fn model(&self) -> &Llama {
+    pub fn model(&self) -> &Model {
         &self.model
     }
 

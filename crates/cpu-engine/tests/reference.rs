@@ -66,7 +66,8 @@ fn an_output_projection_the_kernels_do_not_read_is_requantized_and_stays_close()
     let (ours, reference) = steppers(&path);
     let described = ours.model().describe();
     assert!(
-        described.starts_with("rigger-cpu Q4_0") && described.contains("output.weight Q3K → Q8_0"),
+        described.starts_with("rigger-cpu llama Q4_0")
+            && described.contains("output.weight Q3K → Q8_0"),
         "{described}"
     );
     assert_eq!(ours.model().requantized(), ["output.weight Q3K → Q8_0"]);
@@ -81,7 +82,7 @@ fn tied_embeddings_project_through_the_embedding_table() {
     let (ours, reference) = steppers(&path);
     let described = ours.model().describe();
     assert!(
-        described.starts_with("rigger-cpu Q4_0") && !described.contains("requantized"),
+        described.starts_with("rigger-cpu llama Q4_0") && !described.contains("requantized"),
         "{described}"
     );
     stays_close(ours, reference);

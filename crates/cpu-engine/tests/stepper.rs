@@ -45,7 +45,7 @@ fn the_stepper_reports_what_runs_and_counts_positions() {
     let mut stepper =
         DecodeStepper::open(&tiny("model-q8_0.gguf"), Isa::Portable, vec![1, 2, 3]).expect("open");
     assert_eq!(stepper.model().weight_format(), WeightFormat::Q8_0);
-    assert_eq!(stepper.model().describe(), "rigger-cpu Q8_0 portable");
+    assert_eq!(stepper.model().describe(), "rigger-cpu llama Q8_0 portable");
     assert_eq!(
         stepper.step().expect("first step"),
         4,
@@ -63,13 +63,32 @@ fn what_the_engine_does_not_run_is_not_covered() {
         other => panic!("f16 weights: {:?}", other.err()),
     }
     let path = rigger_model_gen::scratch::write_gguf(
-        "qwen2.gguf",
-        &[("general.architecture", Value::String("qwen2".into()))],
+        "gpt2.gguf",
+        &[("general.architecture", Value::String("gpt2".into()))],
         &[],
     );
     match load_gguf(&path, Isa::Portable) {
-        Err(Error::NotCovered(why)) => assert!(why.contains("qwen2"), "{why}"),
-        other => panic!("a qwen2 file: {:?}", other.err()),
+        Err(Error::NotCovered(why)) => assert!(why.contains("gpt2"), "{why}"),
+        other => panic!("a gpt2 file: {:?}", other.err()),
+    }
+    support::remove(&path);
+    // Phi-3 with a rotary embedding over part of each head (candle's phi3 lacks it too).
+    let path = rigger_model_gen::scratch::write_gguf(
+        "phi3-partial-rope.gguf",
+        &[
+            ("general.architecture", Value::String("phi3".into())),
+            ("phi3.embedding_length", Value::U32(128)),
+            ("phi3.block_count", Value::U32(1)),
+            ("phi3.feed_forward_length", Value::U32(256)),
+            ("phi3.attention.head_count", Value::U32(4)),
+            ("phi3.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+            ("phi3.rope.dimension_count", Value::U32(16)),
+        ],
+        &[],
+    );
+    match load_gguf(&path, Isa::Portable) {
+        Err(Error::NotCovered(why)) => assert!(why.contains("partial rotary"), "{why}"),
+        other => panic!("a partial-rotary phi3 file: {:?}", other.err()),
     }
     support::remove(&path);
 }

@@ -1,32 +1,36 @@
-//! One file per model architecture; this file picks one by the GGUF's `general.architecture`.
+//! One file per model architecture, the decoder they share in `decoder`; [`load_gguf`] picks one
+//! by the GGUF's `general.architecture`.
 
+mod decoder;
+mod gemma3;
 mod llama;
+mod phi3;
+mod qwen2;
+mod qwen3;
 
 use std::fs::File;
 use std::path::Path;
 
 use candle_core::quantized::gguf_file;
 
-pub use llama::{KvCache, Llama};
+pub use decoder::{Architecture, KvCache, Model};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::isa::Isa;
 
-/// The GGUF architectures the engine runs (`general.architecture`).
-pub const ARCHITECTURES: [&str; 1] = ["llama"];
+/// The GGUF architectures (`general.architecture`) the engine runs.
+pub const ARCHITECTURES: [&str; 5] = [
+    Architecture::Llama.name(),
+    Architecture::Qwen2.name(),
+    Architecture::Qwen3.name(),
+    Architecture::Phi3.name(),
+    Architecture::Gemma3.name(),
+];
 
-/// Reads the GGUF model at `path` for the kernels of `isa`; [`Error::NotCovered`] where the
-/// engine does not run its architecture, weight formats or layers.
-pub fn load_gguf(path: &Path, isa: Isa) -> Result<Llama> {
+/// Reads the GGUF model at `path` for the kernels of `isa`; [`crate::Error::NotCovered`] where
+/// the engine does not run its architecture, weight formats or layers.
+pub fn load_gguf(path: &Path, isa: Isa) -> Result<Model> {
     let mut file = File::open(path)?;
     let content = gguf_file::Content::read(&mut file)?;
-    let arch = content
-        .metadata
-        .get("general.architecture")
-        .and_then(|v| v.to_string().ok())
-        .map_or("", String::as_str);
-    if !ARCHITECTURES.contains(&arch) {
-        return Err(Error::NotCovered(format!("GGUF architecture {arch:?}")));
-    }
-    Llama::from_gguf(&content, &mut file, isa)
+    Model::from_gguf(&content, &mut file, isa)
 }

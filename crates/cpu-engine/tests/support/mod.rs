@@ -1,5 +1,7 @@
-//! What the engine's tests compare against: candle's `quantized_llama` (the reference path) run
-//! one token at a time, and a one-layer GGUF written for the test.
+//! What the engine's tests compare against: candle's quantized model of the file's architecture
+//! (`quantized_llama`, `quantized_qwen2`, `quantized_qwen3`, `quantized_phi3`,
+//! `quantized_gemma3`; the reference path) run one token at a time, and a one-layer GGUF written
+//! for the test.
 
 #![allow(dead_code)] // each test binary uses part of it
 
@@ -8,15 +10,26 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::{Device, Tensor};
-use candle_transformers::models::quantized_llama::ModelWeights;
+use candle_transformers::models::{
+    quantized_gemma3, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3,
+};
 use rigger_model_gen::scratch;
 
-#[allow(unused_imports)] // not every test binary uses both
+#[allow(unused_imports)] // each test binary uses part of them
 pub use scratch::{remove, tiny};
 
-/// candle's `quantized_llama` on a GGUF file, fed the same way as the engine's stepper.
+/// candle's model of each architecture.
+enum Candle {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+    Qwen3(quantized_qwen3::ModelWeights),
+    Phi3(quantized_phi3::ModelWeights),
+    Gemma3(quantized_gemma3::ModelWeights),
+}
+
+/// candle's model of the file's architecture, fed the same way as the engine's stepper.
 pub struct Reference {
-    model: ModelWeights,
+    model: Candle,
     prompt: Vec<u32>,
     position: usize,
 }
@@ -25,8 +38,28 @@ impl Reference {
     pub fn open(path: &Path, prompt: &[u32]) -> Self {
         let mut file = std::fs::File::open(path).expect("open the GGUF");
         let content = gguf_file::Content::read(&mut file).expect("read the GGUF");
+        let arch = content
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        let cpu = &Device::Cpu;
         let model =
-            ModelWeights::from_gguf(content, &mut file, &Device::Cpu).expect("candle's model");
+            match arch.as_str() {
+                "llama" => quantized_llama::ModelWeights::from_gguf(content, &mut file, cpu)
+                    .map(Candle::Llama),
+                "qwen2" => quantized_qwen2::ModelWeights::from_gguf(content, &mut file, cpu)
+                    .map(Candle::Qwen2),
+                "qwen3" => quantized_qwen3::ModelWeights::from_gguf(content, &mut file, cpu)
+                    .map(Candle::Qwen3),
+                "phi3" => quantized_phi3::ModelWeights::from_gguf(false, content, &mut file, cpu)
+                    .map(Candle::Phi3),
+                "gemma3" => quantized_gemma3::ModelWeights::from_gguf(content, &mut file, cpu)
+                    .map(Candle::Gemma3),
+                other => panic!("no candle model for {other:?}"),
+            }
+            .expect("candle's model");
         Self {
             model,
             prompt: prompt.to_vec(),
@@ -49,11 +82,22 @@ impl Reference {
         let input = Tensor::new(tokens, &Device::Cpu)
             .and_then(|t| t.unsqueeze(0))
             .expect("input");
-        let logits = self
-            .model
-            .forward(&input, self.position)
-            .and_then(|l| l.squeeze(0)?.to_vec1::<f32>())
-            .expect("candle's forward");
+        let position = self.position;
+        let logits = match &mut self.model {
+            Candle::Llama(m) => m.forward(&input, position),
+            Candle::Qwen2(m) => m.forward(&input, position),
+            Candle::Phi3(m) => m.forward(&input, position),
+            Candle::Gemma3(m) => m.forward(&input, position),
+            // Unlike the others, quantized_qwen3 does not reset its cache at position 0.
+            Candle::Qwen3(m) => {
+                if position == 0 {
+                    m.clear_kv_cache();
+                }
+                m.forward(&input, position)
+            }
+        }
+        .and_then(|l| l.flatten_all()?.to_vec1::<f32>())
+        .expect("candle's forward");
         self.position += tokens.len();
         logits
     }
