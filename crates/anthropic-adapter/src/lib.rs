@@ -149,7 +149,24 @@ impl AnthropicAdapter {
         let limits = self
             .limits
             .get_or_try_init(|| async {
-                let info = model_info(&self.client, &self.config, &self.models_url).await?;
+                // The client has only a connect timeout (a generation's body may take minutes),
+                // so the lookup gets the first-token limit: a stalled lookup must not hang the
+                // request before its own clocks start.
+                let limit = self.config.first_token_timeout;
+                let lookup = model_info(&self.client, &self.config, &self.models_url);
+                let info = tokio::time::timeout(limit, lookup).await.map_err(|_| {
+                    InferenceError::timeout(
+                        BACKEND,
+                        format!(
+                            "the model lookup GET {}/{} did not answer within {limit:?}",
+                            self.models_url, self.config.model
+                        ),
+                    )
+                    .with_retryable(false)
+                    .with_hint(format!(
+                        "raise {FIRST_TOKEN_TIMEOUT_VAR}, or check the server at {BASE_URL_VAR}"
+                    ))
+                })??;
                 let context_length = self
                     .config
                     .context_length

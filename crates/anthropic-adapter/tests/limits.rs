@@ -1,5 +1,5 @@
 //! Servers that hold a request without finishing it: `ping`s forever, a valid answer that never
-//! ends, a stream trickled two bytes at a time. Each ends in
+//! ends, a stream trickled two bytes at a time, a model lookup that never answers. Each ends in
 //! a Timeout naming the setting to raise, under short configured limits (the outer timeout only
 //! turns a hang into a failure).
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use rigger_anthropic_adapter::{
-    AnthropicAdapter, AnthropicConfig, DEADLINE_VAR, IDLE_TIMEOUT_VAR,
+    AnthropicAdapter, AnthropicConfig, DEADLINE_VAR, FIRST_TOKEN_TIMEOUT_VAR, IDLE_TIMEOUT_VAR,
 };
 use rigger_http_support::ApiKey;
 use rigger_http_support::fixture::{FixtureResponse, FixtureServer};
@@ -121,4 +121,35 @@ async fn a_two_byte_trickle_hits_the_total_deadline() {
     .await;
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     assert!(err.to_string().contains(DEADLINE_VAR), "{err}");
+}
+
+/// The model lookup (`GET /v1/models/{id}`) comes before the first request; a server that
+/// accepts it and never answers must not hang the request.
+#[tokio::test]
+async fn a_stalled_model_lookup_times_out() {
+    let server = FixtureServer::start(|r| {
+        if r.path.starts_with("/v1/models/") {
+            FixtureResponse::ok()
+                .header("content-type", "application/json")
+                .hang()
+        } else {
+            event_stream().chunk(start_and_text("never asked"))
+        }
+    })
+    .await
+    .unwrap();
+    let err = generate_error(AnthropicConfig {
+        first_token_timeout: Duration::from_millis(300),
+        ..config(&server)
+    })
+    .await;
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.to_string().contains(FIRST_TOKEN_TIMEOUT_VAR), "{err}");
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|r| r.path.starts_with("/v1/models/")),
+        "no message was sent before the lookup answered"
+    );
 }
