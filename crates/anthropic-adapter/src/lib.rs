@@ -37,7 +37,9 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use reqwest::{Client, RequestBuilder, Url};
-use rigger_http_support::{Limits, RetryPolicy, SseEvent, Watchdog, send_with_retries, sse_events};
+use rigger_http_support::{
+    Limits, MAX_SSE_EVENT, RetryPolicy, SseEvent, Watchdog, send_with_retries, sse_events,
+};
 use rigger_ports::{
     Capabilities, Completion, ErrorKind, EventStream, GenerationRequest, InferenceError,
     LanguageModel, ModelDescriptor, StreamEvent, TimingSource, Timings, enforce_response_format,
@@ -215,7 +217,7 @@ impl AnthropicAdapter {
             )
             .await?;
             check_event_stream(&response)?;
-            let mut events = sse_events(BACKEND, response);
+            let mut events = sse_events(BACKEND, response, MAX_SSE_EVENT);
             let mut decoder = EventDecoder::new(prepared.output.clone(), model);
             let outcome = loop {
                 let Some(event) = next_event(&mut events, &decoder, watchdog).await? else {

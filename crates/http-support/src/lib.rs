@@ -17,15 +17,19 @@ mod progress;
 mod retry;
 mod secret;
 mod send;
+mod sse;
 
 #[cfg(feature = "fixture")]
 pub mod fixture;
 
-pub use framing::{SseEvent, ndjson_lines, sse_events};
+#[doc(hidden)]
+pub use framing::frame_sse_for_bench;
+pub use framing::{MAX_SSE_EVENT, ndjson_lines, sse_events, sse_events_from};
 pub use progress::{Limits, Watchdog, seconds_setting};
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use secret::ApiKey;
 pub use send::{ErrorResponse, kind_for_status, send_with_retries, transport_error};
+pub use sse::SseEvent;
 
 /// `name` made fit for the APIs' identifier rule `^[a-zA-Z0-9_-]{1,64}$` (OpenAI schema names,
 /// Anthropic tool names): other characters become `_`, at most 64 are kept, and an empty result

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rigger_http_support::{
-    Limits, RetryPolicy, Watchdog, send_with_retries, sse_events, transport_error,
+    Limits, MAX_SSE_EVENT, RetryPolicy, Watchdog, send_with_retries, sse_events, transport_error,
 };
 use rigger_ports::{
     ErrorKind, EventStream, GenerationRequest, InferenceError, LanguageModel, ModelDescriptor,
@@ -277,7 +277,12 @@ impl LanguageModel for OpenAiAdapter {
             },
             started,
         );
-        let events = stream::event_stream(sse_events(BACKEND, response), decoder, watchdog, permit);
+        let events = stream::event_stream(
+            sse_events(BACKEND, response, MAX_SSE_EVENT),
+            decoder,
+            watchdog,
+            permit,
+        );
         Ok(enforce_response_format(
             BACKEND,
             request.response_format,

@@ -93,3 +93,25 @@ async fn a_two_byte_trickle_hits_the_total_deadline() {
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     assert!(err.to_string().contains(DEADLINE_VAR), "{err}");
 }
+
+/// An event line of several MiB without a newline is refused with a typed error.
+#[tokio::test]
+async fn a_multi_mib_event_line_is_a_protocol_error() {
+    let server = serve(|_| {
+        let piece = "a".repeat(64 * 1024);
+        let mut response = event_stream().chunk("data: {\"choices\": [\"");
+        for _ in 0..64 {
+            response = response.chunk(piece.clone());
+        }
+        response.hang()
+    })
+    .await;
+    let err = generate_error(&adapter(
+        &server,
+        Duration::from_secs(5),
+        Duration::from_secs(10),
+    ))
+    .await;
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    assert!(err.to_string().contains("exceeds"), "{err}");
+}
