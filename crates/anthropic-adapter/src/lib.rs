@@ -330,10 +330,12 @@ impl LanguageModel for AnthropicAdapter {
             done: false,
         };
         let stream = futures::stream::unfold(state, Live::step).boxed();
+        // A server that ignores max_tokens is stopped once the text is clearly past it.
+        let budget = request.budget.limit();
         Ok(enforce_response_format(
             BACKEND,
             request.response_format,
-            stream,
+            rigger_ports::bound_answer(BACKEND, budget, stream),
         ))
     }
 }

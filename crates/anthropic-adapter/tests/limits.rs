@@ -153,3 +153,22 @@ async fn a_stalled_model_lookup_times_out() {
         "no message was sent before the lookup answered"
     );
 }
+
+/// A server that streams text far past the request's budget is stopped, not read whole.
+#[tokio::test]
+async fn an_answer_far_past_its_budget_is_cut_off() {
+    let big = "many words ".repeat(400);
+    let server = server(move || {
+        event_stream()
+            .chunk(start_and_text("first"))
+            .forever(text_delta(&big), Duration::ZERO)
+    })
+    .await;
+    let err = generate_error(AnthropicConfig {
+        deadline: Duration::from_secs(5),
+        ..config(&server)
+    })
+    .await;
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    assert!(err.to_string().contains("8 tokens"), "{err}");
+}

@@ -89,3 +89,13 @@ async fn a_two_byte_trickle_hits_the_total_deadline() {
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     assert!(err.to_string().contains(DEADLINE_VAR), "{err}");
 }
+
+/// A server that streams text far past the request's budget is stopped, not read whole.
+#[tokio::test]
+async fn an_answer_far_past_its_budget_is_cut_off() {
+    let big = "many words ".repeat(400);
+    let server = server(move || ndjson().forever(line(&big), Duration::ZERO)).await;
+    let err = generate_error(&server, Duration::from_secs(5), Duration::from_secs(5)).await;
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    assert!(err.to_string().contains("8 tokens"), "{err}");
+}

@@ -283,10 +283,12 @@ impl LanguageModel for OpenAiAdapter {
             watchdog,
             permit,
         );
+        // A server that ignores max_tokens is stopped once the text is clearly past it.
+        let budget = request.budget.limit();
         Ok(enforce_response_format(
             BACKEND,
             request.response_format,
-            events,
+            rigger_ports::bound_answer(BACKEND, budget, events),
         ))
     }
 }

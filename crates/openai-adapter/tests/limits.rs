@@ -94,6 +94,29 @@ async fn a_two_byte_trickle_hits_the_total_deadline() {
     assert!(err.to_string().contains(DEADLINE_VAR), "{err}");
 }
 
+/// A server that streams text far past the request's budget is stopped, not read whole: the
+/// error is typed and the connection is closed.
+#[tokio::test]
+async fn an_answer_far_past_its_budget_is_cut_off() {
+    let big = "many words ".repeat(400);
+    let server = serve(move |_| event_stream().forever(event(&delta(&big)), Duration::ZERO)).await;
+    let model = adapter(&server, Duration::from_secs(5), Duration::from_secs(5));
+    let request = GenerationRequest::prompt("hi").with_max_tokens(16);
+    let err = tokio::time::timeout(Duration::from_secs(20), model.generate(request))
+        .await
+        .expect("the adapter gave up by itself")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    assert!(err.to_string().contains("16 tokens"), "{err}");
+    for _ in 0..100 {
+        if server.bodies_abandoned() == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the body was not abandoned");
+}
+
 /// An event line of several MiB without a newline is refused with a typed error.
 #[tokio::test]
 async fn a_multi_mib_event_line_is_a_protocol_error() {
