@@ -23,6 +23,13 @@ const ANTHROPIC_HOST: &str = "api.anthropic.com";
 pub const API_KEY_VAR: &str = "ANTHROPIC_API_KEY";
 pub const BASE_URL_VAR: &str = "ANTHROPIC_BASE_URL";
 pub const MODEL_VAR: &str = "ANTHROPIC_MODEL";
+/// Seconds from sending a request to the message's start (retries included); also the limit
+/// on the model lookup (`GET /v1/models/{id}`) that precedes the first request.
+pub const FIRST_TOKEN_TIMEOUT_VAR: &str = "RIGGER_ANTHROPIC_FIRST_TOKEN_TIMEOUT_SECS";
+/// Seconds without progress (text or the end of the message; `ping`s do not count).
+pub const IDLE_TIMEOUT_VAR: &str = "RIGGER_ANTHROPIC_IDLE_TIMEOUT_SECS";
+/// Seconds a whole generation may take, from sending the request to `message_stop`.
+pub const DEADLINE_VAR: &str = "RIGGER_ANTHROPIC_DEADLINE_SECS";
 
 /// How to reach an Anthropic Messages API server and which model to use.
 ///
@@ -42,10 +49,15 @@ pub struct AnthropicConfig {
     pub context_length: Option<u32>,
     /// Establishing a connection (TCP + TLS).
     pub connect_timeout: Duration,
-    /// From sending the request to the first event of the response, retries included.
+    /// From sending the request to the message's start, retries included; also bounds the
+    /// model lookup that precedes the first request.
     pub first_token_timeout: Duration,
-    /// The longest gap between two events of a response (Anthropic sends `ping`s while it works).
+    /// The longest time without progress (text, or the end of the message). Anthropic sends
+    /// `ping`s while it works; they do not count, so a server that only pings is a stall.
     pub idle_timeout: Duration,
+    /// The whole generation, from sending the request to `message_stop`, whatever the server
+    /// sends meanwhile.
+    pub deadline: Duration,
     /// Retries before the first token: connect errors, 429, 5xx, 529 and `overloaded_error`
     /// events that arrive before the message starts.
     pub retry: RetryPolicy,
@@ -60,8 +72,10 @@ impl Default for AnthropicConfig {
             api_version: API_VERSION.to_owned(),
             context_length: None,
             connect_timeout: Duration::from_secs(10),
-            first_token_timeout: Duration::from_secs(120),
+            // A server that makes no progress is given up within a minute.
+            first_token_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
+            deadline: Duration::from_secs(600),
             retry: RetryPolicy::default(),
         }
     }
@@ -96,10 +110,15 @@ impl AnthropicConfig {
             }
             None => defaults.base_url.clone(),
         };
+        let seconds = |name: &str| rigger_http_support::seconds_setting(BACKEND, lookup, name);
         Ok(Self {
             base_url,
             api_key: lookup(API_KEY_VAR).and_then(ApiKey::new),
             model: var(MODEL_VAR).unwrap_or(defaults.model.clone()),
+            first_token_timeout: seconds(FIRST_TOKEN_TIMEOUT_VAR)?
+                .unwrap_or(defaults.first_token_timeout),
+            idle_timeout: seconds(IDLE_TIMEOUT_VAR)?.unwrap_or(defaults.idle_timeout),
+            deadline: seconds(DEADLINE_VAR)?.unwrap_or(defaults.deadline),
             ..defaults
         })
     }

@@ -37,7 +37,9 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use reqwest::{Client, RequestBuilder, Url};
-use rigger_http_support::{RetryPolicy, SseEvent, send_with_retries, sse_events};
+use rigger_http_support::{
+    Limits, MAX_SSE_EVENT, RetryPolicy, SseEvent, Watchdog, send_with_retries, sse_events,
+};
 use rigger_ports::{
     Capabilities, Completion, ErrorKind, EventStream, GenerationRequest, InferenceError,
     LanguageModel, ModelDescriptor, StreamEvent, TimingSource, Timings, enforce_response_format,
@@ -45,8 +47,8 @@ use rigger_ports::{
 use tokio::sync::OnceCell;
 
 pub use config::{
-    API_KEY_VAR, API_VERSION, AnthropicConfig, BASE_URL_VAR, DEFAULT_BASE_URL, DEFAULT_MODEL,
-    MODEL_VAR,
+    API_KEY_VAR, API_VERSION, AnthropicConfig, BASE_URL_VAR, DEADLINE_VAR, DEFAULT_BASE_URL,
+    DEFAULT_MODEL, FIRST_TOKEN_TIMEOUT_VAR, IDLE_TIMEOUT_VAR, MODEL_VAR,
 };
 pub use stream::{Decoded, EventDecoder, Output};
 
@@ -149,7 +151,24 @@ impl AnthropicAdapter {
         let limits = self
             .limits
             .get_or_try_init(|| async {
-                let info = model_info(&self.client, &self.config, &self.models_url).await?;
+                // The client has only a connect timeout (a generation's body may take minutes),
+                // so the lookup gets the first-token limit: a stalled lookup must not hang the
+                // request before its own clocks start.
+                let limit = self.config.first_token_timeout;
+                let lookup = model_info(&self.client, &self.config, &self.models_url);
+                let info = tokio::time::timeout(limit, lookup).await.map_err(|_| {
+                    InferenceError::timeout(
+                        BACKEND,
+                        format!(
+                            "the model lookup GET {}/{} did not answer within {limit:?}",
+                            self.models_url, self.config.model
+                        ),
+                    )
+                    .with_retryable(false)
+                    .with_hint(format!(
+                        "raise {FIRST_TOKEN_TIMEOUT_VAR}, or check the server at {BASE_URL_VAR}"
+                    ))
+                })??;
                 let context_length = self
                     .config
                     .context_length
@@ -172,6 +191,7 @@ impl AnthropicAdapter {
     async fn open(
         &self,
         prepared: &request::Prepared,
+        watchdog: &Watchdog,
     ) -> Result<
         (
             BoxStream<'static, Result<SseEvent, InferenceError>>,
@@ -197,10 +217,10 @@ impl AnthropicAdapter {
             )
             .await?;
             check_event_stream(&response)?;
-            let mut events = sse_events(BACKEND, response);
+            let mut events = sse_events(BACKEND, response, MAX_SSE_EVENT);
             let mut decoder = EventDecoder::new(prepared.output.clone(), model);
             let outcome = loop {
-                let Some(event) = self.next_event(&mut events, &decoder).await? else {
+                let Some(event) = next_event(&mut events, &decoder, watchdog).await? else {
                     break Err(InferenceError::new(
                         ErrorKind::Io,
                         BACKEND,
@@ -231,20 +251,13 @@ impl AnthropicAdapter {
             }
         }
     }
-
-    async fn next_event(
-        &self,
-        events: &mut BoxStream<'static, Result<SseEvent, InferenceError>>,
-        decoder: &EventDecoder,
-    ) -> Result<Option<SseEvent>, InferenceError> {
-        next_event(events, decoder, self.config.idle_timeout).await
-    }
 }
 
+/// The next event, within the watchdog's limits; an error keeps the text received so far.
 async fn next_event(
     events: &mut BoxStream<'static, Result<SseEvent, InferenceError>>,
     decoder: &EventDecoder,
-    idle: Duration,
+    watchdog: &Watchdog,
 ) -> Result<Option<SseEvent>, InferenceError> {
     let keep = |e: InferenceError| {
         if decoder.text().is_empty() {
@@ -253,11 +266,8 @@ async fn next_event(
             e.with_raw_output(decoder.text().to_owned())
         }
     };
-    match tokio::time::timeout(idle, events.next()).await {
-        Err(_) => Err(keep(
-            InferenceError::timeout(BACKEND, format!("no event for {idle:?} while streaming"))
-                .with_hint("raise idle_timeout in the Anthropic config"),
-        )),
+    match watchdog.next(events).await {
+        Err(e) => Err(keep(e)),
         Ok(None) => Ok(None),
         Ok(Some(Ok(event))) => Ok(Some(event)),
         Ok(Some(Err(e))) => Err(keep(e)),
@@ -289,32 +299,43 @@ impl LanguageModel for AnthropicAdapter {
         }
 
         let started = Instant::now();
-        let first_token_timeout = self.config.first_token_timeout;
-        let (events, decoder, pending) =
-            tokio::time::timeout(first_token_timeout, self.open(&prepared))
-                .await
-                .map_err(|_| {
-                    InferenceError::timeout(
-                        BACKEND,
-                        format!("no reply within {first_token_timeout:?}"),
-                    )
-                    .with_hint("raise first_token_timeout in the Anthropic config")
-                })??;
+        // `ping`s never count as progress: only the message's start, text and its end do.
+        let mut watchdog = Watchdog::new(
+            BACKEND,
+            Limits {
+                total: self.config.deadline,
+                total_setting: DEADLINE_VAR,
+                stall: self.config.idle_timeout,
+                stall_setting: IDLE_TIMEOUT_VAR,
+            },
+            started,
+        );
+        let (events, decoder, pending) = watchdog
+            .within(
+                self.open(&prepared, &watchdog),
+                self.config.first_token_timeout,
+                FIRST_TOKEN_TIMEOUT_VAR,
+                "the message's start",
+            )
+            .await??;
+        watchdog.progressed();
 
         let state = Live {
             events,
             decoder,
             pending,
-            idle: self.config.idle_timeout,
+            watchdog,
             started,
             first_token: None,
             done: false,
         };
         let stream = futures::stream::unfold(state, Live::step).boxed();
+        // A server that ignores max_tokens is stopped once the text is clearly past it.
+        let budget = request.budget.limit();
         Ok(enforce_response_format(
             BACKEND,
             request.response_format,
-            stream,
+            rigger_ports::bound_answer(BACKEND, budget, stream),
         ))
     }
 }
@@ -325,7 +346,7 @@ struct Live {
     events: BoxStream<'static, Result<SseEvent, InferenceError>>,
     decoder: EventDecoder,
     pending: Option<Decoded>,
-    idle: Duration,
+    watchdog: Watchdog,
     started: Instant,
     first_token: Option<Instant>,
     done: bool,
@@ -339,7 +360,7 @@ impl Live {
         loop {
             let decoded = match self.pending.take() {
                 Some(decoded) => Ok(decoded),
-                None => match next_event(&mut self.events, &self.decoder, self.idle).await {
+                None => match next_event(&mut self.events, &self.decoder, &self.watchdog).await {
                     Ok(Some(event)) => self.decoder.decode(&event.data),
                     Ok(None) => Err(InferenceError::new(
                         ErrorKind::Io,
@@ -353,6 +374,7 @@ impl Live {
             match decoded {
                 Ok(Decoded::Nothing) => continue,
                 Ok(Decoded::Text(text)) => {
+                    self.watchdog.progressed();
                     self.first_token.get_or_insert_with(Instant::now);
                     return Some((Ok(StreamEvent::Delta(text)), self));
                 }

@@ -416,7 +416,12 @@ async fn timeouts_before_the_first_event_and_between_events() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
-    assert!(err.hint().unwrap().contains("first_token_timeout"), "{err}");
+    assert!(
+        err.hint()
+            .unwrap()
+            .contains("RIGGER_ANTHROPIC_FIRST_TOKEN_TIMEOUT_SECS"),
+        "{err}"
+    );
 
     let server = scripted(|_, _| {
         events(&[
@@ -437,7 +442,12 @@ async fn timeouts_before_the_first_event_and_between_events() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
-    assert!(err.hint().unwrap().contains("idle_timeout"), "{err}");
+    assert!(
+        err.hint()
+            .unwrap()
+            .contains("RIGGER_ANTHROPIC_IDLE_TIMEOUT_SECS"),
+        "{err}"
+    );
     assert_eq!(err.raw_output(), Some("so far"));
 }
 

@@ -31,6 +31,8 @@ pub struct FixtureResponse {
     hang: bool,
     abort: bool,
     held: Held,
+    /// After the parts: these bytes again and again, a pause before each, until the client goes.
+    forever: Option<(Vec<u8>, Duration)>,
 }
 
 /// A value kept alive while a body is written (see [`FixtureResponse::hold`]).
@@ -66,6 +68,7 @@ impl FixtureResponse {
             hang: false,
             abort: false,
             held: Held::default(),
+            forever: None,
         }
     }
 
@@ -121,6 +124,14 @@ impl FixtureResponse {
     /// After the last chunk, keep the response open without sending anything more.
     pub fn hang(mut self) -> Self {
         self.hang = true;
+        self
+    }
+
+    /// After the last chunk, send `bytes` every `every`, forever: a server that keeps the
+    /// connection busy with keep-alives, or (with a piece of a valid stream) one that trickles
+    /// a real answer that never ends.
+    pub fn forever(mut self, bytes: impl Into<Vec<u8>>, every: Duration) -> Self {
+        self.forever = Some((bytes.into(), every));
         self
     }
 
@@ -287,37 +298,47 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         _held: reply.held,
         permits: Vec::new(),
     };
+    let forever = reply.forever;
     let state = (VecDeque::from(reply.parts), reply.hang, reply.abort, guard);
-    let stream = futures::stream::unfold(state, |(mut parts, hang, abort, mut guard)| async move {
-        loop {
-            match parts.pop_front() {
-                Some(Part::Pause(pause)) => tokio::time::sleep(pause).await,
-                Some(Part::Acquire(slots)) => {
-                    // A closed semaphore has no slot to give: the body ends here.
-                    let Ok(permit) = slots.acquire_owned().await else {
+    let stream = futures::stream::unfold(state, move |(mut parts, hang, abort, mut guard)| {
+        let forever = forever.clone();
+        async move {
+            loop {
+                match parts.pop_front() {
+                    Some(Part::Pause(pause)) => tokio::time::sleep(pause).await,
+                    Some(Part::Acquire(slots)) => {
+                        // A closed semaphore has no slot to give: the body ends here.
+                        let Ok(permit) = slots.acquire_owned().await else {
+                            return None;
+                        };
+                        guard.permits.push(permit);
+                    }
+                    Some(Part::Bytes(bytes)) => {
+                        return Some((Ok(Bytes::from(bytes)), (parts, hang, abort, guard)));
+                    }
+                    Some(Part::Shared(bytes)) => {
+                        return Some((Ok(bytes), (parts, hang, abort, guard)));
+                    }
+                    None if forever.is_some() => {
+                        if let Some((bytes, every)) = forever {
+                            tokio::time::sleep(every).await;
+                            return Some((Ok(Bytes::from(bytes)), (parts, hang, abort, guard)));
+                        }
+                    }
+                    None if hang => futures::future::pending::<()>().await,
+                    None if abort => {
+                        // An error item makes hyper drop the connection mid-body; the next poll
+                        // (there is none) would end the stream.
+                        let error = std::io::Error::new(
+                            std::io::ErrorKind::ConnectionAborted,
+                            "fixture: connection dropped mid-body",
+                        );
+                        return Some((Err(error), (parts, true, false, guard)));
+                    }
+                    None => {
+                        guard.mark_done();
                         return None;
-                    };
-                    guard.permits.push(permit);
-                }
-                Some(Part::Bytes(bytes)) => {
-                    return Some((Ok(Bytes::from(bytes)), (parts, hang, abort, guard)));
-                }
-                Some(Part::Shared(bytes)) => {
-                    return Some((Ok(bytes), (parts, hang, abort, guard)));
-                }
-                None if hang => futures::future::pending::<()>().await,
-                None if abort => {
-                    // An error item makes hyper drop the connection mid-body; the next poll
-                    // (there is none) would end the stream.
-                    let error = std::io::Error::new(
-                        std::io::ErrorKind::ConnectionAborted,
-                        "fixture: connection dropped mid-body",
-                    );
-                    return Some((Err(error), (parts, true, false, guard)));
-                }
-                None => {
-                    guard.mark_done();
-                    return None;
+                    }
                 }
             }
         }

@@ -1,6 +1,8 @@
+use std::collections::VecDeque;
 use std::io;
 
-use eventsource_stream::{EventStreamError, Eventsource};
+use bytes::Bytes;
+
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use reqwest::Response;
@@ -9,6 +11,7 @@ use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 
 use crate::send::{root_cause, transport_error};
+use crate::sse::{SseError, SseEvent, SseParser};
 
 /// The body of `response` as NDJSON lines (blank lines dropped), framed by tokio-util's
 /// [`LinesCodec`]. A line longer than `max_line` bytes is a Protocol error, not an allocation
@@ -37,42 +40,93 @@ pub fn ndjson_lines(
     .boxed()
 }
 
-/// One server-sent event. `event` is empty when the server named none (SSE's default
-/// "message"); comment lines (`: keepalive`) never become events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
-    pub event: String,
-    pub data: String,
-}
+/// The largest SSE line, and the largest data of one event, read into memory (the same bound
+/// as NDJSON lines: a streamed event is a few hundred bytes; this only stops a broken server).
+pub const MAX_SSE_EVENT: usize = 1 << 20;
 
-/// The body of `response` as server-sent events, parsed by the `eventsource-stream` crate.
+/// The body of `response` as server-sent events ([`SseParser`]: linear in the body's size). A
+/// line or an event's data longer than `max_event` bytes is a Protocol error, not a buffer
+/// without bound; a connection that breaks off is an Io or Timeout error.
 pub fn sse_events(
     backend: &'static str,
     response: Response,
+    max_event: usize,
 ) -> BoxStream<'static, Result<SseEvent, InferenceError>> {
-    response
-        .bytes_stream()
-        .eventsource()
-        .map(move |event| match event {
-            Ok(e) => Ok(SseEvent {
-                event: if e.event == "message" {
-                    String::new()
-                } else {
-                    e.event
+    sse_events_from(backend, response.bytes_stream().boxed(), max_event)
+}
+
+/// [`sse_events`] over any byte stream (tests and benches feed memory).
+pub fn sse_events_from(
+    backend: &'static str,
+    bytes: BoxStream<'static, Result<Bytes, reqwest::Error>>,
+    max_event: usize,
+) -> BoxStream<'static, Result<SseEvent, InferenceError>> {
+    struct State {
+        bytes: BoxStream<'static, Result<Bytes, reqwest::Error>>,
+        parser: SseParser,
+        ready: VecDeque<SseEvent>,
+        /// Sent after the events completed before it.
+        error: Option<InferenceError>,
+        ended: bool,
+    }
+    let state = State {
+        bytes,
+        parser: SseParser::new(max_event),
+        ready: VecDeque::new(),
+        error: None,
+        ended: false,
+    };
+    futures::stream::unfold(state, move |mut s| async move {
+        loop {
+            if let Some(event) = s.ready.pop_front() {
+                return Some((Ok(event), s));
+            }
+            if let Some(error) = s.error.take() {
+                return Some((Err(error), s));
+            }
+            if s.ended {
+                return None;
+            }
+            let error = match s.bytes.next().await {
+                None => {
+                    // An event not closed by a blank line is dropped, as the SSE rules say.
+                    s.ended = true;
+                    continue;
+                }
+                Some(Ok(chunk)) => match s.parser.push(&chunk, &mut s.ready) {
+                    Ok(()) => continue,
+                    Err(SseError::TooLong(max)) => InferenceError::protocol(
+                        backend,
+                        format!("a streamed event line exceeds {max} bytes"),
+                    ),
+                    Err(SseError::NotUtf8) => {
+                        InferenceError::protocol(backend, "the event stream is not UTF-8")
+                    }
                 },
-                data: e.data,
-            }),
-            Err(EventStreamError::Transport(err)) => Err(transport_body_error(backend, &err)),
-            Err(EventStreamError::Utf8(err)) => Err(InferenceError::protocol(
-                backend,
-                format!("event stream is not UTF-8: {err}"),
-            )),
-            Err(EventStreamError::Parser(err)) => Err(InferenceError::protocol(
-                backend,
-                format!("malformed event stream: {err}"),
-            )),
-        })
-        .boxed()
+                Some(Err(err)) => transport_body_error(backend, &err),
+            };
+            // Events completed before the fault still go out first; then the error, then the end.
+            s.ended = true;
+            s.error = Some(error);
+        }
+    })
+    .boxed()
+}
+
+/// For the criterion bench only: frames `chunks` as one event stream with the parser the
+/// adapters use and returns the bytes of data in the events (0 on an error). Not API.
+#[doc(hidden)]
+pub fn frame_sse_for_bench(chunks: &[Bytes], max_event: usize) -> usize {
+    let mut parser = SseParser::new(max_event);
+    let mut ready = VecDeque::new();
+    let mut total = 0;
+    for chunk in chunks {
+        if parser.push(chunk, &mut ready).is_err() {
+            return 0;
+        }
+        total += ready.drain(..).map(|e| e.data.len()).sum::<usize>();
+    }
+    total
 }
 
 fn body_error(backend: &str, err: &io::Error) -> InferenceError {

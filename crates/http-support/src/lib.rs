@@ -4,7 +4,8 @@
 //! live here: sending with retries before the first byte of a body ([`send_with_retries`]),
 //! mapping transport failures onto the port's [`ErrorKind`](rigger_ports::ErrorKind)s
 //! ([`transport_error`]), framing response bodies as NDJSON lines ([`ndjson_lines`]) or SSE
-//! events ([`sse_events`]), and API keys that never print ([`ApiKey`]). Wire types (JSON bodies)
+//! events ([`sse_events`]), deadlines that keep-alives cannot push back ([`Watchdog`]), and API
+//! keys that never print ([`ApiKey`]). Wire types (JSON bodies)
 //! stay in each adapter.
 //!
 //! With the `fixture` feature, [`fixture::FixtureServer`] serves scripted responses on
@@ -12,17 +13,23 @@
 //! [`fixture::hub::HubFixture`] stands in for the Hugging Face hub (model downloads).
 
 mod framing;
+mod progress;
 mod retry;
 mod secret;
 mod send;
+mod sse;
 
 #[cfg(feature = "fixture")]
 pub mod fixture;
 
-pub use framing::{SseEvent, ndjson_lines, sse_events};
+#[doc(hidden)]
+pub use framing::frame_sse_for_bench;
+pub use framing::{MAX_SSE_EVENT, ndjson_lines, sse_events, sse_events_from};
+pub use progress::{Limits, Watchdog, seconds_setting};
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use secret::ApiKey;
 pub use send::{ErrorResponse, kind_for_status, send_with_retries, transport_error};
+pub use sse::SseEvent;
 
 /// `name` made fit for the APIs' identifier rule `^[a-zA-Z0-9_-]{1,64}$` (OpenAI schema names,
 /// Anthropic tool names): other characters become `_`, at most 64 are kept, and an empty result

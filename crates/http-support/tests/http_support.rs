@@ -190,10 +190,11 @@ async fn sse_events_skip_comments_and_keep_names() {
     .await
     .unwrap();
     let response = reqwest::get(server.url()).await.unwrap();
-    let events: Vec<(String, String)> = sse_events("test", response)
-        .map(|e| e.map(|e| (e.event, e.data)).unwrap())
-        .collect()
-        .await;
+    let events: Vec<(String, String)> =
+        sse_events("test", response, rigger_http_support::MAX_SSE_EVENT)
+            .map(|e| e.map(|e| (e.event, e.data)).unwrap())
+            .collect()
+            .await;
     assert_eq!(
         events,
         [
@@ -243,4 +244,29 @@ async fn the_server_records_what_was_sent() {
     assert_eq!(requests[0].header("x-api-key"), Some("k"));
     assert_eq!(requests[0].json()["model"], "m");
     assert_eq!(server.bodies_completed(), 1);
+}
+
+/// A multi-MiB event line without a newline is refused with a typed error as soon as it passes
+/// the limit, not buffered whole (nor parsed again per chunk).
+#[tokio::test]
+async fn an_endless_sse_line_is_a_protocol_error() {
+    let server = FixtureServer::start(|_| {
+        let mut reply = FixtureResponse::ok()
+            .header("content-type", "text/event-stream")
+            .chunk("data: ");
+        let piece = "a".repeat(64 * 1024);
+        for _ in 0..64 {
+            reply = reply.chunk(piece.clone()); // 4 MiB, no newline
+        }
+        reply
+    })
+    .await
+    .unwrap();
+    let response = reqwest::get(server.url()).await.unwrap();
+    let results: Vec<_> = sse_events("test", response, 1 << 20).collect().await;
+    let [Err(err)] = results.as_slice() else {
+        panic!("one error and nothing else: {results:?}");
+    };
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+    assert!(err.to_string().contains("1048576 bytes"), "{err}");
 }

@@ -20,6 +20,12 @@ pub const HOST_VAR: &str = "OLLAMA_HOST";
 pub const MODEL_VAR: &str = "OLLAMA_MODEL";
 /// A bearer token, for an Ollama behind an authenticating proxy or ollama.com. Optional.
 pub const API_KEY_VAR: &str = "OLLAMA_API_KEY";
+/// Seconds from sending a generation to its first text (loading the model included).
+pub const FIRST_TOKEN_TIMEOUT_VAR: &str = "RIGGER_OLLAMA_FIRST_TOKEN_TIMEOUT_SECS";
+/// Seconds without progress once text flows (lines without text do not count).
+pub const IDLE_TIMEOUT_VAR: &str = "RIGGER_OLLAMA_IDLE_TIMEOUT_SECS";
+/// Seconds a whole generation may take, from sending the request to the final record.
+pub const DEADLINE_VAR: &str = "RIGGER_OLLAMA_DEADLINE_SECS";
 
 /// How long Ollama keeps the model loaded after a request (the request's `keep_alive`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,10 +55,15 @@ pub struct OllamaConfig {
     pub connect_timeout: Duration,
     /// A whole non-streaming call (`/api/tags`, `/api/show`, …).
     pub request_timeout: Duration,
-    /// From sending a generation to its first line; includes loading the model.
+    /// From sending a generation to its first text; includes loading the model and reading
+    /// the prompt. Lines without text do not stop this clock.
     pub first_token_timeout: Duration,
-    /// Between two lines of a stream (generation, pull, create).
+    /// The longest time without progress in a generation (text or the final record; lines
+    /// without text do not count), and between two lines of a pull or create.
     pub idle_timeout: Duration,
+    /// The whole generation, from sending the request to the final record, whatever Ollama
+    /// sends meanwhile.
+    pub deadline: Duration,
     /// Retries on connect errors, 429 and 5xx, before anything has been streamed.
     pub retry: RetryPolicy,
 }
@@ -67,8 +78,11 @@ impl Default for OllamaConfig {
             num_ctx: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
-            first_token_timeout: Duration::from_secs(300),
+            // A server that makes no progress is given up within a minute; a cold load of a
+            // big model may need more (FIRST_TOKEN_TIMEOUT_VAR).
+            first_token_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
+            deadline: Duration::from_secs(600),
             retry: RetryPolicy::default(),
         }
     }
@@ -108,6 +122,16 @@ impl OllamaConfig {
             config.model = model;
         }
         config.api_key = get(API_KEY_VAR).and_then(ApiKey::new);
+        let seconds = |name: &str| rigger_http_support::seconds_setting(BACKEND, &get, name);
+        if let Some(t) = seconds(FIRST_TOKEN_TIMEOUT_VAR)? {
+            config.first_token_timeout = t;
+        }
+        if let Some(t) = seconds(IDLE_TIMEOUT_VAR)? {
+            config.idle_timeout = t;
+        }
+        if let Some(t) = seconds(DEADLINE_VAR)? {
+            config.deadline = t;
+        }
         Ok(config)
     }
 }

@@ -28,8 +28,12 @@ pub(crate) fn unparseable(line: &str, e: &serde_json::Error) -> InferenceError {
 }
 
 pub(crate) fn idle_timeout_error(idle: Duration, what: &str) -> InferenceError {
-    InferenceError::timeout(BACKEND, format!("no {what} from Ollama for {idle:?}"))
-        .with_hint("raise OllamaConfig::idle_timeout, or check the server's load")
+    InferenceError::timeout(BACKEND, format!("no {what} from Ollama for {idle:?}")).with_hint(
+        format!(
+            "raise {} (OllamaConfig::idle_timeout), or check the server's load",
+            crate::config::IDLE_TIMEOUT_VAR
+        ),
+    )
 }
 
 /// An HTTP error response in Ollama's terms. Ollama answers errors as `{"error": "…"}`.

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use reqwest::Method;
+use rigger_http_support::{Limits, Watchdog};
 use rigger_ports::{
     Capabilities, ChatMessage, EventStream, GenerationRequest, InferenceError, LanguageModel,
     ModelDescriptor, enforce_response_format,
@@ -41,8 +42,9 @@ use tokio::sync::OnceCell;
 
 pub use client::OllamaClient;
 pub use config::{
-    API_KEY_VAR, DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_PORT, HOST_VAR, KeepAlive, MODEL_VAR,
-    OllamaConfig, parse_ollama_host,
+    API_KEY_VAR, DEADLINE_VAR, DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_PORT,
+    FIRST_TOKEN_TIMEOUT_VAR, HOST_VAR, IDLE_TIMEOUT_VAR, KeepAlive, MODEL_VAR, OllamaConfig,
+    parse_ollama_host,
 };
 pub use context::{MIN_NUM_CTX, estimate_prompt_tokens};
 pub use errors::codes;
@@ -246,39 +248,49 @@ impl OllamaAdapter {
         )?;
 
         let started = Instant::now();
-        let first_token_timeout = config.first_token_timeout;
+        // Until the first text the stall limit is the first-token timeout (it includes loading
+        // the model); the stream switches to the idle timeout once text flows.
+        let watchdog = Watchdog::new(
+            BACKEND,
+            Limits {
+                total: config.deadline,
+                total_setting: DEADLINE_VAR,
+                stall: config.first_token_timeout,
+                stall_setting: FIRST_TOKEN_TIMEOUT_VAR,
+            },
+            started,
+        );
         let send = self.client.send(&config.retry, Some(&self.model), || {
             self.client
                 .request(Method::POST, path)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone())
         });
-        let response = tokio::time::timeout(first_token_timeout, send)
-            .await
-            .map_err(|_| {
-                InferenceError::timeout(
-                    BACKEND,
-                    format!("Ollama did not start answering within {first_token_timeout:?}"),
-                )
-                .with_hint(
-                    "raise OllamaConfig::first_token_timeout (it includes loading the model)",
-                )
-            })??;
+        let response = watchdog
+            .within(
+                send,
+                config.first_token_timeout,
+                FIRST_TOKEN_TIMEOUT_VAR,
+                "Ollama's answer (loading the model included)",
+            )
+            .await??;
         let events = stream::events(
             response,
             stream::Expect {
                 started,
-                first_token_deadline: started + first_token_timeout,
+                watchdog,
                 idle_timeout: config.idle_timeout,
                 num_predict: request.budget.limit(),
                 has_stops: !request.stop.is_empty(),
                 model: self.model.clone(),
             },
         );
+        // A server that ignores max_tokens is stopped once the text is clearly past it.
+        let budget = request.budget.limit();
         Ok(enforce_response_format(
             BACKEND,
             request.response_format,
-            events,
+            rigger_ports::bound_answer(BACKEND, budget, events),
         ))
     }
 }
@@ -295,7 +307,16 @@ pub async fn decode_lines_for_bench(lines: &[String]) -> usize {
     let lines = futures::stream::iter(owned).boxed();
     let expect = stream::Expect {
         started: now,
-        first_token_deadline: now + Duration::from_secs(60),
+        watchdog: Watchdog::new(
+            BACKEND,
+            Limits {
+                total: Duration::from_secs(3600),
+                total_setting: DEADLINE_VAR,
+                stall: Duration::from_secs(60),
+                stall_setting: IDLE_TIMEOUT_VAR,
+            },
+            now,
+        ),
         idle_timeout: Duration::from_secs(60),
         num_predict: u32::MAX,
         has_stops: false,

@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use reqwest::{Response, StatusCode};
-use rigger_http_support::ndjson_lines;
+use rigger_http_support::{Watchdog, ndjson_lines};
 use rigger_ports::{
     Completion, ErrorKind, EventStream, FinishReason, InferenceError, StreamEvent, TimingSource,
     Timings, Usage,
 };
 
-use crate::errors::{error_from_message, idle_timeout_error, unparseable};
+use crate::config::IDLE_TIMEOUT_VAR;
+use crate::errors::{error_from_message, unparseable};
 use crate::{BACKEND, wire};
 
 /// A generation line is tens of bytes; this only bounds memory against a broken server.
@@ -23,8 +24,9 @@ const MAX_LINE: usize = 1 << 20;
 /// What the stream needs to know about its request.
 pub(crate) struct Expect {
     pub started: Instant,
-    /// The first line must arrive by then (the request's first-token timeout).
-    pub first_token_deadline: Instant,
+    /// The total deadline, and the first-token limit until text arrives.
+    pub watchdog: Watchdog,
+    /// The stall limit once text flows.
     pub idle_timeout: Duration,
     pub num_predict: u32,
     /// Ollama says `done_reason: "stop"` for end-of-sequence and for a stop sequence alike.
@@ -76,24 +78,10 @@ async fn next_event(state: &mut State) -> Result<StreamEvent, InferenceError> {
         return Ok(StreamEvent::Done(done));
     }
     loop {
-        let wait = match state.first_text {
-            None => state
-                .expect
-                .first_token_deadline
-                .saturating_duration_since(Instant::now()),
-            Some(_) => state.expect.idle_timeout,
-        };
-        let line = match tokio::time::timeout(wait, state.lines.next()).await {
-            Err(_) if state.first_text.is_none() => {
-                return Err(InferenceError::timeout(
-                    BACKEND,
-                    "Ollama sent no text before the first-token timeout",
-                )
-                .with_hint(
-                    "raise OllamaConfig::first_token_timeout (it includes loading the model)",
-                ));
-            }
-            Err(_) => return Err(idle_timeout_error(state.expect.idle_timeout, "text")),
+        // Lines without text (keep-alives) do not restart the stall clock: only text and the
+        // final record are progress.
+        let line = match state.expect.watchdog.next(&mut state.lines).await {
+            Err(e) => return Err(e),
             Ok(None) => {
                 return Err(InferenceError::new(
                     ErrorKind::Io,
@@ -118,8 +106,15 @@ async fn next_event(state: &mut State) -> Result<StreamEvent, InferenceError> {
             .map(|m| m.content.as_str())
             .or(parsed.response.as_deref())
             .unwrap_or_default();
-        if !text.is_empty() && state.first_text.is_none() {
-            state.first_text = Some(state.expect.started.elapsed());
+        if !text.is_empty() {
+            if state.first_text.is_none() {
+                state.first_text = Some(state.expect.started.elapsed());
+                state
+                    .expect
+                    .watchdog
+                    .set_stall(state.expect.idle_timeout, IDLE_TIMEOUT_VAR);
+            }
+            state.expect.watchdog.progressed();
         }
         if parsed.done {
             let done = completion(&parsed, state);

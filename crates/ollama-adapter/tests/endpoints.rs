@@ -389,7 +389,11 @@ async fn first_token_and_idle_timeouts_are_timeout_errors() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(err.hint().unwrap().contains("first_token_timeout"));
+    assert!(
+        err.hint()
+            .unwrap()
+            .contains("RIGGER_OLLAMA_FIRST_TOKEN_TIMEOUT_SECS")
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
 
     let hang_later = server_with_chat(8192, |_| {
@@ -406,7 +410,11 @@ async fn first_token_and_idle_timeouts_are_timeout_errors() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(err.hint().unwrap().contains("idle_timeout"));
+    assert!(
+        err.hint()
+            .unwrap()
+            .contains("RIGGER_OLLAMA_IDLE_TIMEOUT_SECS")
+    );
 }
 
 /// Dropping the stream closes the connection: the server sees the body abandoned at once.

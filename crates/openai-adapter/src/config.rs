@@ -23,8 +23,13 @@ pub const SERVER_VAR: &str = "RIGGER_OPENAI_SERVER";
 pub const CONTEXT_LENGTH_VAR: &str = "RIGGER_OPENAI_CONTEXT_LENGTH";
 /// The most requests this adapter has in flight at once (the rest wait their turn).
 pub const MAX_CONCURRENT_VAR: &str = "RIGGER_OPENAI_MAX_CONCURRENT";
-/// Seconds without a streamed event before a generation is abandoned as stalled.
+/// Seconds without progress (streamed text; keep-alives do not count) before a generation is
+/// abandoned as stalled.
 pub const IDLE_TIMEOUT_VAR: &str = "RIGGER_OPENAI_IDLE_TIMEOUT_SECS";
+/// Seconds from sending a request to its response headers (retries and queueing included).
+pub const RESPONSE_TIMEOUT_VAR: &str = "RIGGER_OPENAI_RESPONSE_TIMEOUT_SECS";
+/// Seconds a whole generation may take, from sending the request to its last byte.
+pub const DEADLINE_VAR: &str = "RIGGER_OPENAI_DEADLINE_SECS";
 
 /// The server behind the URL. Each kind declares only what that server really honours, so a
 /// request for anything else is refused instead of silently ignored.
@@ -159,9 +164,13 @@ pub struct OpenAiConfig {
     /// From sending the request to the response headers, all retries included. Some servers
     /// (mlx_lm.server) answer only once the request leaves their queue, so queueing counts.
     pub response_timeout: Duration,
-    /// The longest gap between streamed events before the generation fails as stalled.
-    /// Prompt processing happens inside the first gap, so keep it above your longest prefill.
+    /// The longest time without progress (text, or the end of the answer) before the generation
+    /// fails as stalled; keep-alive events and empty chunks do not count as progress. Prompt
+    /// processing happens inside the first gap, so keep it above your longest prefill.
     pub idle_timeout: Duration,
+    /// The whole generation, from sending the request to the last byte, whatever the server
+    /// sends meanwhile (a trickle of tokens cannot hold a request forever).
+    pub deadline: Duration,
     /// Retries before the first token (connect errors, 429, 5xx, honouring `Retry-After`).
     pub retry: RetryPolicy,
     /// Requests in flight at once from this adapter; `None` is unlimited.
@@ -177,8 +186,10 @@ impl Default for OpenAiConfig {
             server: None,
             context_length: None,
             connect_timeout: Duration::from_secs(10),
-            response_timeout: Duration::from_secs(120),
-            idle_timeout: Duration::from_secs(300),
+            // A server that sends nothing (no headers, no text) is given up within a minute.
+            response_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            deadline: Duration::from_secs(600),
             retry: RetryPolicy::default(),
             max_concurrent_requests: None,
         }
@@ -215,8 +226,14 @@ impl OpenAiConfig {
         config.context_length = parse_var(&var, CONTEXT_LENGTH_VAR, "a number of tokens")?;
         config.max_concurrent_requests =
             parse_var(&var, MAX_CONCURRENT_VAR, "a number of requests")?;
-        if let Some(secs) = parse_var::<u64>(&var, IDLE_TIMEOUT_VAR, "a number of seconds")? {
-            config.idle_timeout = Duration::from_secs(secs);
+        for (name, field) in [
+            (IDLE_TIMEOUT_VAR, &mut config.idle_timeout),
+            (RESPONSE_TIMEOUT_VAR, &mut config.response_timeout),
+            (DEADLINE_VAR, &mut config.deadline),
+        ] {
+            if let Some(secs) = parse_var::<u64>(&var, name, "a number of seconds")? {
+                *field = Duration::from_secs(secs);
+            }
         }
         Ok(config)
     }
@@ -303,6 +320,8 @@ mod tests {
             (CONTEXT_LENGTH_VAR, "8192"),
             (MAX_CONCURRENT_VAR, "16"),
             (IDLE_TIMEOUT_VAR, "30"),
+            (RESPONSE_TIMEOUT_VAR, "20"),
+            (DEADLINE_VAR, "900"),
         ]))
         .unwrap();
         assert_eq!(c.parsed_base_url().unwrap(), "http://10.0.0.5:8000/v1");
@@ -312,6 +331,8 @@ mod tests {
         assert_eq!(c.context_length, Some(8192));
         assert_eq!(c.max_concurrent_requests, Some(16));
         assert_eq!(c.idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.response_timeout, Duration::from_secs(20));
+        assert_eq!(c.deadline, Duration::from_secs(900));
     }
 
     #[test]
@@ -320,6 +341,7 @@ mod tests {
             (SERVER_VAR, "triton"),
             (CONTEXT_LENGTH_VAR, "lots"),
             (IDLE_TIMEOUT_VAR, "-1"),
+            (DEADLINE_VAR, "soon"),
         ] {
             let err = OpenAiConfig::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.kind(), rigger_ports::ErrorKind::InvalidRequest);

@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rigger_http_support::{RetryPolicy, send_with_retries, sse_events, transport_error};
+use rigger_http_support::{
+    Limits, MAX_SSE_EVENT, RetryPolicy, Watchdog, send_with_retries, sse_events, transport_error,
+};
 use rigger_ports::{
     ErrorKind, EventStream, GenerationRequest, InferenceError, LanguageModel, ModelDescriptor,
     enforce_response_format,
@@ -29,8 +31,9 @@ use rigger_ports::{
 use tokio::sync::{OnceCell, Semaphore};
 
 pub use config::{
-    API_KEY_VAR, BASE_URL_VAR, CONTEXT_LENGTH_VAR, DEFAULT_BASE_URL, IDLE_TIMEOUT_VAR,
-    MAX_CONCURRENT_VAR, MODEL_VAR, OpenAiConfig, SERVER_VAR, ServerKind,
+    API_KEY_VAR, BASE_URL_VAR, CONTEXT_LENGTH_VAR, DEADLINE_VAR, DEFAULT_BASE_URL,
+    IDLE_TIMEOUT_VAR, MAX_CONCURRENT_VAR, MODEL_VAR, OpenAiConfig, RESPONSE_TIMEOUT_VAR,
+    SERVER_VAR, ServerKind,
 };
 #[doc(hidden)]
 pub use stream::decode_payloads_for_bench;
@@ -212,6 +215,16 @@ impl LanguageModel for OpenAiAdapter {
             };
         let body = request::body(&request, &inner.model, inner.kind)?;
         let started = Instant::now();
+        let watchdog = Watchdog::new(
+            BACKEND,
+            Limits {
+                total: inner.config.deadline,
+                total_setting: DEADLINE_VAR,
+                stall: inner.config.idle_timeout,
+                stall_setting: IDLE_TIMEOUT_VAR,
+            },
+            started,
+        );
         let send = send_with_retries(
             BACKEND,
             &inner.config.retry,
@@ -223,17 +236,14 @@ impl LanguageModel for OpenAiAdapter {
             },
             |response| errors::from_response(response, &inner.model),
         );
-        let response = tokio::time::timeout(inner.config.response_timeout, send)
-            .await
-            .map_err(|_| {
-                InferenceError::timeout(
-                    BACKEND,
-                    format!(
-                        "no response from {} within {:?}",
-                        inner.chat_url, inner.config.response_timeout
-                    ),
-                )
-            })??;
+        let response = watchdog
+            .within(
+                send,
+                inner.config.response_timeout,
+                RESPONSE_TIMEOUT_VAR,
+                &format!("the response headers from {}", inner.chat_url),
+            )
+            .await??;
         let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -268,15 +278,17 @@ impl LanguageModel for OpenAiAdapter {
             started,
         );
         let events = stream::event_stream(
-            sse_events(BACKEND, response),
+            sse_events(BACKEND, response, MAX_SSE_EVENT),
             decoder,
-            inner.config.idle_timeout,
+            watchdog,
             permit,
         );
+        // A server that ignores max_tokens is stopped once the text is clearly past it.
+        let budget = request.budget.limit();
         Ok(enforce_response_format(
             BACKEND,
             request.response_format,
-            events,
+            rigger_ports::bound_answer(BACKEND, budget, events),
         ))
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use rigger_http_support::SseEvent;
+use rigger_http_support::{SseEvent, Watchdog};
 use rigger_ports::{
     Completion, ErrorKind, EventStream, FinishReason, InferenceError, StopMatcher, StopStep,
     StreamEvent, TimingSource, Timings, TokenBudget, Usage,
@@ -45,6 +45,9 @@ pub(crate) struct Decoder {
     timings: Option<WireTimings>,
     /// `[DONE]` seen.
     done: bool,
+    /// Bumped by what moves the generation on (text, a finish reason, usage, `[DONE]`), never
+    /// by keep-alives: the stall clock restarts only when it changes.
+    progress: u64,
 }
 
 impl Decoder {
@@ -60,7 +63,12 @@ impl Decoder {
             usage: None,
             timings: None,
             done: false,
+            progress: 0,
         }
+    }
+
+    pub fn progress(&self) -> u64 {
+        self.progress
     }
 
     pub fn is_done(&self) -> bool {
@@ -90,6 +98,7 @@ impl Decoder {
         }
         if data == "[DONE]" {
             self.done = true;
+            self.progress += 1;
             return Ok(());
         }
         if data.is_empty() {
@@ -106,6 +115,7 @@ impl Decoder {
         }
         if let Some(usage) = chunk.usage {
             self.usage = Some(usage);
+            self.progress += 1;
         }
         if let Some(timings) = chunk.timings {
             self.timings = Some(timings);
@@ -117,6 +127,7 @@ impl Decoder {
                 self.on_text(&text, out);
             }
             if let Some(reason) = choice.finish_reason {
+                self.progress += 1;
                 self.finish_reason = Some(reason);
                 self.stop_reason = choice.stop_reason;
             }
@@ -125,6 +136,7 @@ impl Decoder {
     }
 
     fn on_text(&mut self, text: &str, out: &mut VecDeque<StreamEvent>) {
+        self.progress += 1;
         if self.first_token.is_none() {
             self.first_token = Some(Instant::now());
         }
@@ -293,7 +305,7 @@ struct State {
     events: Option<BoxStream<'static, Result<SseEvent, InferenceError>>>,
     decoder: Decoder,
     pending: VecDeque<StreamEvent>,
-    idle_timeout: Duration,
+    watchdog: Watchdog,
     /// Held until the stream is dropped or ends: the concurrency slot of this request.
     permit: Option<OwnedSemaphorePermit>,
 }
@@ -303,14 +315,14 @@ struct State {
 pub(crate) fn event_stream(
     events: BoxStream<'static, Result<SseEvent, InferenceError>>,
     decoder: Decoder,
-    idle_timeout: Duration,
+    watchdog: Watchdog,
     permit: Option<OwnedSemaphorePermit>,
 ) -> EventStream {
     let state = State {
         events: Some(events),
         decoder,
         pending: VecDeque::new(),
-        idle_timeout,
+        watchdog,
         permit,
     };
     futures::stream::unfold(state, |mut s| async move {
@@ -322,22 +334,19 @@ pub(crate) fn event_stream(
             let next = if s.decoder.is_done() {
                 None
             } else {
-                match tokio::time::timeout(s.idle_timeout, events.next()).await {
+                match s.watchdog.next(events).await {
                     Ok(next) => next,
-                    Err(_) => {
-                        let error = InferenceError::timeout(BACKEND,
-                            format!("no streamed event for {:?}: the generation stalled", s.idle_timeout),
-                        )
-                        .with_retryable(false)
-                        .with_hint("raise RIGGER_OPENAI_IDLE_TIMEOUT_SECS if the server needs longer for long prompts");
-                        return Some((Err(error), s.end()));
-                    }
+                    Err(error) => return Some((Err(error), s.end())),
                 }
             };
             let outcome = match next {
                 Some(Ok(event)) => {
                     let mut pending = std::mem::take(&mut s.pending);
+                    let before = s.decoder.progress();
                     let result = s.decoder.on_event(&event, &mut pending);
+                    if s.decoder.progress() != before {
+                        s.watchdog.progressed();
+                    }
                     s.pending = pending;
                     match result {
                         Ok(()) => continue,

@@ -9,8 +9,9 @@
 //! `MalformedOutput` error carrying the raw text — never a canned substitute.
 //!
 //! Invariant: depends on `rigger-ports` and `rigger-domain` only, never on an adapter; models are
-//! seen solely through the port. A role's model is a [`ModelChain`]: when a link is unreachable,
-//! crashed or timed out before its first token, the next link is tried.
+//! seen solely through the port. A role's model is a [`ModelChain`]: when a link cannot serve
+//! before its first token (see [`FALLS_THROUGH`]), the next link is tried, and the failed link
+//! is skipped for a while ([`Cooldowns`]).
 
 mod chain;
 mod orchestrator;
@@ -18,7 +19,7 @@ mod roles;
 mod settings;
 mod structured;
 
-pub use chain::{FALLS_THROUGH, ModelChain};
+pub use chain::{Cooldowns, DEFAULT_COOLDOWN, FALLS_THROUGH, ModelChain, UnbuiltModel};
 pub use orchestrator::{
     Orchestrator, PipelineEvent, PipelineFailure, PipelineRun, ProgressObserver, StepReport,
 };

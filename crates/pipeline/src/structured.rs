@@ -149,12 +149,34 @@ pub(crate) async fn call_json<T>(
             ))
             .with_source(FailedStepCalls { calls }));
         }
-        messages.push(ChatMessage::assistant(raw));
+        messages.push(ChatMessage::assistant(quoted_for_repair(&raw)));
         messages.push(ChatMessage::user(format!(
             "That answer is not valid: {problem}. Reply again with only one JSON object that \
              matches this schema, and nothing else:\n{schema}"
         )));
     }
+}
+
+/// The most of an invalid answer quoted back to the model in the repair turn. A valid answer
+/// fits well within it (every string of a role's schema is bounded); a runaway answer would
+/// otherwise be sent back whole, costing its length again in prompt tokens.
+pub const MAX_QUOTED_ANSWER: usize = 8 * 1024;
+
+/// `raw` as the repair turn quotes it: whole when short, else its first [`MAX_QUOTED_ANSWER`]
+/// bytes (cut on a character boundary) and a note saying how much was cut.
+fn quoted_for_repair(raw: &str) -> String {
+    if raw.len() <= MAX_QUOTED_ANSWER {
+        return raw.to_owned();
+    }
+    let mut end = MAX_QUOTED_ANSWER;
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}\n[… cut here: the answer was {} bytes, only the first {end} are quoted]",
+        &raw[..end],
+        raw.len()
+    )
 }
 
 /// `err` with the step's calls attached as its source (when there were any), everything else kept.
@@ -168,6 +190,18 @@ fn attach_calls(err: InferenceError, calls: Vec<CallMetrics>) -> InferenceError 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_answers_are_quoted_cut_and_say_so() {
+        assert_eq!(quoted_for_repair("{\"a\": 1}"), "{\"a\": 1}");
+        let long = "é".repeat(MAX_QUOTED_ANSWER); // two bytes each: a cut may fall inside one
+        let quoted = quoted_for_repair(&long);
+        assert!(quoted.len() < MAX_QUOTED_ANSWER + 100, "{}", quoted.len());
+        assert!(quoted.ends_with(&format!(
+            "the answer was {} bytes, only the first {MAX_QUOTED_ANSWER} are quoted]",
+            long.len()
+        )));
+    }
 
     #[test]
     fn extracts_json_from_fences_and_prose() {

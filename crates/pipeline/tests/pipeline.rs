@@ -9,8 +9,8 @@ use chrono::Utc;
 use futures::StreamExt;
 use rigger_domain::{ModelRole, Route, Task, TaskId, TaskStatus};
 use rigger_pipeline::{
-    LlmComprehensionTester, LlmDecomposer, LlmEnhancer, LlmRouter, ModelChain, Orchestrator,
-    PipelineEvent, RouterFallback,
+    Cooldowns, LlmComprehensionTester, LlmDecomposer, LlmEnhancer, LlmRouter, ModelChain,
+    Orchestrator, PipelineEvent, RouterFallback, UnbuiltModel,
 };
 use rigger_ports::{
     Capabilities, ChatRole, Completion, ComprehensionTestPort, ErrorKind, EventStream,
@@ -337,6 +337,124 @@ async fn fallback_never_happens_after_the_first_token_or_on_other_kinds() {
     .unwrap();
     let err = LlmEnhancer::new(chain).enhance(&task()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ContextLengthExceeded);
+}
+
+/// A model missing on one backend (not pulled on Ollama), one that does not load, and a rate
+/// limit that outlasted the adapter's retries are this link's problem, not the request's.
+#[tokio::test]
+async fn a_missing_model_a_failed_load_and_a_rate_limit_fall_through() {
+    for kind in [
+        ErrorKind::ModelNotFound,
+        ErrorKind::ModelLoadFailed,
+        ErrorKind::RateLimited,
+    ] {
+        let chain = ModelChain::new(vec![
+            model("ollama", vec![Reply::SetupError(kind)], log()),
+            model("candle", vec![Reply::Text(ENHANCED)], log()),
+        ])
+        .unwrap();
+        let outcome = LlmEnhancer::new(chain).enhance(&task()).await.unwrap();
+        assert_eq!(outcome.calls[0].backend, "candle", "{kind}");
+    }
+}
+
+/// A link that just fell through is skipped on the next calls (its mock allows one call), and
+/// tried again once the cooldown is over.
+#[tokio::test]
+async fn a_link_that_fell_through_is_skipped_during_its_cooldown() {
+    let requests = log();
+    let cooldowns = Arc::new(Cooldowns::new(Duration::from_millis(300)));
+    let chain = ModelChain::new(vec![
+        model(
+            "ollama",
+            vec![
+                Reply::SetupError(ErrorKind::NotAvailable),
+                Reply::Text(ENHANCED),
+            ],
+            requests.clone(),
+        ),
+        model(
+            "candle",
+            vec![Reply::Text(ENHANCED), Reply::Text(ENHANCED)],
+            log(),
+        ),
+    ])
+    .unwrap()
+    .with_cooldowns(cooldowns);
+    let enhancer = LlmEnhancer::new(chain);
+    assert_eq!(
+        enhancer.enhance(&task()).await.unwrap().calls[0].backend,
+        "candle"
+    );
+    assert_eq!(
+        enhancer.enhance(&task()).await.unwrap().calls[0].backend,
+        "candle"
+    );
+    assert_eq!(
+        requests.lock().unwrap().len(),
+        1,
+        "skipped while cooling down"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        enhancer.enhance(&task()).await.unwrap().calls[0].backend,
+        "ollama"
+    );
+}
+
+/// When every link is cooling down, they are all tried rather than none.
+#[tokio::test]
+async fn when_every_link_is_cooling_down_they_are_tried_anyway() {
+    let chain = ModelChain::new(vec![model(
+        "ollama",
+        vec![
+            Reply::SetupError(ErrorKind::NotAvailable),
+            Reply::Text(ENHANCED),
+        ],
+        log(),
+    )])
+    .unwrap();
+    let enhancer = LlmEnhancer::new(chain);
+    assert_eq!(
+        enhancer.enhance(&task()).await.unwrap_err().kind(),
+        ErrorKind::NotAvailable
+    );
+    assert_eq!(
+        enhancer.enhance(&task()).await.unwrap().calls[0].backend,
+        "ollama"
+    );
+}
+
+/// A link whose adapter could not be built fails as NotAvailable, quoting why, so the chain
+/// falls through and the final error still names it.
+#[tokio::test]
+async fn an_unbuilt_link_falls_through_and_is_named() {
+    let why = InferenceError::invalid_request("anthropic", "no API key is configured")
+        .with_hint("set ANTHROPIC_API_KEY");
+    let unbuilt: Arc<dyn LanguageModel> = Arc::new(UnbuiltModel::new("anthropic", "claude", &why));
+    let chain = ModelChain::new(vec![
+        unbuilt.clone(),
+        model("candle", vec![Reply::Text(ENHANCED)], log()),
+    ])
+    .unwrap();
+    let outcome = LlmEnhancer::new(chain).enhance(&task()).await.unwrap();
+    assert_eq!(outcome.calls[0].backend, "candle");
+
+    let chain = ModelChain::new(vec![
+        unbuilt,
+        model(
+            "candle",
+            vec![Reply::SetupError(ErrorKind::NotAvailable)],
+            log(),
+        ),
+    ])
+    .unwrap();
+    let err = LlmEnhancer::new(chain).enhance(&task()).await.unwrap_err();
+    assert!(
+        err.message().contains("anthropic:claude failed")
+            && err.message().contains("no API key is configured"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

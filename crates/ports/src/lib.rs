@@ -12,6 +12,7 @@
 //! Every trait here has a mockall mock behind the `mock` feature (`MockLanguageModel`, …).
 
 mod application;
+mod bounds;
 mod error;
 mod model;
 mod request;
@@ -25,6 +26,7 @@ pub use application::{
     CallMetrics, ComprehensionTestPort, Outcome, TaskDecompositionPort, TaskEnhancementPort,
     TaskRouterPort,
 };
+pub use bounds::{ANSWER_SLACK_BYTES, BYTES_PER_TOKEN, answer_byte_limit, bound_answer};
 pub use error::{ErrorKind, InferenceError};
 pub use model::{
     Capabilities, Completion, EventStream, FinishReason, Generation, LanguageModel,

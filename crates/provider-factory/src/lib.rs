@@ -31,11 +31,12 @@ mod vars;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use rigger_domain::ModelRole;
 use rigger_pipeline::{
-    LlmComprehensionTester, LlmDecomposer, LlmEnhancer, LlmRouter, ModelChain, Orchestrator,
-    RoleSettings, RouterFallback,
+    Cooldowns, DEFAULT_COOLDOWN, LlmComprehensionTester, LlmDecomposer, LlmEnhancer, LlmRouter,
+    ModelChain, Orchestrator, RoleSettings, RouterFallback, UnbuiltModel,
 };
 use rigger_ports::{
     ComprehensionTestPort, InferenceError, LanguageModel, TaskDecompositionPort,
@@ -52,6 +53,9 @@ pub use vars::Vars;
 
 /// The name errors raised here carry as their backend.
 pub const BACKEND: &str = "provider-factory";
+/// Seconds a chain link that fell through is skipped (0: never skipped); see
+/// [`rigger_pipeline::FALLS_THROUGH`] for which failures fall through.
+pub const FALLBACK_COOLDOWN_VAR: &str = "TASK_ORCHESTRATOR_FALLBACK_COOLDOWN_SECS";
 
 /// Hands out role adapters (`Arc<dyn …Port>`) built on the providers and models the environment
 /// and `rigger.toml` choose. Adapters for the same (provider, model) are shared between roles.
@@ -62,6 +66,8 @@ pub struct ProviderFactory {
     router_fallback: RouterFallback,
     detection: Option<DetectionReport>,
     models: Mutex<HashMap<Link, Arc<dyn LanguageModel>>>,
+    /// Recent fall-throughs, shared by every role's chain.
+    cooldowns: Arc<Cooldowns>,
 }
 
 impl std::fmt::Debug for ProviderFactory {
@@ -127,6 +133,7 @@ impl ProviderFactory {
             detect: &mut detect,
         })?;
         let router_fallback = plan::router_fallback(&vars, config.as_ref())?;
+        let cooldown = seconds_var(&vars, FALLBACK_COOLDOWN_VAR)?;
         Ok(Self {
             vars,
             config,
@@ -134,6 +141,7 @@ impl ProviderFactory {
             router_fallback,
             detection,
             models: Mutex::new(HashMap::new()),
+            cooldowns: Arc::new(Cooldowns::new(cooldown.unwrap_or(DEFAULT_COOLDOWN))),
         })
     }
 
@@ -170,14 +178,47 @@ impl ProviderFactory {
     }
 
     /// The model (chain) a role runs on. Building is lazy: no backend is contacted here.
+    ///
+    /// A link whose adapter cannot be built (e.g. MLX without Python) does not fail the role:
+    /// it stays in the chain as an [`UnbuiltModel`] that fails as `NotAvailable` with the
+    /// reason, so calls fall through to the next link and the aggregated error names it. Only
+    /// when no link can be built is the role's construction an error (naming every link, with
+    /// the last link's kind and hint).
     pub fn model_chain_for_role(&self, role: ModelRole) -> Result<ModelChain, InferenceError> {
-        let links = self
-            .plan(role)
-            .links
-            .iter()
-            .map(|link| self.model(link))
-            .collect::<Result<Vec<_>, _>>()?;
-        ModelChain::new(links)
+        let mut links = Vec::new();
+        let mut failures = Vec::new();
+        for link in &self.plan(role).links {
+            match self.model(link) {
+                Ok(model) => links.push(model),
+                Err(err) => {
+                    tracing::warn!(provider = %link.provider, model = %link.model, error = %err, "a chain link cannot be built; the chain falls through it");
+                    let unbuilt = UnbuiltModel::new(link.provider.as_str(), &link.model, &err);
+                    failures.push((link, err));
+                    links.push(Arc::new(unbuilt));
+                }
+            }
+        }
+        if failures.len() == 1 && links.len() == 1 {
+            // A chain of one: its own error, code and all.
+            if let Some((_, only)) = failures.pop() {
+                return Err(only);
+            }
+        }
+        if failures.len() == links.len()
+            && let Some((_, last)) = failures.last()
+        {
+            let each: Vec<String> = failures
+                .iter()
+                .map(|(link, e)| format!("{}:{}: {e}", link.provider, link.model))
+                .collect();
+            let message = format!("no link of the chain can be built: {}", each.join("; "));
+            let mut error = InferenceError::new(last.kind(), BACKEND, message);
+            if let Some(hint) = last.hint() {
+                error = error.with_hint(hint.to_owned());
+            }
+            return Err(error);
+        }
+        Ok(ModelChain::new(links)?.with_cooldowns(Arc::clone(&self.cooldowns)))
     }
 
     fn model(&self, link: &Link) -> Result<Arc<dyn LanguageModel>, InferenceError> {
@@ -265,6 +306,29 @@ impl ProviderFactory {
             self.create_comprehension_test_adapter()?,
         ))
     }
+}
+
+/// A whole number of seconds from `name`, or `None` when it is unset or blank.
+fn seconds_var(vars: &Vars, name: &str) -> Result<Option<Duration>, InferenceError> {
+    let Some(value) = vars
+        .get(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    value
+        .parse::<u64>()
+        .map(|s| Some(Duration::from_secs(s)))
+        .map_err(|_| {
+            InferenceError::invalid_request(
+                BACKEND,
+                format!("{name}={value:?} is not a number of seconds"),
+            )
+            .with_hint(format!(
+                "set {name} to a whole number of seconds (0 turns cooldowns off), or unset it"
+            ))
+        })
 }
 
 /// The backends compiled into this build, by their provider names.

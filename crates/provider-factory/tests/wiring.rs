@@ -208,3 +208,38 @@ fn the_anthropic_default_is_the_adapters() {
         );
     }
 }
+
+/// A link whose adapter cannot be built (here Anthropic's own host without a key) does not
+/// fail the role: the call falls through to the next link, and the failure stays visible.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_that_cannot_be_built_falls_through_to_the_next() {
+    let server = FixtureServer::start(ollama_fixture()).await.unwrap();
+    let vars = Vars::from_map([
+        ("OLLAMA_HOST", server.url()),
+        ("TASK_ORCHESTRATOR_PROVIDER", "anthropic".to_owned()),
+        ("TASK_ORCHESTRATOR_FALLBACK", "ollama:phi3".to_owned()),
+    ]);
+    let factory = ProviderFactory::from_vars(vars).unwrap();
+    let chain = factory.model_chain_for_role(ModelRole::Router).unwrap();
+    assert_eq!(chain.links().len(), 2, "{chain:?}");
+    let outcome = factory
+        .create_router_adapter()
+        .expect("one unbuildable link does not fail the role")
+        .route(&task())
+        .await
+        .unwrap();
+    assert_eq!(outcome.calls[0].backend, "ollama");
+}
+
+/// When no link can be built, building the role fails, naming every link.
+#[test]
+fn a_chain_without_a_buildable_link_fails_naming_each() {
+    let vars = Vars::from_map([
+        ("TASK_ORCHESTRATOR_PROVIDER", "anthropic"),
+        ("TASK_ORCHESTRATOR_FALLBACK", "anthropic:claude-other"),
+    ]);
+    let factory = ProviderFactory::from_vars(vars).unwrap();
+    let err = factory.model_chain_for_role(ModelRole::Router).unwrap_err();
+    assert!(err.message().contains("claude-other"), "{err}");
+    assert!(err.to_string().contains("after fallback"), "{err}");
+}
