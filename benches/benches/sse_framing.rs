@@ -22,9 +22,11 @@ fn framing(c: &mut Criterion) {
     for mib in [1usize, 4, 16] {
         let chunks = one_long_event(mib << 20);
         group.throughput(Throughput::Bytes((mib << 20) as u64));
-        group.bench_with_input(BenchmarkId::new("one line", format!("{mib} MiB")), &chunks, |b, chunks| {
-            b.iter(|| frame_sse_for_bench(black_box(chunks), usize::MAX))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("one line", format!("{mib} MiB")),
+            &chunks,
+            |b, chunks| b.iter(|| frame_sse_for_bench(black_box(chunks), usize::MAX)),
+        );
     }
     group.finish();
 }
