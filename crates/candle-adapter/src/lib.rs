@@ -5,7 +5,7 @@
 //! through `hf-hub`'s cache, and serve [`LanguageModel`] requests from a dedicated thread.
 //! Requests queue and run one at a time with a fresh KV cache; tokens stream back through a
 //! channel; dropping the stream stops generation at the next token. Adapters for the same model
-//! file share one loaded copy. On the CPU, Q4_0/Q8_0 GGUF of the architectures the CPU engine
+//! file share one loaded copy. On the CPU, Q4_0/Q8_0/Q4_K/Q6_K GGUF of the architectures the CPU engine
 //! (`rigger-cpu-engine`) runs (llama, qwen2, qwen3, phi3, gemma3) runs on it, everything else on
 //! candle's models ([`Kernels`]).
 //!
