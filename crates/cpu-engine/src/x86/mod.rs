@@ -15,6 +15,32 @@ use crate::quant::{ActRow, BLOCK, SUPER, SuperRow, WeightFormat};
 use avx2::{q4_0_avx2, q4_k_avx2, q6_k_avx2, q8_0_avx2};
 use avx512::{q4_0_vnni, q4_0_vnni_one, q4_k_vnni, q6_k_vnni, q8_0_vnni, q8_0_vnni_one};
 
+/// Calls `$kernel::<N>(args)` with `N` the tile's token count `$n`: up to 8 (`tile`) or up to 2
+/// (`pair`), the const generics the kernels are compiled for.
+macro_rules! tile {
+    ($kernel:ident, $n:expr, $($arg:expr),+) => {
+        match $n {
+            1 => $kernel::<1>($($arg),+),
+            2 => $kernel::<2>($($arg),+),
+            3 => $kernel::<3>($($arg),+),
+            4 => $kernel::<4>($($arg),+),
+            5 => $kernel::<5>($($arg),+),
+            6 => $kernel::<6>($($arg),+),
+            7 => $kernel::<7>($($arg),+),
+            _ => $kernel::<8>($($arg),+),
+        }
+    };
+}
+
+macro_rules! pair {
+    ($kernel:ident, $n:expr, $($arg:expr),+) => {
+        match $n {
+            1 => $kernel::<1>($($arg),+),
+            _ => $kernel::<2>($($arg),+),
+        }
+    };
+}
+
 /// A row group of K-quant super-blocks against up to eight tokens (AVX-512 VNNI) or two (AVX2).
 pub(crate) fn k_group_tile(
     isa: Isa,
@@ -33,40 +59,27 @@ pub(crate) fn k_group_tile(
         assert!(a.qs.len() >= blocks * SUPER && a.scale.len() >= blocks);
         assert!(a.sums16.len() >= blocks * 16 && a.sums32.len() >= blocks * 8);
     }
-    macro_rules! tile {
-        ($kernel:ident) => {
+    match (isa, group.format) {
+        (Isa::Avx512Vnni, WeightFormat::Q4_K) => {
             // SAFETY: the caller checked (Isa::is_supported) that this processor has the
             // kernel's features; the slice bounds were asserted above.
-            unsafe {
-                match n {
-                    1 => $kernel::<1>(group, acts, blocks, out),
-                    2 => $kernel::<2>(group, acts, blocks, out),
-                    3 => $kernel::<3>(group, acts, blocks, out),
-                    4 => $kernel::<4>(group, acts, blocks, out),
-                    5 => $kernel::<5>(group, acts, blocks, out),
-                    6 => $kernel::<6>(group, acts, blocks, out),
-                    7 => $kernel::<7>(group, acts, blocks, out),
-                    _ => $kernel::<8>(group, acts, blocks, out),
-                }
-            }
-        };
-    }
-    macro_rules! pair {
-        ($kernel:ident) => {
-            // SAFETY: as above.
-            unsafe {
-                match n {
-                    1 => $kernel::<1>(group, acts, blocks, out),
-                    _ => $kernel::<2>(group, acts, blocks, out),
-                }
-            }
-        };
-    }
-    match (isa, group.format) {
-        (Isa::Avx512Vnni, WeightFormat::Q4_K) => tile!(q4_k_vnni),
-        (Isa::Avx512Vnni, WeightFormat::Q6_K) => tile!(q6_k_vnni),
-        (_, WeightFormat::Q4_K) => pair!(q4_k_avx2),
-        (_, WeightFormat::Q6_K) => pair!(q6_k_avx2),
+            unsafe { tile!(q4_k_vnni, n, group, acts, blocks, out) }
+        }
+        (Isa::Avx512Vnni, WeightFormat::Q6_K) => {
+            // SAFETY: the caller checked (Isa::is_supported) that this processor has the
+            // kernel's features; the slice bounds were asserted above.
+            unsafe { tile!(q6_k_vnni, n, group, acts, blocks, out) }
+        }
+        (_, WeightFormat::Q4_K) => {
+            // SAFETY: the caller checked (Isa::is_supported) that this processor has the
+            // kernel's features; the slice bounds were asserted above.
+            unsafe { pair!(q4_k_avx2, n, group, acts, blocks, out) }
+        }
+        (_, WeightFormat::Q6_K) => {
+            // SAFETY: the caller checked (Isa::is_supported) that this processor has the
+            // kernel's features; the slice bounds were asserted above.
+            unsafe { pair!(q6_k_avx2, n, group, acts, blocks, out) }
+        }
         (_, other) => unreachable!("{other:?} is not a K-quant"),
     }
 }
@@ -89,35 +102,6 @@ pub(crate) fn group_tile(
         assert!(a.qs.len() >= blocks * BLOCK);
         assert!(a.scale.len() >= blocks && a.sums.len() >= blocks);
     }
-    macro_rules! tile {
-        ($kernel:ident) => {
-            // SAFETY: the caller checked (Isa::is_supported) that this processor has the
-            // kernel's features; the slice bounds were asserted above.
-            unsafe {
-                match n {
-                    1 => $kernel::<1>(group, acts, blocks, out),
-                    2 => $kernel::<2>(group, acts, blocks, out),
-                    3 => $kernel::<3>(group, acts, blocks, out),
-                    4 => $kernel::<4>(group, acts, blocks, out),
-                    5 => $kernel::<5>(group, acts, blocks, out),
-                    6 => $kernel::<6>(group, acts, blocks, out),
-                    7 => $kernel::<7>(group, acts, blocks, out),
-                    _ => $kernel::<8>(group, acts, blocks, out),
-                }
-            }
-        };
-    }
-    macro_rules! pair {
-        ($kernel:ident) => {
-            // SAFETY: as above.
-            unsafe {
-                match n {
-                    1 => $kernel::<1>(group, acts, blocks, out),
-                    _ => $kernel::<2>(group, acts, blocks, out),
-                }
-            }
-        };
-    }
     match (isa, format) {
         // SAFETY: as above.
         (Isa::Avx512Vnni, WeightFormat::Q4_0) if n == 1 => unsafe {
@@ -127,10 +111,26 @@ pub(crate) fn group_tile(
         (Isa::Avx512Vnni, WeightFormat::Q8_0) if n == 1 => unsafe {
             q8_0_vnni_one(group, &acts[0], &mut out[0])
         },
-        (Isa::Avx512Vnni, WeightFormat::Q4_0) => tile!(q4_0_vnni),
-        (Isa::Avx512Vnni, WeightFormat::Q8_0) => tile!(q8_0_vnni),
-        (_, WeightFormat::Q4_0) => pair!(q4_0_avx2),
-        (_, WeightFormat::Q8_0) => pair!(q8_0_avx2),
+        (Isa::Avx512Vnni, WeightFormat::Q4_0) => {
+            // SAFETY: the caller checked (Isa::is_supported) that this processor has the
+            // kernel's features; the slice bounds were asserted above.
+            unsafe { tile!(q4_0_vnni, n, group, acts, blocks, out) }
+        }
+        (Isa::Avx512Vnni, WeightFormat::Q8_0) => {
+            // SAFETY: the caller checked (Isa::is_supported) that this processor has the
+            // kernel's features; the slice bounds were asserted above.
+            unsafe { tile!(q8_0_vnni, n, group, acts, blocks, out) }
+        }
+        (_, WeightFormat::Q4_0) => {
+            // SAFETY: the caller checked (Isa::is_supported) that this processor has the
+            // kernel's features; the slice bounds were asserted above.
+            unsafe { pair!(q4_0_avx2, n, group, acts, blocks, out) }
+        }
+        (_, WeightFormat::Q8_0) => {
+            // SAFETY: the caller checked (Isa::is_supported) that this processor has the
+            // kernel's features; the slice bounds were asserted above.
+            unsafe { pair!(q8_0_avx2, n, group, acts, blocks, out) }
+        }
         (_, WeightFormat::Q4_K | WeightFormat::Q6_K) => unreachable!("see k_group_tile"),
     }
 }
