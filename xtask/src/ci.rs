@@ -29,7 +29,15 @@ pub fn run() -> anyhow::Result<()> {
             "warnings",
         ],
     )?;
-    step(&root, "tests", &["test", "--workspace", "--no-fail-fast"])?;
+    let tests = step(&root, "tests", &["test", "--workspace", "--no-fail-fast"]);
+    // A full disk once failed CI halfway through the tests: say how much the build took.
+    let target = root.join("target");
+    println!(
+        "xtask ci: {} holds {:.1} GiB",
+        target.display(),
+        tree_size(&target) as f64 / (1u64 << 30) as f64
+    );
+    tests?;
     println!("xtask ci: all steps passed");
     Ok(())
 }
@@ -39,6 +47,8 @@ fn step(root: &Path, name: &str, args: &[&str]) -> anyhow::Result<()> {
     let started = Instant::now();
     let status = Command::new(workspace::cargo())
         .args(args)
+        // A CI build is cold: incremental state would only cost time and disk.
+        .env("CARGO_INCREMENTAL", "0")
         .current_dir(root)
         .status()
         .with_context(|| format!("could not run cargo for the {name} step"))?;
@@ -50,4 +60,22 @@ fn step(root: &Path, name: &str, args: &[&str]) -> anyhow::Result<()> {
         bail!("the {name} step failed ({status})");
     }
     Ok(())
+}
+
+/// Bytes under `path`, not following links; what cannot be read counts as nothing.
+fn tree_size(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| tree_size(&entry.path()))
+                .sum()
+        })
+        .unwrap_or(0)
 }
