@@ -79,13 +79,15 @@ pub fn matmul(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32]) {
             }
         });
     if !direct {
-        for (g, per_token) in by_group.chunks_exact(tokens * ROWS).enumerate() {
-            let rows = g * ROWS..((g + 1) * ROWS).min(w.rows);
-            for (t, values) in per_token.chunks_exact(ROWS).enumerate() {
-                let start = t * w.rows;
-                out[start + rows.start..start + rows.end].copy_from_slice(&values[..rows.len()]);
-            }
-        }
+        // Back to `[token][row]`, tokens across the pool (a prompt's outputs are megabytes).
+        out.par_chunks_mut(w.rows)
+            .enumerate()
+            .for_each(|(t, token_out)| {
+                for (g, rows) in token_out.chunks_mut(ROWS).enumerate() {
+                    let values = &by_group[(g * tokens + t) * ROWS..][..rows.len()];
+                    rows.copy_from_slice(values);
+                }
+            });
     }
 }
 

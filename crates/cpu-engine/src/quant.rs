@@ -6,6 +6,7 @@
 use std::sync::OnceLock;
 
 use half::f16;
+use rayon::iter::{ParallelBridge, ParallelIterator};
 
 /// Values per quantization block of Q4_0, Q8_0 and their activations.
 pub const BLOCK: usize = 32;
@@ -122,6 +123,21 @@ impl GgufRows {
     }
 }
 
+/// Runs `row` on each item of `rows`, across the rayon pool when `parallel` (a prompt's
+/// rows; a single decode row stays on the calling thread).
+fn for_rows<I, F>(parallel: bool, rows: I, row: F)
+where
+    I: Iterator + Send,
+    I::Item: Send,
+    F: Fn(I::Item) + Send + Sync,
+{
+    if parallel {
+        rows.par_bridge().for_each(row);
+    } else {
+        rows.for_each(row);
+    }
+}
+
 /// Activation rows (f32), quantized on demand for the formats of the matrices they meet: the
 /// Q8_0 form for Q4_0/Q8_0 weights, the Q8_K form for K-quants, each at most once (model code
 /// quantizes an input once and feeds several matrices, which may differ in format).
@@ -172,26 +188,41 @@ pub struct Q8Blocks {
 }
 
 impl Q8Blocks {
-    /// Quantizes `x` (rows of `cols` values; `cols` a multiple of 32).
+    /// Quantizes `x` (rows of `cols` values; `cols` a multiple of 32), rows across the pool.
     pub fn quantize(x: &[f32], cols: usize) -> Self {
         assert!(cols.is_multiple_of(BLOCK) && x.len().is_multiple_of(cols));
         let blocks = x.len() / BLOCK;
         let mut out = Self {
             cols,
             qs: vec![0; x.len()],
-            scale: Vec::with_capacity(blocks),
-            sums: Vec::with_capacity(blocks),
+            scale: vec![0.0; blocks],
+            sums: vec![0; blocks],
         };
-        for (values, qs) in x.chunks_exact(BLOCK).zip(out.qs.chunks_exact_mut(BLOCK)) {
-            let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            for (q, v) in qs.iter_mut().zip(values) {
-                *q = (v * id).round() as i8;
+        let per_row = cols / BLOCK;
+        let rows = x
+            .chunks_exact(cols)
+            .zip(out.qs.chunks_exact_mut(cols))
+            .zip(out.scale.chunks_exact_mut(per_row))
+            .zip(out.sums.chunks_exact_mut(per_row));
+        type Row<'a> = (((&'a [f32], &'a mut [i8]), &'a mut [f32]), &'a mut [i32]);
+        let row = |(((x, qs), scale), sums): Row<'_>| {
+            for (((values, qs), scale), sum) in x
+                .chunks_exact(BLOCK)
+                .zip(qs.chunks_exact_mut(BLOCK))
+                .zip(scale)
+                .zip(sums)
+            {
+                let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let d = amax / 127.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                for (q, v) in qs.iter_mut().zip(values) {
+                    *q = (v * id).round() as i8;
+                }
+                *scale = f16::from_f32(d).to_f32();
+                *sum = qs.iter().map(|&q| i32::from(q)).sum();
             }
-            out.scale.push(f16::from_f32(d).to_f32());
-            out.sums.push(qs.iter().map(|&q| i32::from(q)).sum());
-        }
+        };
+        for_rows(x.len() > cols, rows, row);
         out
     }
 
@@ -234,31 +265,59 @@ impl Q8Supers {
         let mut out = Self {
             cols,
             qs: vec![0; x.len()],
-            scale: Vec::with_capacity(supers),
-            sums16: Vec::with_capacity(supers * SUPER / 16),
-            sums32: Vec::with_capacity(supers * SUPER / 32),
+            scale: vec![0.0; supers],
+            sums16: vec![0; supers * SUPER / 16],
+            sums32: vec![0; supers * SUPER / 32],
         };
-        for (values, qs) in x.chunks_exact(SUPER).zip(out.qs.chunks_exact_mut(SUPER)) {
-            // The first value of largest magnitude, sign kept (candle's rule).
-            let (mut max, mut amax) = (0f32, 0f32);
-            for &v in values {
-                if amax < v.abs() {
-                    (amax, max) = (v.abs(), v);
+        let per_row = cols / SUPER;
+        let rows = x
+            .chunks_exact(cols)
+            .zip(out.qs.chunks_exact_mut(cols))
+            .zip(out.scale.chunks_exact_mut(per_row))
+            .zip(out.sums16.chunks_exact_mut(per_row * SUPER / 16))
+            .zip(out.sums32.chunks_exact_mut(per_row * SUPER / 32));
+        type Row<'a> = (
+            (((&'a [f32], &'a mut [i8]), &'a mut [f32]), &'a mut [i16]),
+            &'a mut [i16],
+        );
+        let row = |((((x, qs), scale), sums16), sums32): Row<'_>| {
+            for (b, (values, qs)) in x
+                .chunks_exact(SUPER)
+                .zip(qs.chunks_exact_mut(SUPER))
+                .enumerate()
+            {
+                // The first value of largest magnitude, sign kept (candle's rule).
+                let (mut max, mut amax) = (0f32, 0f32);
+                for &v in values {
+                    if amax < v.abs() {
+                        (amax, max) = (v.abs(), v);
+                    }
+                }
+                if amax == 0.0 {
+                    scale[b] = 0.0;
+                } else {
+                    let iscale = -127.0 / max;
+                    for (q, v) in qs.iter_mut().zip(values) {
+                        *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
+                    }
+                    scale[b] = 1.0 / iscale;
+                }
+                let sum = |c: &[i8]| c.iter().map(|&q| i16::from(q)).sum::<i16>();
+                for (s, c) in sums16[16 * b..16 * (b + 1)]
+                    .iter_mut()
+                    .zip(qs.chunks_exact(16))
+                {
+                    *s = sum(c);
+                }
+                for (s, c) in sums32[8 * b..8 * (b + 1)]
+                    .iter_mut()
+                    .zip(qs.chunks_exact(32))
+                {
+                    *s = sum(c);
                 }
             }
-            if amax == 0.0 {
-                out.scale.push(0.0);
-            } else {
-                let iscale = -127.0 / max;
-                for (q, v) in qs.iter_mut().zip(values) {
-                    *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
-                }
-                out.scale.push(1.0 / iscale);
-            }
-            let sum = |c: &[i8]| c.iter().map(|&q| i16::from(q)).sum::<i16>();
-            out.sums16.extend(qs.chunks_exact(16).map(sum));
-            out.sums32.extend(qs.chunks_exact(32).map(sum));
-        }
+        };
+        for_rows(x.len() > cols, rows, row);
         out
     }
 

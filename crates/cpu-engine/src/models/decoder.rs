@@ -14,7 +14,9 @@ use crate::attention::{Heads, causal_attention};
 use crate::error::{Error, Result};
 use crate::gguf::Reader;
 use crate::isa::Isa;
-use crate::layers::{Rope, add, add_bias, gelu_tanh_gate, rms_norm, swiglu};
+use crate::layers::{
+    Rope, add, add_bias, each_row, gelu_tanh_gate, rms_norm, rms_norm_row, swiglu,
+};
 use crate::matmul::Stacked;
 use crate::matmul::matmul;
 use crate::packing::QMatrix;
@@ -462,15 +464,20 @@ impl Model {
             if let Some(bias) = &layer.qkv_bias {
                 add_bias(&mut qkv, bias);
             }
-            for (i, row) in qkv.chunks_exact_mut(qkv_width).enumerate() {
+            each_row(&mut qkv, qkv_width, |i, row| {
                 let (q, kv) = row.split_at_mut(q_dim);
-                let (k, v) = kv.split_at_mut(kv_dim);
+                let k = &mut kv[..kv_dim];
                 if let Some(norm) = &layer.qk_norm {
-                    q.copy_from_slice(&rms_norm(q, &norm.q, hd, self.eps));
-                    k.copy_from_slice(&rms_norm(k, &norm.k, hd, self.eps));
+                    q.chunks_exact_mut(hd)
+                        .for_each(|head| rms_norm_row(head, &norm.q, self.eps));
+                    k.chunks_exact_mut(hd)
+                        .for_each(|head| rms_norm_row(head, &norm.k, self.eps));
                 }
                 layer.rope.apply(q, start + i);
                 layer.rope.apply(k, start + i);
+            });
+            for row in qkv.chunks_exact(qkv_width) {
+                let (k, v) = row[q_dim..].split_at(kv_dim);
                 cache.keys[l].extend_from_slice(k);
                 cache.values[l].extend_from_slice(v);
             }
@@ -493,7 +500,7 @@ impl Model {
             if let Some(norm) = &layer.post_attn_norm {
                 out = rms_norm(&out, norm, dim, self.eps);
             }
-            add(&mut x, &out);
+            add(&mut x, &out, dim);
             // Gated feed-forward.
             let acts = QActs::quantize(&rms_norm(&x, &layer.ffn_norm, dim, self.eps), dim);
             let mut gate_up = vec![0f32; t * 2 * self.ffn];
@@ -511,7 +518,7 @@ impl Model {
             if let Some(norm) = &layer.post_ffn_norm {
                 out = rms_norm(&out, norm, dim, self.eps);
             }
-            add(&mut x, &out);
+            add(&mut x, &out, dim);
         }
         cache.len += t;
         let last = rms_norm(&x[(t - 1) * dim..], &self.norm, dim, self.eps);
