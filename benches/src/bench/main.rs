@@ -389,7 +389,7 @@ fn ceiling(row: &mut Row, model: &BenchModel, bandwidth: f64) {
     }
 }
 
-/// Side-by-side ratios per GGUF format: the adapter's kernels against llama.cpp and against
+/// Side-by-side ratios per GGUF format: the CPU engine's kernels against llama.cpp and against
 /// candle's own path (what the kernels bought), decode and prompt tokens per second (medians).
 fn ratios(rows: &[Row]) -> Vec<String> {
     let find = |backend: &str, format: &str| {
@@ -490,12 +490,8 @@ fn one_line(row: &Row) -> String {
 /// The kernels of the `candle` row: `CANDLE_KERNELS` where set (e.g. `avx2`, to see what an
 /// AVX2-only processor gets), the adapter's default otherwise.
 fn candle_kernels() -> anyhow::Result<rigger_candle_adapter::Kernels> {
-    match std::env::var("CANDLE_KERNELS") {
-        Ok(name) => name
-            .parse()
-            .map_err(|e| anyhow::anyhow!("CANDLE_KERNELS: {e}")),
-        Err(_) => Ok(rigger_candle_adapter::Kernels::Auto),
-    }
+    rigger_candle_adapter::Kernels::from_vars(&|name| std::env::var(name).ok())
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn target_dir() -> PathBuf {

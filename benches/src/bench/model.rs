@@ -178,12 +178,7 @@ fn from_folder(dir: &Path, label: String) -> anyhow::Result<BenchModel> {
 /// The folder of a hub id in the Hugging Face cache (`refs/main` → `snapshots/<commit>`).
 fn hub_snapshot(id: &str) -> Option<PathBuf> {
     let (owner, name) = id.split_once('/')?;
-    let cache = std::env::var_os("HF_HUB_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
-        })?;
+    let cache = rigger_ports::hf_hub_cache(&|name| std::env::var(name).ok())?;
     let repo = cache.join(format!("models--{owner}--{name}"));
     let commit = std::fs::read_to_string(repo.join("refs/main")).ok()?;
     let dir = repo.join("snapshots").join(commit.trim());

@@ -55,20 +55,28 @@ impl std::str::FromStr for DeviceKind {
 /// Which code runs quantized models on the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Kernels {
-    /// The adapter's own kernels where they cover the model (GGUF llama, qwen2, qwen3, phi3 or
-    /// gemma3 in Q4_0/Q8_0)
-    /// and the processor has their SIMD instructions (x86-64 with AVX2 or AVX-512 VNNI),
-    /// candle's models otherwise (said in the log).
+    /// The CPU engine's kernels (`rigger-cpu-engine`) where they cover the model (GGUF llama,
+    /// qwen2, qwen3, phi3 or gemma3 whose matrices are Q4_0, Q8_0, Q4_K or Q6_K) and the
+    /// processor has their SIMD instructions (x86-64 with AVX2 or AVX-512 VNNI), candle's models
+    /// otherwise (said in the log).
     #[default]
     Auto,
     /// Always candle's models (`quantized_llama`, `quantized_qwen2`, … per GGUF architecture:
     /// the reference path).
     Reference,
-    /// The adapter's kernels limited to AVX2 (no AVX-512), as on an AVX2-only processor: for
+    /// The engine's kernels limited to AVX2 (no AVX-512), as on an AVX2-only processor: for
     /// comparisons and for isolating a kernel problem. Refused where the processor lacks AVX2.
     Avx2,
-    /// The adapter's kernels without SIMD (the portable reference kernel; slow).
+    /// The engine's kernels without SIMD (the portable reference kernel; slow).
     Portable,
+}
+
+impl Kernels {
+    /// [`CANDLE_KERNELS`](KERNELS_VAR) through `get`, [`Auto`](Kernels::Auto) when unset: the
+    /// one place that variable is read (the bench asks here too).
+    pub fn from_vars(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, InferenceError> {
+        rigger_ports::setting(get, KERNELS_VAR).map_or(Ok(Kernels::Auto), |name| name.parse())
+    }
 }
 
 impl std::str::FromStr for Kernels {
@@ -147,9 +155,7 @@ impl CandleConfig {
         if let Some(device) = get(DEVICE_VAR) {
             config.device = device.parse()?;
         }
-        if let Some(kernels) = get(KERNELS_VAR) {
-            config.kernels = kernels.parse()?;
-        }
+        config.kernels = Kernels::from_vars(&get)?;
         if let Some(threads) = get(THREADS_VAR) {
             config.threads = Some(threads.trim().parse().ok().filter(|n| *n > 0).ok_or_else(
                 || {

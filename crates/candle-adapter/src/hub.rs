@@ -25,10 +25,9 @@ use crate::BACKEND;
 
 /// The hub's base URL (tests point it at a local fixture).
 pub const HF_ENDPOINT_VAR: &str = "HF_ENDPOINT";
-/// Hugging Face's state folder; the cache is `$HF_HOME/hub` unless `HF_HUB_CACHE` says otherwise.
-pub const HF_HOME_VAR: &str = "HF_HOME";
-/// The hub cache folder itself.
-pub const HF_HUB_CACHE_VAR: &str = "HF_HUB_CACHE";
+/// The cache folder's variables, with the precedence rule every adapter shares
+/// ([`rigger_ports::hf_hub_cache`]).
+pub use rigger_ports::{HF_HOME_VAR, HF_HUB_CACHE_VAR};
 /// A token for gated or private repos.
 pub const HF_TOKEN_VAR: &str = "HF_TOKEN";
 /// `1`: use the cache only, never the network.
@@ -74,19 +73,9 @@ impl HubSettings {
     /// cache folder (`HF_HUB_CACHE`, `$HF_HOME/hub`, `$XDG_CACHE_HOME/huggingface/hub`,
     /// `$HOME/.cache/huggingface/hub`).
     pub fn from_vars(get: &dyn Fn(&str) -> Option<String>) -> Self {
+        let cache_dir = rigger_ports::hf_hub_cache(get)
+            .unwrap_or_else(|| PathBuf::from("/tmp/.cache/huggingface/hub"));
         let get = |name: &str| rigger_ports::setting(get, name);
-        let home =
-            get(HF_HOME_VAR)
-                .map(PathBuf::from)
-                .unwrap_or_else(|| match get("XDG_CACHE_HOME") {
-                    Some(xdg) => PathBuf::from(xdg).join("huggingface"),
-                    None => PathBuf::from(get("HOME").unwrap_or_else(|| "/tmp".into()))
-                        .join(".cache")
-                        .join("huggingface"),
-                });
-        let cache_dir = get(HF_HUB_CACHE_VAR)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| home.join("hub"));
         Self {
             endpoint: get(HF_ENDPOINT_VAR),
             cache_dir,

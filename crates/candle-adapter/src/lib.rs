@@ -124,7 +124,7 @@ impl CandleAdapter {
         self.loaded.get().map(|l| l.model.info.load_duration)
     }
 
-    /// Which code runs the model, e.g. `rigger-cpu qwen2 Q4_0 avx512-vnni` (the adapter's kernels) or
+    /// Which code runs the model, e.g. `rigger-cpu qwen2 Q4_0 avx512-vnni` (the CPU engine's kernels) or
     /// `candle quantized_llama`; `None` until loaded.
     pub fn engine(&self) -> Option<&str> {
         self.loaded.get().map(|l| l.model.info.engine.as_str())

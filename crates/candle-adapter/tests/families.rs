@@ -188,7 +188,10 @@ async fn on_both_paths(arch: &str, path: std::path::PathBuf) {
     let fast = if rigger_cpu_engine::Isa::detect() != rigger_cpu_engine::Isa::Portable {
         format!("rigger-cpu {arch} Q8_0 ")
     } else {
-        eprintln!("SKIPPED (declared): no SIMD kernels here, so the CPU engine is not the default");
+        rigger_model_gen::declare_skip(
+            "candle families: the CPU engine is the default",
+            "no SIMD kernels here, so candle's path is",
+        );
         format!("candle quantized_{arch}")
     };
     exercise(&path, Kernels::Auto, &fast).await;

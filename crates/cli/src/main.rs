@@ -6,6 +6,7 @@
 //! or model not available; 5 the model's output was malformed; 6 the backend failed while
 //! generating (timeout, crash, rate limit, protocol).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,14 +108,35 @@ fn exit_code(kind: ErrorKind) -> u8 {
     }
 }
 
+/// The most of a model's raw answer the CLI prints (each of stdout's JSON and stderr's text):
+/// enough to see what went wrong; a misbehaving server's megabytes are cut, and the output says
+/// so.
+const MAX_PRINTED_RAW: usize = 16 * 1024;
+
+/// `raw` cut to [`MAX_PRINTED_RAW`] bytes at a character boundary, and whether it was cut.
+fn printed_raw(raw: &str) -> (&str, bool) {
+    if raw.len() <= MAX_PRINTED_RAW {
+        return (raw, false);
+    }
+    let end = (0..=MAX_PRINTED_RAW)
+        .rev()
+        .find(|&i| raw.is_char_boundary(i))
+        .unwrap_or(0);
+    (&raw[..end], true)
+}
+
 fn error_json(e: &InferenceError) -> serde_json::Value {
+    let raw = e.raw_output().map(printed_raw);
     json!({
         "kind": format!("{:?}", e.kind()),
         "backend": e.backend(),
         "code": e.code(),
         "message": e.message(),
         "hint": e.hint(),
-        "raw_output": e.raw_output(),
+        "retry_after_secs": e.retry_after().map(|d| d.as_secs()),
+        "raw_output": raw.map(|(text, _)| text),
+        "raw_output_truncated": raw.map(|(_, cut)| cut),
+        "raw_output_bytes": e.raw_output().map(str::len),
     })
 }
 
@@ -122,7 +144,15 @@ impl From<InferenceError> for Failure {
     fn from(e: InferenceError) -> Self {
         let mut text = format!("error: {e}");
         if let Some(raw) = e.raw_output() {
-            text.push_str(&format!("\nthe model's raw output was:\n{raw}"));
+            let (shown, cut) = printed_raw(raw);
+            text.push_str(&format!("\nthe model's raw output was:\n{shown}"));
+            if cut {
+                text.push_str(&format!(
+                    "\n[cut: {} of {} bytes shown]",
+                    shown.len(),
+                    raw.len()
+                ));
+            }
         }
         Failure {
             code: exit_code(e.kind()),
@@ -140,6 +170,8 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a log file or a pipe gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let json = cli.json;
@@ -655,4 +687,54 @@ async fn models(choice: Choice, json: bool) -> Result<(), Failure> {
         Err(e) => println!("  unreadable: {e}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_raw_answer_is_cut_where_printed_and_says_so() {
+        let raw = "é".repeat(3 * MAX_PRINTED_RAW);
+        let e = InferenceError::new(ErrorKind::MalformedOutput, "test", "not JSON")
+            .with_raw_output(raw.clone());
+        let failure = Failure::from(e);
+        assert!(
+            failure.text.len() < MAX_PRINTED_RAW + 1024,
+            "stderr text is bounded"
+        );
+        assert!(
+            failure
+                .text
+                .contains(&format!("of {} bytes shown]", raw.len()))
+        );
+        let error = &failure.json["error"];
+        assert_eq!(error["raw_output_truncated"], true);
+        assert_eq!(error["raw_output_bytes"], raw.len());
+        let shown = error["raw_output"].as_str().unwrap_or_default();
+        assert!(shown.len() <= MAX_PRINTED_RAW && raw.starts_with(shown));
+    }
+
+    #[test]
+    fn a_short_raw_answer_is_printed_whole() {
+        let e = InferenceError::new(ErrorKind::MalformedOutput, "test", "not JSON")
+            .with_raw_output("{oops".to_owned());
+        let failure = Failure::from(e);
+        assert!(failure.text.ends_with("{oops"));
+        assert_eq!(failure.json["error"]["raw_output"], "{oops");
+        assert_eq!(failure.json["error"]["raw_output_truncated"], false);
+    }
+
+    #[test]
+    fn a_servers_retry_after_reaches_the_message_and_the_json() {
+        let e = InferenceError::new(ErrorKind::RateLimited, "openai", "429 Too Many Requests")
+            .with_retry_after(Duration::from_secs(3600));
+        let failure = Failure::from(e);
+        assert!(
+            failure.text.contains("retry after 3600 s"),
+            "{}",
+            failure.text
+        );
+        assert_eq!(failure.json["error"]["retry_after_secs"], 3600);
+    }
 }

@@ -320,8 +320,9 @@ mod tests {
                 matmul(Isa::Portable, &w, &a, &mut reference);
                 for isa in [Isa::Avx2, Isa::Avx512Vnni] {
                     if !isa.is_supported() {
-                        eprintln!(
-                            "SKIPPED (declared): {isa:?} is not available on this processor, so it is not compared"
+                        rigger_model_gen::declare_skip(
+                            "cpu-engine matmul: every ISA equals the portable kernel",
+                            &format!("{isa:?} is not available on this processor"),
                         );
                         continue;
                     }
@@ -427,8 +428,9 @@ mod tests {
                 assert!(reference.iter().any(|v| *v != 0.0), "degenerate products");
                 for isa in [Isa::Avx2, Isa::Avx512Vnni] {
                     if !isa.is_supported() {
-                        eprintln!(
-                            "SKIPPED (declared): {isa:?} is not available on this processor, so it is not compared"
+                        rigger_model_gen::declare_skip(
+                            "cpu-engine matmul: every ISA equals the portable kernel",
+                            &format!("{isa:?} is not available on this processor"),
                         );
                         continue;
                     }

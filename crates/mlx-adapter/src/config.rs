@@ -13,11 +13,10 @@ pub const DEFAULT_MODEL: &str = "mlx-community/Phi-3-mini-4k-instruct";
 pub const MODEL_VAR: &str = "MLX_MODEL";
 /// The Python interpreter that runs the worker.
 pub const PYTHON_VAR: &str = "PYTHON_PATH";
-/// The Hugging Face hub cache (mlx-lm downloads there); else `HF_HOME`/hub, else
-/// `~/.cache/huggingface/hub`. Read only to list the models already downloaded.
-pub const HUB_CACHE_VAR: &str = "HF_HUB_CACHE";
-/// Hugging Face's home folder (the hub cache is its `hub` folder).
-pub const HF_HOME_VAR: &str = "HF_HOME";
+/// The Hugging Face hub cache (mlx-lm downloads there) and its home folder, read only to list
+/// the models already downloaded, by the precedence every adapter shares
+/// ([`rigger_ports::hf_hub_cache`]).
+pub use rigger_ports::{HF_HOME_VAR, HF_HUB_CACHE_VAR as HUB_CACHE_VAR};
 
 /// How to reach MLX and which model to serve.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,17 +61,14 @@ impl MlxConfig {
     }
 
     /// [`MLX_MODEL`](MODEL_VAR) (default [`DEFAULT_MODEL`]), [`PYTHON_PATH`](PYTHON_VAR) and the
-    /// hub cache ([`HF_HUB_CACHE`](HUB_CACHE_VAR), [`HF_HOME`](HF_HOME_VAR), `HOME`), read
+    /// hub cache ([`HF_HUB_CACHE`](HUB_CACHE_VAR), [`HF_HOME`](HF_HOME_VAR), `XDG_CACHE_HOME`, `HOME`), read
     /// through `lookup`. Blank values count as unset. Nothing here can be malformed today; the
     /// `Result` keeps the signature every adapter shares.
     pub fn from_vars(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, InferenceError> {
         let var = |name: &str| rigger_ports::setting(lookup, name);
         let mut config = Self::new(var(MODEL_VAR).unwrap_or_else(|| DEFAULT_MODEL.to_owned()));
         config.python = var(PYTHON_VAR).map(PathBuf::from);
-        config.hub_cache = var(HUB_CACHE_VAR)
-            .map(PathBuf::from)
-            .or_else(|| var(HF_HOME_VAR).map(|h| PathBuf::from(h).join("hub")))
-            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub")));
+        config.hub_cache = rigger_ports::hf_hub_cache(lookup);
         Ok(config)
     }
 }

@@ -1,5 +1,6 @@
 //! The MLX adapter's supervision against real mlx-lm (on the CPU here) with the tiny generated
-//! model: a killed worker, timeouts, the handshake, a Python without mlx-lm. The shared
+//! model: a killed worker, timeouts, the handshake, a Python without mlx-lm, what `PYTHON_PATH`
+//! means. The shared
 //! conformance suite is in `conformance.rs`.
 //!
 //! Needs the MLX venv: `cargo xtask setup-mlx` (CI runs it first), or `RIGGER_MLX_PYTHON`.
@@ -123,15 +124,34 @@ async fn the_handshake_reports_versions_and_a_missing_python_is_a_clear_error() 
     assert!(err.hint().is_some_and(|h| h.contains("setup-mlx")));
 }
 
+/// A Python this test controls that cannot import mlx-lm whatever is installed: the venv's own
+/// interpreter with site-packages switched off (`-S`) and the environment ignored (`-I`), behind a
+/// two-line wrapper (a user who followed the guide's `pip3 install mlx-lm` still gets a Python
+/// without it here).
+fn python_without_site_packages(dir: &std::path::Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let wrapper = dir.join("python-no-site");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec '{}' -I -S \"$@\"\n",
+            rigger_model_gen::mlx_python().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_without_mlx_is_mlx_not_available_with_the_fix() {
-    // The machine's plain python3 has no mlx-lm (the venv has it).
-    let plain = PathBuf::from("python3");
+    let dir = tempfile::tempdir().unwrap();
+    let plain = python_without_site_packages(dir.path());
     let has_mlx = std::process::Command::new(&plain)
         .args(["-c", "import mlx_lm"])
         .status()
         .is_ok_and(|s| s.success());
-    assert!(!has_mlx, "this test needs a python3 without mlx-lm on PATH");
+    assert!(!has_mlx, "{} still imports mlx-lm", plain.display());
     let model = MlxSubprocessAdapter::new(MlxConfig {
         python: Some(plain),
         ..MlxConfig::new(tiny())
@@ -144,4 +164,53 @@ async fn a_python_without_mlx_is_mlx_not_available_with_the_fix() {
     assert_eq!(err.kind(), ErrorKind::NotAvailable, "{err}");
     assert_eq!(err.code(), Some("MLX_NOT_AVAILABLE"));
     assert!(err.hint().is_some_and(|h| h.contains("setup-mlx")));
+}
+
+/// Set (to `yes` or `no`) in the child process [`python_path_means_one_thing_everywhere`] starts.
+const AVAILABILITY_CHILD: &str = "RIGGER_MLX_AVAILABILITY_CHILD";
+
+/// `PYTHON_PATH` is strict everywhere: an interpreter that is not there means MLX is not
+/// available to `is_available()` (which reads the process environment once, so it runs in a
+/// child process of this test binary), to `check_availability` and to `new()`, with no quiet
+/// fallback to another Python; one that has mlx-lm means available.
+#[test]
+fn python_path_means_one_thing_everywhere() {
+    if let Ok(expected) = std::env::var(AVAILABILITY_CHILD) {
+        assert_eq!(
+            MlxSubprocessAdapter::is_available(),
+            expected == "yes",
+            "{:?}",
+            rigger_mlx_adapter::availability()
+        );
+        return;
+    }
+    let nowhere = PathBuf::from("/nonexistent/python3");
+    let checked = rigger_mlx_adapter::check_availability(Some(&nowhere));
+    assert!(!checked.available, "{checked:?}");
+    assert!(
+        checked.reason.contains("/nonexistent/python3"),
+        "{checked:?}"
+    );
+    let venv = rigger_model_gen::mlx_python();
+    assert!(rigger_mlx_adapter::check_availability(Some(&venv)).available);
+    for (python, expected) in [(nowhere.clone(), "no"), (venv, "yes")] {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "python_path_means_one_thing_everywhere"])
+            .env("PYTHON_PATH", &python)
+            .env(AVAILABILITY_CHILD, expected)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "is_available() with PYTHON_PATH={} should be {expected}",
+            python.display()
+        );
+    }
+    let err = MlxSubprocessAdapter::new(MlxConfig {
+        python: Some(nowhere),
+        ..MlxConfig::new("m")
+    })
+    .err()
+    .expect("no such python");
+    assert_eq!(err.kind(), ErrorKind::NotAvailable);
 }

@@ -18,7 +18,9 @@ pub mod scratch;
 mod shapes;
 mod tokenizer;
 
-pub use fixture::{llama_vocab_dir, mlx_python, smollm2, test_models_dir, tiny_model};
+pub use fixture::{
+    DECLARED_SKIPS, declare_skip, llama_vocab_dir, mlx_python, smollm2, test_models_dir, tiny_model,
+};
 pub use generate::{Format, GenEvent, GenOptions, Manifest, ManifestFile, generate, use_more_bits};
 pub use mlx_server::MlxServer;
 pub use shapes::{SHAPES, Shape, shape};

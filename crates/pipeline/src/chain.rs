@@ -10,7 +10,7 @@ use rigger_ports::{
     rejected_completion,
 };
 
-use crate::structured::FailedStepCalls;
+use crate::calls::FailedStepCalls;
 
 /// The error kinds that move a call to the next link of a chain — only when raised before the
 /// first token, since a half-answered request can't be handed to another model unnoticed.

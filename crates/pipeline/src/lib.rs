@@ -13,16 +13,18 @@
 //! before its first token (see [`FALLS_THROUGH`]), the next link is tried, and the failed link
 //! is skipped for a while ([`Cooldowns`]).
 
+mod calls;
 mod chain;
 mod orchestrator;
 mod roles;
 mod settings;
 mod structured;
 
+pub use calls::{FailedStepCalls, step_calls};
 pub use chain::{Cooldowns, DEFAULT_COOLDOWN, FALLS_THROUGH, ModelChain, UnbuiltModel};
 pub use orchestrator::{
     Orchestrator, PipelineEvent, PipelineFailure, PipelineRun, ProgressObserver, StepReport,
 };
 pub use roles::{LlmComprehensionTester, LlmDecomposer, LlmEnhancer, LlmRouter, RouterFallback};
 pub use settings::{RoleSettings, RoleVar, role_var};
-pub use structured::{FailedStepCalls, extract_json, step_calls};
+pub use structured::extract_json;

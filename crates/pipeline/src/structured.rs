@@ -4,6 +4,7 @@ use rigger_ports::{
 };
 use serde_json::Value;
 
+use crate::calls::FailedStepCalls;
 use crate::chain::ModelChain;
 use crate::settings::{RoleSettings, RoleVar, role_var};
 
@@ -24,32 +25,6 @@ pub fn extract_json(text: &str) -> Option<Value> {
                 .and_then(Result::ok)
                 .filter(Value::is_object)
         })
-}
-
-/// The figures of the calls a failed step made, attached as the source of its error so that a
-/// failure still reports what it cost (see [`step_calls`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct FailedStepCalls {
-    pub calls: Vec<CallMetrics>,
-}
-
-impl std::fmt::Display for FailedStepCalls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} model call(s) made before the step failed",
-            self.calls.len()
-        )
-    }
-}
-
-impl std::error::Error for FailedStepCalls {}
-
-/// The calls a failed step made, when its error carries them.
-pub fn step_calls(error: &InferenceError) -> &[CallMetrics] {
-    std::error::Error::source(error)
-        .and_then(|s| s.downcast_ref::<FailedStepCalls>())
-        .map_or(&[], |f| f.calls.as_slice())
 }
 
 /// The least temperature a repair attempt samples at. A near-greedy model asked again with its

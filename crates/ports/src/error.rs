@@ -214,6 +214,10 @@ impl fmt::Display for InferenceError {
             write!(f, "{code}: ")?;
         }
         f.write_str(&self.0.message)?;
+        if let Some(after) = self.0.retry_after {
+            // A wait the server asked for is the user's to see, however long it is.
+            write!(f, " (the server asks to retry after {} s)", after.as_secs())?;
+        }
         if let Some(hint) = &self.0.hint {
             write!(f, " (fix: {hint})")?;
         }
@@ -249,6 +253,10 @@ mod tests {
         );
         assert_eq!((err.hint(), err.raw_output()), (Some("wait"), Some("raw")));
         assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+        assert!(
+            err.to_string().contains("retry after 3 s"),
+            "the wait is in the message: {err}"
+        );
         assert!(err.is_retryable());
     }
 

@@ -33,7 +33,7 @@ pub use model::{
     ModelDescriptor, StreamEvent, Usage, collect_stream,
 };
 pub use request::{ChatMessage, ChatRole, GenerationRequest, ResponseFormat, TokenBudget};
-pub use settings::{Lookup, setting};
+pub use settings::{HF_HOME_VAR, HF_HUB_CACHE_VAR, Lookup, hf_hub_cache, setting};
 pub use stop::{StopMatcher, StopStep};
 pub use structured::{RejectedCompletion, enforce_response_format, rejected_completion};
 pub use timings::{GrammarTimings, TimingSource, Timings};

@@ -112,14 +112,6 @@ pub struct ReadmeDoctests;
 /// ```
 ///
 /// ```compile_fail
-/// use task_orchestrator::adapters::candle_adapter::decode_stepper_for_bench;
-/// ```
-///
-/// ```compile_fail
-/// use task_orchestrator::adapters::candle_adapter::DecodeStepper;
-/// ```
-///
-/// ```compile_fail
 /// use task_orchestrator::adapters::ollama_adapter::decode_lines_for_bench;
 /// ```
 ///
