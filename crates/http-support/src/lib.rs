@@ -28,7 +28,7 @@ pub use framing::{MAX_SSE_EVENT, ndjson_lines, sse_events, sse_events_from};
 pub use progress::{Limits, Watchdog, seconds_setting};
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use secret::ApiKey;
-pub use send::{ErrorResponse, kind_for_status, send_with_retries, transport_error};
+pub use send::{ErrorResponse, kind_for_status, redacted_url, send_with_retries, transport_error};
 pub use sse::SseEvent;
 
 /// `name` made fit for the APIs' identifier rule `^[a-zA-Z0-9_-]{1,64}$` (OpenAI schema names,

@@ -1,7 +1,7 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
-use reqwest::{RequestBuilder, Response, StatusCode};
+use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use rigger_ports::{ErrorKind, InferenceError};
 
 use crate::retry::{RetryPolicy, parse_retry_after};
@@ -93,9 +93,27 @@ pub async fn send_with_retries(
 ) -> Result<Response, InferenceError> {
     let mut retry = 0;
     loop {
-        let error = match build().send().await {
+        let (client, request) = build().build_split();
+        let sent = match request {
+            Ok(request) => {
+                log_request(backend, &request, retry + 1);
+                let started = Instant::now();
+                let sent = client.execute(request).await;
+                if let Ok(response) = &sent {
+                    tracing::debug!(
+                        backend,
+                        status = response.status().as_u16(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "http response headers"
+                    );
+                }
+                sent
+            }
+            Err(err) => Err(err),
+        };
+        let error = match sent {
             Ok(response) if response.status().is_success() => return Ok(response),
-            Ok(response) => on_error(read_error(response).await),
+            Ok(response) => on_error(read_error(backend, response).await),
             Err(err) => transport_error(backend, &err),
         };
         let delay = (error.is_retryable() && retry < policy.max_retries)
@@ -116,7 +134,56 @@ pub async fn send_with_retries(
     }
 }
 
-async fn read_error(response: Response) -> ErrorResponse {
+/// The most of a request body the trace log shows.
+const MAX_LOGGED_BODY: usize = 4096;
+
+/// One attempt, for `RUST_LOG=rigger_http_support=debug`: method and URL (secrets taken out) at
+/// debug, the body at trace. Headers are never logged: that is where the keys travel.
+fn log_request(backend: &str, request: &reqwest::Request, attempt: u32) {
+    tracing::debug!(
+        backend,
+        method = %request.method(),
+        url = %redacted_url(request.url()),
+        attempt,
+        "http request"
+    );
+    if tracing::enabled!(tracing::Level::TRACE)
+        && let Some(body) = request.body().and_then(|b| b.as_bytes())
+    {
+        let text = String::from_utf8_lossy(body);
+        let mut cut = text.len().min(MAX_LOGGED_BODY);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        tracing::trace!(backend, bytes = body.len(), body = %&text[..cut], "http request body");
+    }
+}
+
+/// `url` fit for a log: no user or password, and the value of any query parameter whose name
+/// suggests a secret (`key`, `token`, `secret`, `password`, `auth`, `sig`) replaced.
+pub fn redacted_url(url: &Url) -> String {
+    let mut url = url.clone();
+    // Both fail only for URLs that cannot have credentials, which then have none.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let lower = name.to_ascii_lowercase();
+                let secret = ["key", "token", "secret", "password", "auth", "sig"]
+                    .iter()
+                    .any(|s| lower.contains(s));
+                let value = if secret { "<redacted>".into() } else { value };
+                (name.into_owned(), value.into_owned())
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
+}
+
+async fn read_error(backend: &str, response: Response) -> ErrorResponse {
     let status = response.status();
     let headers = response.headers().clone();
     let retry_after = parse_retry_after(&headers);
@@ -124,6 +191,7 @@ async fn read_error(response: Response) -> ErrorResponse {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(err) => format!("<error body unreadable: {}>", root_cause(&err)),
     };
+    tracing::trace!(backend, status = status.as_u16(), body = %body, "http error body");
     if body.len() > crate::MAX_ERROR_BODY {
         let mut cut = crate::MAX_ERROR_BODY;
         while !body.is_char_boundary(cut) {
@@ -143,6 +211,17 @@ async fn read_error(response: Response) -> ErrorResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_lose_credentials_and_secret_query_values() {
+        let url = Url::parse("https://user:pw@api.example.test/v1/chat?api_key=sk-1&model=m&sig=x")
+            .unwrap();
+        let shown = redacted_url(&url);
+        assert_eq!(
+            shown,
+            "https://api.example.test/v1/chat?api_key=%3Credacted%3E&model=m&sig=%3Credacted%3E"
+        );
+    }
 
     #[test]
     fn statuses_map_to_kinds() {

@@ -270,3 +270,92 @@ async fn an_endless_sse_line_is_a_protocol_error() {
     assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
     assert!(err.to_string().contains("1048576 bytes"), "{err}");
 }
+
+/// Everything a tracing subscriber writes, for the logging test.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// `RUST_LOG=debug` shows each attempt (method, URL, status, time) and trace shows the bodies,
+/// while the key, sent both as a header and in the query, appears nowhere at any level.
+#[tokio::test]
+async fn traffic_is_logged_at_debug_and_trace_without_the_key() {
+    const KEY: &str = "sk-live-0123456789SECRET";
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let server = FixtureServer::start(move |_| {
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            FixtureResponse::status(503).chunk("overloaded, try again")
+        } else {
+            FixtureResponse::ok().chunk("fine")
+        }
+    })
+    .await
+    .unwrap();
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(captured.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/chat?api_key={KEY}&model=m", server.url());
+    let response = send_with_retries(
+        "test",
+        &fast_policy(1),
+        || {
+            client
+                .post(&url)
+                .bearer_auth(KEY)
+                .header("x-api-key", KEY)
+                .body(r#"{"prompt":"hello there"}"#)
+        },
+        on_error,
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    drop(guard);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    for expected in [
+        "http request",
+        "method=POST",
+        "/v1/chat?api_key=%3Credacted%3E&model=m",
+        "attempt=2",
+        "status=503",
+        "status=200",
+        "elapsed_ms=",
+        "hello there",
+        "overloaded, try again",
+    ] {
+        assert!(
+            logs.contains(expected),
+            "{expected:?} missing from:\n{logs}"
+        );
+    }
+    assert!(!logs.contains(KEY), "the key leaked into the logs:\n{logs}");
+    assert!(!logs.contains("0123456789SECRET"));
+    // The key did travel: the server got it.
+    assert_eq!(
+        server.requests()[0].header("x-api-key"),
+        Some(KEY),
+        "the request carried the key"
+    );
+}

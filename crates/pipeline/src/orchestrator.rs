@@ -220,7 +220,7 @@ impl Orchestrator {
                 Ok(outcome.value)
             }
             Err(error) => {
-                let calls = crate::structured::step_calls(&error).to_vec();
+                let calls = crate::calls::step_calls(&error).to_vec();
                 if !calls.is_empty() {
                     run.steps.push(StepReport { role, calls });
                 }

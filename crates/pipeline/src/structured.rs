@@ -4,7 +4,7 @@ use rigger_ports::{
 };
 use serde_json::Value;
 
-use crate::calls::FailedStepCalls;
+use crate::calls::{FailedStepCalls, step_calls};
 use crate::chain::ModelChain;
 use crate::settings::{RoleSettings, RoleVar, role_var};
 
