@@ -18,6 +18,15 @@ pub const PYTHON_VAR: &str = "PYTHON_PATH";
 /// ([`rigger_ports::hf_hub_cache`]).
 pub use rigger_ports::{HF_HOME_VAR, HF_HUB_CACHE_VAR as HUB_CACHE_VAR};
 
+/// Worker start-up (importing mlx) and handshake, in seconds (default 60).
+pub const STARTUP_TIMEOUT_VAR: &str = "RIGGER_MLX_STARTUP_TIMEOUT_SECS";
+/// Loading (and, from the hub, downloading) a model, in seconds (default 1800).
+pub const LOAD_TIMEOUT_VAR: &str = "RIGGER_MLX_LOAD_TIMEOUT_SECS";
+/// From the model being ready to the first token (reading the prompt), in seconds (default 300).
+pub const FIRST_TOKEN_TIMEOUT_VAR: &str = "RIGGER_MLX_FIRST_TOKEN_TIMEOUT_SECS";
+/// Between two tokens, in seconds (default 60).
+pub const IDLE_TIMEOUT_VAR: &str = "RIGGER_MLX_IDLE_TIMEOUT_SECS";
+
 /// How to reach MLX and which model to serve.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlxConfig {
@@ -62,13 +71,31 @@ impl MlxConfig {
 
     /// [`MLX_MODEL`](MODEL_VAR) (default [`DEFAULT_MODEL`]), [`PYTHON_PATH`](PYTHON_VAR) and the
     /// hub cache ([`HF_HUB_CACHE`](HUB_CACHE_VAR), [`HF_HOME`](HF_HOME_VAR), `XDG_CACHE_HOME`, `HOME`), read
-    /// through `lookup`. Blank values count as unset. Nothing here can be malformed today; the
-    /// `Result` keeps the signature every adapter shares.
+    /// through `lookup`, and the four timeouts (`RIGGER_MLX_*_TIMEOUT_SECS`). Blank values count as
+    /// unset; a timeout that is not a whole number of seconds is `InvalidRequest` naming it.
     pub fn from_vars(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, InferenceError> {
         let var = |name: &str| rigger_ports::setting(lookup, name);
         let mut config = Self::new(var(MODEL_VAR).unwrap_or_else(|| DEFAULT_MODEL.to_owned()));
         config.python = var(PYTHON_VAR).map(PathBuf::from);
         config.hub_cache = rigger_ports::hf_hub_cache(lookup);
+        for (name, limit) in [
+            (STARTUP_TIMEOUT_VAR, &mut config.startup_timeout),
+            (LOAD_TIMEOUT_VAR, &mut config.load_timeout),
+            (FIRST_TOKEN_TIMEOUT_VAR, &mut config.first_token_timeout),
+            (IDLE_TIMEOUT_VAR, &mut config.idle_timeout),
+        ] {
+            if let Some(value) = var(name) {
+                *limit = value.parse::<u64>().map(Duration::from_secs).map_err(|_| {
+                    InferenceError::invalid_request(
+                        crate::BACKEND,
+                        format!("{name}={value:?} is not a number of seconds"),
+                    )
+                    .with_hint(format!(
+                        "set {name} to a whole number of seconds, or unset it"
+                    ))
+                })?;
+            }
+        }
         Ok(config)
     }
 }
@@ -110,5 +137,28 @@ mod tests {
         assert_eq!(c.hub_cache, Some(PathBuf::from("/data/hf/hub")));
         let c = MlxConfig::from_vars(&vars(&[(HUB_CACHE_VAR, "/c"), (HF_HOME_VAR, "/h")])).unwrap();
         assert_eq!(c.hub_cache, Some(PathBuf::from("/c")));
+    }
+
+    #[test]
+    fn timeouts_are_read_in_seconds_and_refused_when_not_numbers() {
+        let c = MlxConfig::from_vars(&vars(&[
+            (STARTUP_TIMEOUT_VAR, "5"),
+            (LOAD_TIMEOUT_VAR, "7"),
+            (FIRST_TOKEN_TIMEOUT_VAR, "11"),
+            (IDLE_TIMEOUT_VAR, "13"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            [
+                c.startup_timeout,
+                c.load_timeout,
+                c.first_token_timeout,
+                c.idle_timeout
+            ],
+            [5, 7, 11, 13].map(Duration::from_secs)
+        );
+        let err = MlxConfig::from_vars(&vars(&[(IDLE_TIMEOUT_VAR, "1m")])).unwrap_err();
+        assert_eq!(err.kind(), rigger_ports::ErrorKind::InvalidRequest);
+        assert!(err.to_string().contains(IDLE_TIMEOUT_VAR), "{err}");
     }
 }

@@ -40,7 +40,10 @@ use rigger_ports::{
 };
 use tokio::sync::mpsc;
 
-pub use config::{DEFAULT_MODEL, HF_HOME_VAR, HUB_CACHE_VAR, MODEL_VAR, MlxConfig, PYTHON_VAR};
+pub use config::{
+    DEFAULT_MODEL, FIRST_TOKEN_TIMEOUT_VAR, HF_HOME_VAR, HUB_CACHE_VAR, IDLE_TIMEOUT_VAR,
+    LOAD_TIMEOUT_VAR, MODEL_VAR, MlxConfig, PYTHON_VAR, STARTUP_TIMEOUT_VAR,
+};
 pub use python::{Availability, availability, check as check_availability};
 pub use wire::PROTOCOL;
 pub use worker::{Hello, openblas as openblas_preload};
@@ -188,7 +191,10 @@ impl MlxSubprocessAdapter {
                         self.config.model, self.config.load_timeout
                     ),
                 )
-                .with_hint("pre-download the model, or raise MlxConfig::load_timeout")
+                .with_hint(format!(
+                    "pre-download the model, or raise {}",
+                    config::LOAD_TIMEOUT_VAR
+                ))
             })?;
         match event {
             Some(worker::Event::Reply(wire::Reply::Loaded {

@@ -79,11 +79,17 @@ pub(crate) fn events(
         } else {
             st.expect.idle_timeout
         };
+        let setting = if st.first {
+            crate::config::FIRST_TOKEN_TIMEOUT_VAR
+        } else {
+            crate::config::IDLE_TIMEOUT_VAR
+        };
         let item = match tokio::time::timeout(wait, st.rx.recv()).await {
             Err(_) => Err(InferenceError::timeout(
                 BACKEND,
                 format!("no token from the MLX worker within {wait:?}"),
-            )),
+            )
+            .with_hint(format!("raise {setting} if the model needs longer"))),
             Ok(None) => Err(crashed("the MLX worker stopped")),
             Ok(Some(worker::Event::Crashed(message))) => Err(crashed(message)),
             Ok(Some(worker::Event::Reply(reply))) => match reply {

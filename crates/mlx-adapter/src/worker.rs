@@ -221,7 +221,9 @@ async fn supervise(
     };
     let hello = hello.unwrap_or_else(|| {
         Err(crashed(format!(
-            "the MLX worker did not complete its handshake within {startup_timeout:?}; stderr:\n{}",
+            "the MLX worker did not complete its handshake within {startup_timeout:?} \
+             (raise {} if importing mlx takes longer here); stderr:\n{}",
+            crate::config::STARTUP_TIMEOUT_VAR,
             last_stderr(&recent_stderr)
         )))
     });

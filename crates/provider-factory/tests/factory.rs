@@ -268,6 +268,69 @@ fn a_malformed_config_names_the_file_the_line_and_the_key() {
     assert!(err.message().contains("/nonexistent/rigger.toml"), "{err}");
 }
 
+/// Every backend's timeouts can be set in `rigger.toml` as well as in the environment (the
+/// environment wins); API keys cannot: a key in the file is refused, and not echoed.
+#[test]
+fn timeouts_come_from_the_file_and_keys_never_do() {
+    let path = config_file(
+        "timeouts.toml",
+        r#"
+[providers.mlx]
+load_timeout_secs = 120
+idle_timeout_secs = 9
+
+[providers.ollama]
+first_token_timeout_secs = 600
+deadline_secs = 900
+
+[providers.openai]
+response_timeout_secs = 30
+idle_timeout_secs = 15
+deadline_secs = 300
+
+[providers.anthropic]
+first_token_timeout_secs = 45
+idle_timeout_secs = 20
+deadline_secs = 200
+"#,
+    );
+    let p = path.to_str().unwrap();
+    let f = ProviderFactory::from_vars(env(&[
+        ("RIGGER_CONFIG", p),
+        ("RIGGER_OPENAI_DEADLINE_SECS", "77"),
+    ]))
+    .unwrap();
+    for (var, value) in [
+        ("RIGGER_MLX_LOAD_TIMEOUT_SECS", "120"),
+        ("RIGGER_MLX_IDLE_TIMEOUT_SECS", "9"),
+        ("RIGGER_OLLAMA_FIRST_TOKEN_TIMEOUT_SECS", "600"),
+        ("RIGGER_OLLAMA_DEADLINE_SECS", "900"),
+        ("RIGGER_OPENAI_RESPONSE_TIMEOUT_SECS", "30"),
+        ("RIGGER_OPENAI_IDLE_TIMEOUT_SECS", "15"),
+        ("RIGGER_OPENAI_DEADLINE_SECS", "77"),
+        ("RIGGER_ANTHROPIC_FIRST_TOKEN_TIMEOUT_SECS", "45"),
+        ("RIGGER_ANTHROPIC_IDLE_TIMEOUT_SECS", "20"),
+        ("RIGGER_ANTHROPIC_DEADLINE_SECS", "200"),
+    ] {
+        assert_eq!(f.vars().get(var).as_deref(), Some(value), "{var}");
+    }
+
+    for provider in ["openai", "anthropic", "ollama"] {
+        let path = config_file(
+            &format!("key-{provider}.toml"),
+            &format!("[providers.{provider}]\napi_key = \"sk-in-a-file\"\n"),
+        );
+        let err = ProviderFactory::from_vars(env(&[("RIGGER_CONFIG", path.to_str().unwrap())]))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{provider}");
+        assert!(
+            err.message().contains("unknown key `api_key`"),
+            "{provider}: {err}"
+        );
+        assert!(!err.to_string().contains("sk-in-a-file"), "{err}");
+    }
+}
+
 #[test]
 fn a_providers_section_is_checked_against_its_backend_with_the_line() {
     let path = config_file(

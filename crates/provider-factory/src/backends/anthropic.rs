@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rigger_anthropic_adapter::{
-    API_KEY_VAR, AnthropicAdapter, AnthropicConfig, BASE_URL_VAR, DEFAULT_MODEL, MODEL_VAR,
+    API_KEY_VAR, AnthropicAdapter, AnthropicConfig, BASE_URL_VAR, DEADLINE_VAR, DEFAULT_MODEL,
+    FIRST_TOKEN_TIMEOUT_VAR, IDLE_TIMEOUT_VAR, MODEL_VAR,
 };
 use rigger_domain::ModelRole;
 use rigger_ports::{InferenceError, LanguageModel};
@@ -43,6 +44,9 @@ impl Backend for Anthropic {
         const SETTINGS: &[Setting] = &[
             Setting::text("base_url", BASE_URL_VAR),
             Setting::text("model", MODEL_VAR),
+            Setting::count("first_token_timeout_secs", FIRST_TOKEN_TIMEOUT_VAR),
+            Setting::count("idle_timeout_secs", IDLE_TIMEOUT_VAR),
+            Setting::count("deadline_secs", DEADLINE_VAR),
         ];
         SETTINGS
     }

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rigger_domain::ModelRole;
-use rigger_mlx_adapter::{MODEL_VAR, MlxConfig, MlxSubprocessAdapter, PYTHON_VAR};
+use rigger_mlx_adapter::{
+    FIRST_TOKEN_TIMEOUT_VAR, IDLE_TIMEOUT_VAR, LOAD_TIMEOUT_VAR, MODEL_VAR, MlxConfig,
+    MlxSubprocessAdapter, PYTHON_VAR, STARTUP_TIMEOUT_VAR,
+};
 use rigger_ports::{InferenceError, LanguageModel};
 
 use super::{Backend, Setting};
@@ -42,6 +45,10 @@ impl Backend for Mlx {
         const SETTINGS: &[Setting] = &[
             Setting::text("model", MODEL_VAR),
             Setting::text("python", PYTHON_VAR),
+            Setting::count("startup_timeout_secs", STARTUP_TIMEOUT_VAR),
+            Setting::count("load_timeout_secs", LOAD_TIMEOUT_VAR),
+            Setting::count("first_token_timeout_secs", FIRST_TOKEN_TIMEOUT_VAR),
+            Setting::count("idle_timeout_secs", IDLE_TIMEOUT_VAR),
         ];
         SETTINGS
     }

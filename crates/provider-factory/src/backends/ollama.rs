@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rigger_domain::ModelRole;
-use rigger_ollama_adapter::{HOST_VAR, MODEL_VAR, OllamaAdapter, OllamaConfig};
+use rigger_ollama_adapter::{
+    DEADLINE_VAR, FIRST_TOKEN_TIMEOUT_VAR, HOST_VAR, IDLE_TIMEOUT_VAR, MODEL_VAR, OllamaAdapter,
+    OllamaConfig,
+};
 use rigger_ports::{InferenceError, LanguageModel};
 
 use super::{Backend, Setting};
@@ -38,6 +41,9 @@ impl Backend for Ollama {
         const SETTINGS: &[Setting] = &[
             Setting::text("host", HOST_VAR),
             Setting::text("model", MODEL_VAR),
+            Setting::count("first_token_timeout_secs", FIRST_TOKEN_TIMEOUT_VAR),
+            Setting::count("idle_timeout_secs", IDLE_TIMEOUT_VAR),
+            Setting::count("deadline_secs", DEADLINE_VAR),
         ];
         SETTINGS
     }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rigger_domain::ModelRole;
 use rigger_openai_adapter::{
-    API_KEY_VAR, BASE_URL_VAR, DEFAULT_BASE_URL, MODEL_VAR, OpenAiAdapter, OpenAiConfig,
+    API_KEY_VAR, BASE_URL_VAR, DEADLINE_VAR, DEFAULT_BASE_URL, IDLE_TIMEOUT_VAR, MODEL_VAR,
+    OpenAiAdapter, OpenAiConfig, RESPONSE_TIMEOUT_VAR,
 };
 use rigger_ports::{InferenceError, LanguageModel};
 
@@ -49,6 +50,9 @@ impl Backend for OpenAi {
         const SETTINGS: &[Setting] = &[
             Setting::text("base_url", BASE_URL_VAR),
             Setting::text("model", MODEL_VAR),
+            Setting::count("response_timeout_secs", RESPONSE_TIMEOUT_VAR),
+            Setting::count("idle_timeout_secs", IDLE_TIMEOUT_VAR),
+            Setting::count("deadline_secs", DEADLINE_VAR),
         ];
         SETTINGS
     }
