@@ -12,8 +12,9 @@ use rigger_ports::{
 
 use crate::calls::FailedStepCalls;
 
-/// The error kinds that move a call to the next link of a chain — only when raised before the
-/// first token, since a half-answered request can't be handed to another model unnoticed.
+/// The error kinds that, by default, move a call to the next link of a chain (the provider
+/// factory lets users choose others: [`ModelChain::with_falls_through`]) — only when raised
+/// before the first token, since a half-answered request can't be handed to another model unnoticed.
 ///
 /// Each says "this link cannot serve now", not "this request is wrong", so another link may
 /// well serve it:
@@ -105,6 +106,7 @@ impl Default for Cooldowns {
 pub struct ModelChain {
     links: Vec<Arc<dyn LanguageModel>>,
     cooldowns: Arc<Cooldowns>,
+    falls_through: Arc<[ErrorKind]>,
 }
 
 impl std::fmt::Debug for ModelChain {
@@ -125,6 +127,7 @@ impl ModelChain {
         Ok(Self {
             links,
             cooldowns: Arc::default(),
+            falls_through: Arc::from(FALLS_THROUGH),
         })
     }
 
@@ -132,7 +135,15 @@ impl ModelChain {
         Self {
             links: vec![model],
             cooldowns: Arc::default(),
+            falls_through: Arc::from(FALLS_THROUGH),
         }
+    }
+
+    /// The same chain, moving to the next link on errors of these kinds (before the first
+    /// token) instead of [`FALLS_THROUGH`].
+    pub fn with_falls_through(mut self, kinds: Arc<[ErrorKind]>) -> Self {
+        self.falls_through = kinds;
+        self
     }
 
     /// The same chain, remembering recent failures in `cooldowns` (shared with other chains).
@@ -191,7 +202,7 @@ impl ModelChain {
             }
             let mut stream = match link.stream(request.clone()).await {
                 Ok(stream) => stream,
-                Err(err) if falls_through(&err) => {
+                Err(err) if self.falls_through.contains(&err.kind()) => {
                     tracing::warn!(link = %name, error = %err, "falling back to the next model");
                     self.cooldowns.failed(&name);
                     attempts.push((name, err));
@@ -200,7 +211,7 @@ impl ModelChain {
                 Err(err) => return Err(with_attempts(err, &attempts)),
             };
             let first = match stream.next().await {
-                Some(Err(err)) if falls_through(&err) => {
+                Some(Err(err)) if self.falls_through.contains(&err.kind()) => {
                     tracing::warn!(link = %name, error = %err, "falling back to the next model");
                     self.cooldowns.failed(&name);
                     attempts.push((name, err));
@@ -252,10 +263,6 @@ impl ModelChain {
         };
         Err(with_attempts(last, &attempts))
     }
-}
-
-fn falls_through(err: &InferenceError) -> bool {
-    FALLS_THROUGH.contains(&err.kind())
 }
 
 /// A link whose adapter could not even be built (e.g. MLX without Python): it stays in its

@@ -9,8 +9,8 @@ use chrono::Utc;
 use futures::StreamExt;
 use rigger_domain::{ModelRole, Route, Task, TaskId, TaskStatus};
 use rigger_pipeline::{
-    Cooldowns, LlmComprehensionTester, LlmDecomposer, LlmEnhancer, LlmRouter, ModelChain,
-    Orchestrator, PipelineEvent, RouterFallback, UnbuiltModel,
+    Cooldowns, FALLS_THROUGH, LlmComprehensionTester, LlmDecomposer, LlmEnhancer, LlmRouter,
+    ModelChain, Orchestrator, PipelineEvent, RouterFallback, UnbuiltModel,
 };
 use rigger_ports::{
     Capabilities, ChatRole, Completion, ComprehensionTestPort, ErrorKind, EventStream,
@@ -356,6 +356,38 @@ async fn a_missing_model_a_failed_load_and_a_rate_limit_fall_through() {
         let outcome = LlmEnhancer::new(chain).enhance(&task()).await.unwrap();
         assert_eq!(outcome.calls[0].backend, "candle", "{kind}");
     }
+}
+
+/// The set of kinds that fall through is the chain's to choose: with `unauthorized` added, a
+/// link whose key is refused hands over to the next; with the set emptied, even an absent
+/// backend stops the chain.
+#[tokio::test]
+async fn the_kinds_that_fall_through_can_be_chosen() {
+    let chain = |first: ErrorKind| {
+        ModelChain::new(vec![
+            model("openai", vec![Reply::SetupError(first)], log()),
+            model("candle", vec![Reply::Text(ENHANCED)], log()),
+        ])
+        .unwrap()
+    };
+    let stops = LlmEnhancer::new(chain(ErrorKind::Unauthorized))
+        .enhance(&task())
+        .await
+        .unwrap_err();
+    assert_eq!(stops.kind(), ErrorKind::Unauthorized, "not by default");
+    let widened: Arc<[ErrorKind]> =
+        Arc::from([FALLS_THROUGH.as_slice(), &[ErrorKind::Unauthorized]].concat());
+    let outcome = LlmEnhancer::new(chain(ErrorKind::Unauthorized).with_falls_through(widened))
+        .enhance(&task())
+        .await
+        .unwrap();
+    assert_eq!(outcome.calls[0].backend, "candle");
+    let none: Arc<[ErrorKind]> = Arc::from(Vec::new());
+    let err = LlmEnhancer::new(chain(ErrorKind::NotAvailable).with_falls_through(none))
+        .enhance(&task())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotAvailable);
 }
 
 /// A link that just fell through is skipped on the next calls (its mock allows one call), and

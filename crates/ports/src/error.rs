@@ -35,6 +35,39 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ErrorKind; 14] = [
+        ErrorKind::NotAvailable,
+        ErrorKind::ModelNotFound,
+        ErrorKind::ModelLoadFailed,
+        ErrorKind::InvalidRequest,
+        ErrorKind::ContextLengthExceeded,
+        ErrorKind::Timeout,
+        ErrorKind::RateLimited,
+        ErrorKind::Unauthorized,
+        ErrorKind::BackendCrashed,
+        ErrorKind::MalformedOutput,
+        ErrorKind::Unsupported,
+        ErrorKind::Protocol,
+        ErrorKind::Io,
+        ErrorKind::Internal,
+    ];
+
+    /// The kind's name in settings: `as_str` in snake case (`not_available`, `rate_limited`,
+    /// `protocol_error`, `i_o_error` is spelled `io`).
+    pub fn setting_name(self) -> String {
+        match self {
+            ErrorKind::Io => "io".to_owned(),
+            other => other.as_str().replace(' ', "_"),
+        }
+    }
+
+    /// The kind a [`setting_name`](Self::setting_name) names (case and `-`/`_` ignored).
+    pub fn from_setting_name(name: &str) -> Option<ErrorKind> {
+        let wanted = name.trim().to_ascii_lowercase().replace('-', "_");
+        Self::ALL.into_iter().find(|k| k.setting_name() == wanted)
+    }
+
     /// Whether trying the same request again may succeed.
     pub fn retryable_by_default(self) -> bool {
         matches!(
@@ -237,6 +270,21 @@ impl std::error::Error for InferenceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_has_a_setting_name_that_reads_back() {
+        for kind in ErrorKind::ALL {
+            assert_eq!(
+                ErrorKind::from_setting_name(&kind.setting_name()),
+                Some(kind)
+            );
+        }
+        assert_eq!(
+            ErrorKind::from_setting_name(" Rate-Limited "),
+            Some(ErrorKind::RateLimited)
+        );
+        assert_eq!(ErrorKind::from_setting_name("nope"), None);
+    }
 
     #[test]
     fn with_message_keeps_everything_else() {

@@ -23,6 +23,12 @@ pub struct ConfigFile {
     pub fallback: Vec<String>,
     /// `"heuristic"`: when the Router's model fails, route by the complexity heuristic.
     pub router_on_failure: Option<String>,
+    /// The error kinds that move a call to a chain's next link (`TASK_ORCHESTRATOR_FALLS_THROUGH`
+    /// wins): `["not_available", "timeout"]`; `[]` stops at the first failure.
+    pub falls_through: Option<Vec<String>>,
+    /// Seconds a link that fell through is skipped (`TASK_ORCHESTRATOR_FALLBACK_COOLDOWN_SECS`
+    /// wins; 0 never skips).
+    pub fallback_cooldown_secs: Option<u64>,
     #[serde(default)]
     pub roles: BTreeMap<String, RoleConfig>,
     #[serde(default)]

@@ -35,11 +35,11 @@ use std::time::Duration;
 
 use rigger_domain::ModelRole;
 use rigger_pipeline::{
-    Cooldowns, DEFAULT_COOLDOWN, LlmComprehensionTester, LlmDecomposer, LlmEnhancer, LlmRouter,
-    ModelChain, Orchestrator, RoleSettings, RouterFallback, UnbuiltModel,
+    Cooldowns, DEFAULT_COOLDOWN, FALLS_THROUGH, LlmComprehensionTester, LlmDecomposer, LlmEnhancer,
+    LlmRouter, ModelChain, Orchestrator, RoleSettings, RouterFallback, UnbuiltModel,
 };
 use rigger_ports::{
-    ComprehensionTestPort, InferenceError, LanguageModel, TaskDecompositionPort,
+    ComprehensionTestPort, ErrorKind, InferenceError, LanguageModel, TaskDecompositionPort,
     TaskEnhancementPort, TaskRouterPort,
 };
 
@@ -56,6 +56,9 @@ pub const BACKEND: &str = "provider-factory";
 /// Seconds a chain link that fell through is skipped (0: never skipped); see
 /// [`rigger_pipeline::FALLS_THROUGH`] for which failures fall through.
 pub const FALLBACK_COOLDOWN_VAR: &str = "TASK_ORCHESTRATOR_FALLBACK_COOLDOWN_SECS";
+/// The error kinds that move a call to a chain's next link, comma-separated
+/// (`not_available,timeout,…`; empty: none), instead of [`rigger_pipeline::FALLS_THROUGH`].
+pub const FALLS_THROUGH_VAR: &str = "TASK_ORCHESTRATOR_FALLS_THROUGH";
 
 /// Hands out role adapters (`Arc<dyn …Port>`) built on the providers and models the environment
 /// and `rigger.toml` choose. Adapters for the same (provider, model) are shared between roles.
@@ -68,6 +71,8 @@ pub struct ProviderFactory {
     models: Mutex<HashMap<Link, Arc<dyn LanguageModel>>>,
     /// Recent fall-throughs, shared by every role's chain.
     cooldowns: Arc<Cooldowns>,
+    /// The error kinds that fall through to a chain's next link.
+    falls_through: Arc<[ErrorKind]>,
 }
 
 impl std::fmt::Debug for ProviderFactory {
@@ -133,7 +138,14 @@ impl ProviderFactory {
             detect: &mut detect,
         })?;
         let router_fallback = plan::router_fallback(&vars, config.as_ref())?;
-        let cooldown = seconds_var(&vars, FALLBACK_COOLDOWN_VAR)?;
+        let cooldown = match seconds_var(&vars, FALLBACK_COOLDOWN_VAR)? {
+            Some(period) => Some(period),
+            None => config
+                .as_ref()
+                .and_then(|c| c.file.fallback_cooldown_secs)
+                .map(Duration::from_secs),
+        };
+        let falls_through = falls_through(&vars, config.as_ref())?;
         Ok(Self {
             vars,
             config,
@@ -142,6 +154,7 @@ impl ProviderFactory {
             detection,
             models: Mutex::new(HashMap::new()),
             cooldowns: Arc::new(Cooldowns::new(cooldown.unwrap_or(DEFAULT_COOLDOWN))),
+            falls_through,
         })
     }
 
@@ -218,7 +231,9 @@ impl ProviderFactory {
             }
             return Err(error);
         }
-        Ok(ModelChain::new(links)?.with_cooldowns(Arc::clone(&self.cooldowns)))
+        Ok(ModelChain::new(links)?
+            .with_cooldowns(Arc::clone(&self.cooldowns))
+            .with_falls_through(Arc::clone(&self.falls_through)))
     }
 
     fn model(&self, link: &Link) -> Result<Arc<dyn LanguageModel>, InferenceError> {
@@ -309,6 +324,42 @@ impl ProviderFactory {
 }
 
 /// A whole number of seconds from `name`, or `None` when it is unset or blank.
+/// The error kinds that fall through: [`FALLS_THROUGH_VAR`], else `falls_through` in
+/// `rigger.toml`, else [`FALLS_THROUGH`]. An unknown name is an error listing the known ones.
+fn falls_through(
+    vars: &Vars,
+    config: Option<&LoadedConfig>,
+) -> Result<Arc<[ErrorKind]>, InferenceError> {
+    let (names, source): (Vec<String>, String) = match vars.get(FALLS_THROUGH_VAR) {
+        Some(list) => (
+            list.split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            FALLS_THROUGH_VAR.to_owned(),
+        ),
+        None => match config.and_then(|c| c.file.falls_through.clone().map(|l| (c, l))) {
+            Some((c, list)) => (list, format!("{}: falls_through", c.path.display())),
+            None => return Ok(Arc::from(FALLS_THROUGH)),
+        },
+    };
+    names
+        .iter()
+        .map(|name| {
+            ErrorKind::from_setting_name(name).ok_or_else(|| {
+                let known: Vec<String> = ErrorKind::ALL.iter().map(|k| k.setting_name()).collect();
+                InferenceError::invalid_request(
+                    BACKEND,
+                    format!("{source}: {name:?} is not an error kind"),
+                )
+                .with_hint(format!("use any of: {}", known.join(", ")))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Arc::from)
+}
+
 fn seconds_var(vars: &Vars, name: &str) -> Result<Option<Duration>, InferenceError> {
     let Some(value) = vars
         .get(name)

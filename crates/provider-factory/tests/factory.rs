@@ -268,6 +268,42 @@ fn a_malformed_config_names_the_file_the_line_and_the_key() {
     assert!(err.message().contains("/nonexistent/rigger.toml"), "{err}");
 }
 
+/// Which failures fall through, and the cooldown, come from the environment or the file (the
+/// environment wins); a name that is not an error kind is refused with the list.
+#[test]
+fn the_fall_through_set_and_cooldown_are_settings() {
+    let path = config_file(
+        "falls.toml",
+        "falls_through = [\"not_available\", \"unauthorized\"]\nfallback_cooldown_secs = 5\n",
+    );
+    let p = path.to_str().unwrap();
+    assert!(ProviderFactory::from_vars(env(&[("RIGGER_CONFIG", p)])).is_ok());
+    let err = ProviderFactory::from_vars(env(&[
+        ("RIGGER_CONFIG", p),
+        (
+            "TASK_ORCHESTRATOR_FALLS_THROUGH",
+            "timeout, rate-limited,teapot",
+        ),
+    ]))
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+    assert!(
+        err.message().contains("\"teapot\" is not an error kind"),
+        "{err}"
+    );
+    assert!(
+        err.hint().is_some_and(|h| h.contains("model_not_found")),
+        "{err}"
+    );
+    let path = config_file("falls-bad.toml", "falls_through = [\"oops\"]\n");
+    let err =
+        ProviderFactory::from_vars(env(&[("RIGGER_CONFIG", path.to_str().unwrap())])).unwrap_err();
+    assert!(
+        err.message().contains("falls-bad.toml: falls_through"),
+        "{err}"
+    );
+}
+
 /// Every backend's timeouts can be set in `rigger.toml` as well as in the environment (the
 /// environment wins); API keys cannot: a key in the file is refused, and not echoed.
 #[test]
