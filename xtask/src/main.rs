@@ -6,6 +6,7 @@
 //! - `setup-mlx`: a project-local venv with pinned mlx-lm.
 //! - `fetch-models`: the real model files the tests run on, verified and cached.
 //! - `bench`: runs the `rigger-bench` binary of `rigger-benches` in release (docs/bench.md).
+//! - `fuzz`: the property-test fuzz targets, many cases per round, for a number of minutes.
 //!
 //! Light on purpose: the xtask depends on clap, anyhow and cargo_metadata only (`tidy` checks
 //! it), so `cargo xtask ci` starts `cargo fmt --check` without compiling the inference stack. A
@@ -13,6 +14,7 @@
 
 mod ci;
 mod fetch_models;
+mod fuzz;
 mod setup_mlx;
 mod tidy;
 mod workspace;
@@ -51,6 +53,9 @@ enum Task {
     /// Runs the rigger-bench binary of rigger-benches in release; `cargo xtask bench --help`
     /// lists its flags.
     Bench(Forwarded),
+    /// Run the fuzz targets (property tests on arbitrary input, a few hundred cases each in CI)
+    /// with many cases per round until the minutes are up.
+    Fuzz(fuzz::Args),
 }
 
 /// Arguments handed unchanged to a task's own binary, `--help` included.
@@ -83,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let release = !f.args.iter().any(|a| a == "--debug-build");
             workspace::run_binary("rigger-benches", "rigger-bench", release, &f.args)
         }
+        Task::Fuzz(args) => fuzz::run(args),
         Task::Tidy => {
             let violations = tidy::check_workspace()?;
             if violations.is_empty() {

@@ -367,3 +367,92 @@ fn read_reply(line: &str) -> Option<Reply> {
         }
     }
 }
+
+/// Fuzzing (property tests on arbitrary input, `cargo xtask fuzz` runs them longer): whatever
+/// the worker prints, reading it as a handshake or a reply never panics, and an unreadable reply
+/// that names its request becomes that request's Protocol error.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config(default: u32) -> ProptestConfig {
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default);
+        ProptestConfig {
+            cases,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Lines that are often the worker's JSON: its tags and fields, values of any type.
+    fn reply_like() -> impl Strategy<Value = String> {
+        let field = (
+            proptest::sample::select(vec![
+                "type",
+                "id",
+                "text",
+                "stats",
+                "kind",
+                "message",
+                "protocol",
+                "mlx",
+                "mlx_lm",
+                "device",
+                "python",
+                "llguidance",
+                "error",
+                "finish_reason",
+                "prompt_tokens",
+            ]),
+            prop_oneof![
+                proptest::sample::select(vec![
+                    "\"hello\"",
+                    "\"delta\"",
+                    "\"done\"",
+                    "\"error\"",
+                    "\"unavailable\"",
+                    "\"loaded\"",
+                    "3",
+                    "-1",
+                    "null",
+                    "1e999",
+                    "{}",
+                    "[]",
+                    "\"x\"",
+                ])
+                .prop_map(str::to_owned),
+                any::<u64>().prop_map(|n| n.to_string()),
+            ],
+        )
+            .prop_map(|(k, v)| format!("\"{k}\":{v}"));
+        prop_oneof![
+            proptest::collection::vec(field, 0..8)
+                .prop_map(|fields| format!("{{{}}}", fields.join(","))),
+            ".{0,80}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config(1024))]
+
+        #[test]
+        fn worker_output_is_read_without_panics(line in reply_like()) {
+            let _ = handshake(Path::new("python3"), &line);
+            let read = read_reply(&line);
+            if serde_json::from_str::<Reply>(&line).is_err()
+                && let Some(reply) = read
+            {
+                let is_protocol_error = matches!(
+                    reply,
+                    Reply::Error { id: Some(_), kind: WorkerErrorKind::Protocol, .. }
+                );
+                prop_assert!(is_protocol_error);
+            }
+        }
+    }
+}
