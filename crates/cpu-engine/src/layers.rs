@@ -151,6 +151,7 @@ fn gated(gate_up: &[f32], ffn: usize, activation: impl Fn(f32) -> f32 + Send + S
     out
 }
 
+/// GELU's tanh approximation, in candle's order of operations.
 fn gelu_tanh(v: f32) -> f32 {
     const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
     0.5 * v * (1.0 + (SQRT_TWO_OVER_PI * v * (1.0 + 0.044715 * v * v)).tanh())
