@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::MlxConfig;
+use crate::{MlxConfig, PYTHON_VAR};
 
 /// The Python candidates, in the order they are tried.
 pub fn candidates(explicit: Option<&std::path::Path>) -> Vec<PathBuf> {
@@ -79,10 +79,18 @@ pub fn check(explicit: Option<&std::path::Path>) -> Availability {
         };
     }
     let Some(python) = find(explicit) else {
+        let reason = match explicit {
+            // PYTHON_PATH is strict: no quiet fallback to another interpreter.
+            Some(path) => format!(
+                "the configured Python {} ({PYTHON_VAR}) does not run",
+                path.display()
+            ),
+            None => "no Python found (tried .venv, python3, python)".into(),
+        };
         return Availability {
             available: false,
-            python: None,
-            reason: "no Python found (tried PYTHON_PATH, .venv, python3, python)".into(),
+            python: explicit.map(std::path::Path::to_path_buf),
+            reason,
         };
     };
     let out = Command::new(&python)
