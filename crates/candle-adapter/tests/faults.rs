@@ -1,13 +1,13 @@
 //! Bad model files give typed errors, never a panic or an abort: a truncated GGUF, one with the
-//! wrong magic, one whose metadata disagrees with its tensors' shapes, and a file deleted while
-//! it is loaded (which keeps working: the weights are mapped or read already).
+//! wrong magic, one with a matrix of the wrong shape, and a file deleted while it is loaded
+//! (which keeps working: the weights are read already).
 
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use candle_core::quantized::QTensor;
 use candle_core::quantized::gguf_file::{self, Value};
-use rigger_candle_adapter::{CandleAdapter, CandleConfig};
+use candle_core::quantized::{GgmlDType, QTensor};
+use rigger_candle_adapter::{CandleAdapter, CandleConfig, Kernels};
 use rigger_ports::{ErrorKind, GenerationRequest, InferenceError, LanguageModel};
 
 mod support;
@@ -67,44 +67,53 @@ async fn a_file_that_is_not_gguf_is_a_typed_load_failure() {
     support::remove(&path);
 }
 
-/// The tiny model with its metadata's embedding width doubled: every matrix now disagrees with
-/// what the architecture expects.
+/// The tiny model with one matrix narrower than its architecture needs (`blk.0.ffn_down` one
+/// block of columns short): the CPU engine refuses it at load; candle's path, which does not
+/// check shapes at load, fails the request typed, never panicking.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tensors_that_disagree_with_the_metadata_are_a_typed_load_failure() {
+async fn a_matrix_of_the_wrong_shape_is_a_typed_failure() {
     let source = support::tiny("model-q8_0.gguf");
     let mut file = std::fs::File::open(&source).expect("open the tiny model");
     let content = gguf_file::Content::read(&mut file).expect("read the tiny model");
+    let mut weights = support::Weights::new(3);
     let tensors: Vec<(String, QTensor)> = content
         .tensor_infos
-        .keys()
-        .map(|name| {
-            let tensor = content
-                .tensor(&mut file, name, &Device::Cpu)
-                .expect("read a tensor");
+        .iter()
+        .map(|(name, info)| {
+            let tensor = if name == "blk.0.ffn_down.weight" {
+                let dims = info.shape.dims();
+                weights.tensor(&[dims[0], dims[1] - 32], GgmlDType::Q8_0, 0.5)
+            } else {
+                content
+                    .tensor(&mut file, name, &Device::Cpu)
+                    .expect("read a tensor")
+            };
             (name.clone(), tensor)
         })
         .collect();
-    let metadata: Vec<(String, Value)> = content
+    let metadata: Vec<(&str, Value)> = content
         .metadata
-        .iter()
-        .map(|(key, value)| {
-            let value = match (key.ends_with(".embedding_length"), value) {
-                (true, Value::U32(width)) => Value::U32(width * 2),
-                _ => value.clone(),
-            };
-            (key.clone(), value)
-        })
-        .collect();
-    let metadata: Vec<(&str, Value)> = metadata
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
     let path = support::write_gguf("mismatched.gguf", &metadata, &tensors);
-    let err = load(&path)
-        .await
-        .err()
-        .expect("mismatched shapes must not load");
-    assert_load_failure(&err, "shapes against metadata");
+    let engine = load(&path).await.err().expect("the engine checks shapes");
+    assert_load_failure(&engine, "a narrow matrix on the CPU engine");
+    assert!(engine.to_string().contains("ffn_down"), "{engine}");
+    let config = CandleConfig {
+        kernels: Kernels::Reference,
+        ..CandleConfig::new(path.display().to_string())
+    };
+    match CandleAdapter::connect(config).await {
+        Err(e) => assert_load_failure(&e, "a narrow matrix on candle's path"),
+        Ok(model) => {
+            let err = model
+                .generate(GenerationRequest::prompt("Hi").with_max_tokens(4))
+                .await
+                .expect_err("a narrow matrix cannot multiply");
+            assert_ne!(err.kind(), ErrorKind::MalformedOutput, "{err}");
+        }
+    }
     support::remove(&path);
 }
 

@@ -383,29 +383,8 @@ pub(crate) async fn drop_cancels_generation(
 ) -> Outcome {
     let model = model_of(target).await?;
     let m = model.as_ref();
-    // Other tests may share this backend's queue and delay one measurement; a backend that
-    // does not cancel delays every one. So the scenario fails only when all attempts show it.
-    const ATTEMPTS: usize = 3;
-    let mut last = String::new();
-    for _ in 0..ATTEMPTS {
-        match drop_then_ask_again(m, patience).await? {
-            None => return Ok(()),
-            Some(why) => last = why,
-        }
-    }
-    Err(Failure(format!(
-        "{last} (in each of {ATTEMPTS} attempts): the dropped generation went on"
-    )))
-}
-
-/// Streams a long generation, drops it after a few deltas, and times a short request. `None`
-/// when the short request did not wait for the rest of the dropped one, else what was seen.
-async fn drop_then_ask_again(
-    m: &dyn LanguageModel,
-    patience: Duration,
-) -> Result<Option<String>, Failure> {
     // A long budget, but bounded: the abandoned generation's remaining work must dwarf a short
-    // request, without a real model spending minutes on it when it is (wrongly) not cancelled.
+    // request, without a real model spending minutes on it.
     let long = m
         .descriptor()
         .context_length
@@ -416,7 +395,47 @@ async fn drop_then_ask_again(
     } else {
         rigger_ports::TokenBudget::UpTo(long)
     };
-    let mut events = within(patience, "stream()", m.stream(request))
+    let short = || greedy(m, base_request().with_max_tokens(4));
+    // What a short request and the whole long generation cost here, measured (not paced from a
+    // few deltas, which a buffered stream delivers all at once).
+    let started = Instant::now();
+    generate(m, short(), patience).await?;
+    let short_time = started.elapsed();
+    let started = Instant::now();
+    generate(m, request.clone(), patience).await?;
+    let whole = started.elapsed();
+    ensure!(
+        whole >= short_time * 4,
+        "cannot tell a cancelled generation from a finished one here: the whole {long}-token \
+         generation took {whole:?}, a 4-token request {short_time:?}"
+    );
+    // Other tests may share this backend's queue and delay one measurement; a backend that
+    // does not cancel delays every one. So the scenario fails only when all attempts show it.
+    const ATTEMPTS: usize = 3;
+    let mut next = Duration::ZERO;
+    for _ in 0..ATTEMPTS {
+        next = drop_then_ask_again(m, request.clone(), short(), patience).await?;
+        // A backend that finishes the dropped generation first makes the next request wait
+        // about `whole`; one that stopped at the drop answers in about `short_time`.
+        if next < whole / 2 {
+            return Ok(());
+        }
+    }
+    Err(Failure(format!(
+        "after dropping a stream, the next 4-token request took {next:?} (in each of \
+         {ATTEMPTS} attempts; alone it takes {short_time:?}), while the whole {long}-token \
+         generation takes {whole:?}: the dropped generation went on"
+    )))
+}
+
+/// Streams `long`, drops it at the first delta, and returns how long `short` then takes.
+async fn drop_then_ask_again(
+    m: &dyn LanguageModel,
+    long: GenerationRequest,
+    short: GenerationRequest,
+    patience: Duration,
+) -> Result<Duration, Failure> {
+    let mut events = within(patience, "stream()", m.stream(long))
         .await?
         .map_err(|e| Failure(format!("stream() failed to start: {e}")))?;
     let first = within(patience, "the first event", events.next()).await?;
@@ -424,48 +443,19 @@ async fn drop_then_ask_again(
         matches!(first, Some(Ok(StreamEvent::Delta(_)))),
         "expected a text delta first, got {first:?}"
     );
-    // The pace of this generation, from a few deltas: what the rest of it would cost a backend
-    // that kept generating after the drop.
-    const PACED: u32 = 4;
-    let paced_from = Instant::now();
-    let mut paced = 0;
-    while paced < PACED {
-        match within(patience, "a text delta", events.next()).await? {
-            Some(Ok(StreamEvent::Delta(_))) => paced += 1,
-            Some(Ok(_)) | None => break,
-            Some(Err(e)) => return Err(Failure(format!("the long stream failed: {e}"))),
-        }
-    }
-    ensure!(
-        paced == PACED,
-        "the stream of a {long}-token budget ended after {} deltas",
-        paced + 1
-    );
-    let per_delta = paced_from.elapsed() / PACED;
-    let rest = per_delta * (long - 1 - PACED);
     drop(events);
     let started = Instant::now();
-    let g = generate(m, greedy(m, base_request().with_max_tokens(4)), patience)
-        .await
-        .map_err(|f| {
-            Failure(format!(
-                "after dropping a stream, the next request failed: {f}"
-            ))
-        })?;
+    let g = generate(m, short, patience).await.map_err(|f| {
+        Failure(format!(
+            "after dropping a stream, the next request failed: {f}"
+        ))
+    })?;
     let next = started.elapsed();
     ensure!(
         g.completion.usage.completion_tokens > 0,
         "the request after the drop generated nothing"
     );
-    // A backend that finished the dropped generation first makes the next request wait about
-    // `rest`; one that stopped at the drop answers at its own pace. Half of `rest` lies between.
-    Ok((next >= rest / 2).then(|| {
-        format!(
-            "after dropping a stream, the next 4-token request took {next:?}, while the rest of \
-             the dropped {long}-token generation would take about {rest:?} ({per_delta:?} per \
-             delta)"
-        )
-    }))
+    Ok(next)
 }
 
 pub(crate) async fn concurrent_requests(

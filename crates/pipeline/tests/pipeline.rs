@@ -363,27 +363,34 @@ async fn a_missing_model_a_failed_load_and_a_rate_limit_fall_through() {
 /// backend stops the chain.
 #[tokio::test]
 async fn the_kinds_that_fall_through_can_be_chosen() {
-    let chain = |first: ErrorKind| {
+    // The second link answers only where the chain is expected to reach it.
+    let chain = |first: ErrorKind, reached: bool| {
+        let second = if reached {
+            vec![Reply::Text(ENHANCED)]
+        } else {
+            vec![]
+        };
         ModelChain::new(vec![
             model("openai", vec![Reply::SetupError(first)], log()),
-            model("candle", vec![Reply::Text(ENHANCED)], log()),
+            model("candle", second, log()),
         ])
         .unwrap()
     };
-    let stops = LlmEnhancer::new(chain(ErrorKind::Unauthorized))
+    let stops = LlmEnhancer::new(chain(ErrorKind::Unauthorized, false))
         .enhance(&task())
         .await
         .unwrap_err();
     assert_eq!(stops.kind(), ErrorKind::Unauthorized, "not by default");
     let widened: Arc<[ErrorKind]> =
         Arc::from([FALLS_THROUGH.as_slice(), &[ErrorKind::Unauthorized]].concat());
-    let outcome = LlmEnhancer::new(chain(ErrorKind::Unauthorized).with_falls_through(widened))
-        .enhance(&task())
-        .await
-        .unwrap();
+    let outcome =
+        LlmEnhancer::new(chain(ErrorKind::Unauthorized, true).with_falls_through(widened))
+            .enhance(&task())
+            .await
+            .unwrap();
     assert_eq!(outcome.calls[0].backend, "candle");
     let none: Arc<[ErrorKind]> = Arc::from(Vec::new());
-    let err = LlmEnhancer::new(chain(ErrorKind::NotAvailable).with_falls_through(none))
+    let err = LlmEnhancer::new(chain(ErrorKind::NotAvailable, false).with_falls_through(none))
         .enhance(&task())
         .await
         .unwrap_err();
