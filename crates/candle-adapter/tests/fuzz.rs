@@ -10,23 +10,10 @@ use std::sync::OnceLock;
 use candle_core::quantized::gguf_file::Value;
 use proptest::prelude::*;
 use rigger_candle_adapter::{CandleAdapter, CandleConfig, GrammarCompiler, gguf_tokenizer};
+use rigger_conformance::fuzz::config;
 use rigger_ports::{ErrorKind, ResponseFormat};
 
 mod support;
-
-/// The number of cases: `PROPTEST_CASES` where set (`cargo xtask fuzz` sets it high), else
-/// `default`, CI's bounded budget. Failures are not persisted into the source tree.
-fn config(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 fn compiler() -> &'static GrammarCompiler {
     static COMPILER: OnceLock<GrammarCompiler> = OnceLock::new();

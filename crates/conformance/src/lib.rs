@@ -29,6 +29,7 @@
 //! `my_backend::double_cannot::<scenario>` (ignored, with the reason), and
 //! `my_backend::unsupported::<scenario>::is_declared_and_refused` (the companion check).
 
+pub mod fuzz;
 pub mod load;
 pub mod non_cancelling;
 mod scenarios;

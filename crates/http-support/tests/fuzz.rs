@@ -5,21 +5,8 @@
 use bytes::Bytes;
 use futures::StreamExt;
 use proptest::prelude::*;
+use rigger_conformance::fuzz::config;
 use rigger_http_support::sse_events_from;
-
-/// The number of cases: `PROPTEST_CASES` where set (`cargo xtask fuzz` sets it high), else
-/// `default`, CI's bounded budget. Failures are not persisted into the source tree.
-fn config(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 /// Bytes that look like SSE often enough to reach the parser's states: field names, colons,
 /// the three line endings, long runs, invalid UTF-8.

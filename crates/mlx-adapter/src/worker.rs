@@ -374,20 +374,9 @@ fn read_reply(line: &str) -> Option<Reply> {
 #[cfg(test)]
 mod fuzz {
     use proptest::prelude::*;
+    use rigger_conformance::fuzz::config;
 
     use super::*;
-
-    fn config(default: u32) -> ProptestConfig {
-        let cases = std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default);
-        ProptestConfig {
-            cases,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        }
-    }
 
     /// Lines that are often the worker's JSON: its tags and fields, values of any type.
     fn reply_like() -> impl Strategy<Value = String> {

@@ -4,22 +4,9 @@
 use std::path::Path;
 
 use proptest::prelude::*;
+use rigger_conformance::fuzz::config;
 use rigger_ports::ErrorKind;
 use rigger_provider_factory::ConfigFile;
-
-/// The number of cases: `PROPTEST_CASES` where set (`cargo xtask fuzz` sets it high), else
-/// `default`, CI's bounded budget. Failures are not persisted into the source tree.
-fn config(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 /// Text that is often TOML of our shape: known tables and keys, values of every type.
 fn toml_like() -> impl Strategy<Value = String> {
