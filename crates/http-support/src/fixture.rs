@@ -33,6 +33,8 @@ pub struct FixtureResponse {
     held: Held,
     /// After the parts: these bytes again and again, a pause before each, until the client goes.
     forever: Option<(Vec<u8>, Duration)>,
+    /// How long the status line and headers are held back.
+    headers_after: Option<Duration>,
 }
 
 /// A value kept alive while a body is written (see [`FixtureResponse::hold`]).
@@ -69,6 +71,7 @@ impl FixtureResponse {
             abort: false,
             held: Held::default(),
             forever: None,
+            headers_after: None,
         }
     }
 
@@ -119,6 +122,13 @@ impl FixtureResponse {
     pub fn json(self, value: &serde_json::Value) -> Self {
         self.header("content-type", "application/json")
             .chunk(value.to_string())
+    }
+
+    /// Hold the status line and headers back for `delay` (a server that accepted the connection
+    /// and read the request, then stalls before answering at all).
+    pub fn headers_after(mut self, delay: Duration) -> Self {
+        self.headers_after = Some(delay);
+        self
     }
 
     /// After the last chunk, keep the response open without sending anything more.
@@ -291,6 +301,9 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push(recorded);
+    if let Some(delay) = reply.headers_after {
+        tokio::time::sleep(delay).await;
+    }
 
     let guard = BodyGuard {
         shared: Arc::clone(&shared),
