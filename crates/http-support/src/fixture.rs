@@ -32,7 +32,7 @@ pub struct FixtureResponse {
     abort: bool,
     held: Held,
     /// After the parts: these bytes again and again, a pause before each, until the client goes.
-    forever: Option<(Vec<u8>, Duration)>,
+    forever: Option<Box<(Vec<u8>, Duration)>>,
     /// How long the status line and headers are held back.
     headers_after: Option<Duration>,
 }
@@ -141,7 +141,7 @@ impl FixtureResponse {
     /// connection busy with keep-alives, or (with a piece of a valid stream) one that trickles
     /// a real answer that never ends.
     pub fn forever(mut self, bytes: impl Into<Vec<u8>>, every: Duration) -> Self {
-        self.forever = Some((bytes.into(), every));
+        self.forever = Some(Box::new((bytes.into(), every)));
         self
     }
 
@@ -333,7 +333,8 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
                         return Some((Ok(bytes), (parts, hang, abort, guard)));
                     }
                     None if forever.is_some() => {
-                        if let Some((bytes, every)) = forever {
+                        if let Some(repeat) = forever {
+                            let (bytes, every) = *repeat;
                             tokio::time::sleep(every).await;
                             return Some((Ok(Bytes::from(bytes)), (parts, hang, abort, guard)));
                         }

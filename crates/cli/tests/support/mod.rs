@@ -33,6 +33,7 @@ fn outcome(status: std::process::ExitStatus, stdout: &[u8], stderr: &[u8]) -> (i
 
 /// Runs `rigger` with exactly `env` (plus PATH and HOME), from a scratch directory; returns the
 /// exit code, stdout parsed as JSON (null when it is not), and both streams for messages.
+#[allow(dead_code)] // the fault suite uses the measured variant
 pub fn rigger(args: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
     let Output {
         status,
