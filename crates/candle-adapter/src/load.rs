@@ -232,6 +232,11 @@ fn load_gguf(
             ),
         ));
     }
+    // Before any model is built from the metadata: a file whose numbers disagree with its own
+    // tensors (corrupt, or hand-edited) must fail here, typed, not size a model after them
+    // (a corrupted head count once made candle's path precompute terabytes of rotary tables).
+    check_metadata(&arch, &content)
+        .map_err(|why| load_error(&format!("{} is inconsistent", path.display()), why))?;
     let context_length = md(&format!("{arch}.context_length"))
         .and_then(|v| v.to_u32().ok())
         .unwrap_or(2048);
@@ -325,6 +330,82 @@ fn candle_model(arch: &str) -> &'static str {
         "phi3" => "quantized_phi3",
         _ => "quantized_llama",
     }
+}
+
+/// The longest context a GGUF may declare (16 Mi tokens, beyond any model published).
+const MAX_CONTEXT: usize = 1 << 24;
+
+/// The metadata's shape numbers against the tensors they describe: the embedding width, the
+/// number of blocks, the heads, the feed-forward width, the context length.
+fn check_metadata(arch: &str, content: &gguf_file::Content) -> Result<(), String> {
+    let number = |key: &str| -> Result<Option<usize>, String> {
+        match content.metadata.get(&format!("{arch}.{key}")) {
+            None => Ok(None),
+            Some(v) => v
+                .to_u32()
+                .map(|n| Some(n as usize))
+                .map_err(|_| format!("{arch}.{key} is not a number")),
+        }
+    };
+    let dims = |name: &str| {
+        content
+            .tensor_infos
+            .get(name)
+            .map(|t| t.shape.dims().to_vec())
+    };
+    let embedding = dims("token_embd.weight").ok_or("tensor token_embd.weight is missing")?;
+    let [_, width] = embedding[..] else {
+        return Err(format!(
+            "token_embd.weight has shape {embedding:?}, not a matrix"
+        ));
+    };
+    if let Some(declared) = number("embedding_length")?
+        && declared != width
+    {
+        return Err(format!(
+            "{arch}.embedding_length is {declared}, token_embd.weight is {width} wide"
+        ));
+    }
+    let blocks = number("block_count")?.ok_or(format!("{arch}.block_count is missing"))?;
+    let present = (0..)
+        .take_while(|i| dims(&format!("blk.{i}.attn_norm.weight")).is_some())
+        .count();
+    if blocks != present {
+        return Err(format!(
+            "{arch}.block_count is {blocks}, the file has {present} blocks"
+        ));
+    }
+    let heads =
+        number("attention.head_count")?.ok_or(format!("{arch}.attention.head_count is missing"))?;
+    let kv_heads = number("attention.head_count_kv")?.unwrap_or(heads);
+    let explicit_head_width = number("attention.key_length")?.is_some();
+    if heads == 0
+        || heads > width
+        || kv_heads == 0
+        || !heads.is_multiple_of(kv_heads)
+        || (!explicit_head_width && !width.is_multiple_of(heads))
+    {
+        return Err(format!(
+            "{heads} attention heads ({kv_heads} for keys and values) do not divide a width of {width}"
+        ));
+    }
+    if let (Some(declared), Some(down)) = (
+        number("feed_forward_length")?,
+        dims("blk.0.ffn_down.weight"),
+    ) && down.last() != Some(&declared)
+    {
+        return Err(format!(
+            "{arch}.feed_forward_length is {declared}, blk.0.ffn_down.weight has shape {down:?}"
+        ));
+    }
+    if let Some(context) = number("context_length")?
+        && context > MAX_CONTEXT
+    {
+        return Err(format!(
+            "{arch}.context_length is {context}, beyond any model ({MAX_CONTEXT} at most)"
+        ));
+    }
+    Ok(())
 }
 
 /// Which instruction set the CPU engine would use under `kernels` (None: candle's models),

@@ -117,6 +117,63 @@ async fn a_matrix_of_the_wrong_shape_is_a_typed_failure() {
     support::remove(&path);
 }
 
+/// The tiny model with one metadata number changed. Candle's models size themselves after the
+/// metadata (a corrupted head count once made one precompute terabytes of rotary tables), so a
+/// number that disagrees with the tensors must fail the load, typed, on both paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_that_disagrees_with_the_tensors_is_a_typed_load_failure() {
+    let source = support::tiny("model-q8_0.gguf");
+    let mut file = std::fs::File::open(&source).expect("open the tiny model");
+    let content = gguf_file::Content::read(&mut file).expect("read the tiny model");
+    let tensors: Vec<(String, QTensor)> = content
+        .tensor_infos
+        .keys()
+        .map(|name| {
+            let tensor = content
+                .tensor(&mut file, name, &Device::Cpu)
+                .expect("read a tensor");
+            (name.clone(), tensor)
+        })
+        .collect();
+    let cases: [(&str, fn(u32) -> u32, &str); 5] = [
+        ("embedding_length", |v| v * 2, "embedding_length"),
+        ("block_count", |v| v + 1, "block_count"),
+        ("attention.head_count", |_| 1 << 30, "attention heads"),
+        ("feed_forward_length", |v| v - 32, "feed_forward_length"),
+        ("context_length", |_| u32::MAX, "context_length"),
+    ];
+    for (key, change, named) in cases {
+        let metadata: Vec<(String, Value)> = content
+            .metadata
+            .iter()
+            .map(|(k, v)| match v {
+                Value::U32(n) if k.ends_with(&format!(".{key}")) => {
+                    (k.clone(), Value::U32(change(*n)))
+                }
+                _ => (k.clone(), v.clone()),
+            })
+            .collect();
+        let metadata: Vec<(&str, Value)> = metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let path = support::write_gguf(&format!("metadata-{key}.gguf"), &metadata, &tensors);
+        for kernels in [Kernels::Auto, Kernels::Reference] {
+            let config = CandleConfig {
+                kernels,
+                ..CandleConfig::new(path.display().to_string())
+            };
+            let err = CandleAdapter::connect(config)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{key} changed must not load ({kernels:?})"));
+            assert_eq!(err.kind(), ErrorKind::ModelLoadFailed, "{key}: {err}");
+            assert!(err.to_string().contains(named), "{key}: {err}");
+        }
+        support::remove(&path);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_deleted_while_loaded_keeps_answering() {
     let path = broken_copy("deleted.gguf", |b| b);

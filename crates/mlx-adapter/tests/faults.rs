@@ -75,7 +75,8 @@ async fn a_worker_hanging_on_load_is_a_timeout_naming_the_setting() {
     assert!(started.elapsed() < Duration::from_secs(10), "{err}");
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     assert!(
-        err.hint().is_some_and(|h| h.contains("RIGGER_MLX_LOAD_TIMEOUT_SECS")),
+        err.hint()
+            .is_some_and(|h| h.contains("RIGGER_MLX_LOAD_TIMEOUT_SECS")),
         "{err}"
     );
 }
