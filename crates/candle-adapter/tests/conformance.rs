@@ -75,15 +75,13 @@ rigger_conformance::conformance_suite!(candle_safetensors, target: safetensors);
 /// The drop scenario can fail here: against the same adapter wrapped so that a dropped stream
 /// keeps generating, the next request waits for the abandoned generation and the scenario says
 /// so.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_drop_scenario_fails_when_a_dropped_stream_keeps_generating() {
+#[test]
+fn the_drop_scenario_fails_when_a_dropped_stream_keeps_generating() {
     use rigger_conformance::non_cancelling::NonCancellingTarget;
-    use rigger_conformance::{Scenario, run_scenario};
-    let failure = run_scenario(
-        Scenario::DropCancelsGeneration,
-        &NonCancellingTarget(gguf_q8_0().await),
-    )
-    .await
+    use rigger_conformance::{Scenario, outcome_blocking};
+    let failure = outcome_blocking(Scenario::DropCancelsGeneration, || async {
+        NonCancellingTarget(gguf_q8_0().await)
+    })
     .expect_err("a generation that goes on after the drop must fail the scenario");
     assert!(
         failure.0.contains("the dropped generation went on"),

@@ -135,7 +135,9 @@ async fn metadata_that_disagrees_with_the_tensors_is_a_typed_load_failure() {
             (name.clone(), tensor)
         })
         .collect();
-    let cases: [(&str, fn(u32) -> u32, &str); 5] = [
+    /// The key, how its value changes, and what the error must name.
+    type Case = (&'static str, fn(u32) -> u32, &'static str);
+    let cases: [Case; 5] = [
         ("embedding_length", |v| v * 2, "embedding_length"),
         ("block_count", |v| v + 1, "block_count"),
         ("attention.head_count", |_| 1 << 30, "attention heads"),

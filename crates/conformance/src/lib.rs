@@ -249,17 +249,18 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("conformance: could not build a tokio runtime")
 }
 
+/// The scenarios of one test binary share their backend (one loaded model, one worker). The
+/// drop scenario times requests against each other, so it runs alone among them: the others
+/// take this lock shared, it takes it exclusively.
+static TIMED_ALONE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 /// Runs one scenario on a fresh runtime and panics with the failure; what the macro's tests call.
 pub fn run_blocking<T, F>(scenario: Scenario, make_target: impl FnOnce() -> F)
 where
     T: ConformanceTarget,
     F: Future<Output = T>,
 {
-    let outcome = runtime().block_on(async {
-        let target = make_target().await;
-        run_scenario(scenario, &target).await
-    });
-    if let Err(failure) = outcome {
+    if let Err(failure) = outcome_blocking(scenario, make_target) {
         panic!(
             "conformance scenario `{}` ({}) failed: {failure}",
             scenario.name(),
@@ -267,6 +268,35 @@ where
         );
     }
 }
+
+/// Runs one scenario on a fresh runtime, as [`run_blocking`] does (the drop scenario alone
+/// among this binary's scenarios), and returns its outcome: for tests that show a scenario
+/// failing against a deliberately broken target.
+pub fn outcome_blocking<T, F>(scenario: Scenario, make_target: impl FnOnce() -> F) -> Outcome
+where
+    T: ConformanceTarget,
+    F: Future<Output = T>,
+{
+    // A scenario that failed (panicked) while holding the lock leaves it poisoned; the lock
+    // guards no data, so the next scenario goes ahead.
+    let (_shared, _alone);
+    if scenario == Scenario::DropCancelsGeneration {
+        _alone = TIMED_ALONE
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    } else {
+        _shared = TIMED_ALONE
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+    runtime().block_on(async {
+        let target = make_target().await;
+        run_scenario(scenario, &target).await
+    })
+}
+
+/// What a scenario returns.
+pub type Outcome = Result<(), Failure>;
 
 /// [`check_unsupported`] on a fresh runtime, panicking with the failure; what the macro's
 /// companion tests call.

@@ -16,7 +16,7 @@ use crate::{ConformanceTarget, Failure};
 /// The model id the unknown-model scenario asks for.
 pub const MISSING_MODEL_ID: &str = "rigger-conformance/no-such-model";
 
-pub(crate) type Outcome = Result<(), Failure>;
+pub(crate) use crate::Outcome;
 
 macro_rules! ensure {
     ($cond:expr, $($msg:tt)+) => {
@@ -397,13 +397,21 @@ pub(crate) async fn drop_cancels_generation(
     };
     let short = || greedy(m, base_request().with_max_tokens(4));
     // What a short request and the whole long generation cost here, measured (not paced from a
-    // few deltas, which a buffered stream delivers all at once).
-    let started = Instant::now();
-    generate(m, short(), patience).await?;
-    let short_time = started.elapsed();
-    let started = Instant::now();
-    generate(m, request.clone(), patience).await?;
-    let whole = started.elapsed();
+    // few deltas, which a buffered stream delivers all at once); the least of a few runs, since
+    // a request queued behind another test's is slow for reasons of its own.
+    let mut short_time = Duration::MAX;
+    let mut whole = Duration::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        generate(m, short(), patience).await?;
+        short_time = short_time.min(started.elapsed());
+        let started = Instant::now();
+        generate(m, request.clone(), patience).await?;
+        whole = whole.min(started.elapsed());
+        if whole >= short_time * 4 {
+            break;
+        }
+    }
     ensure!(
         whole >= short_time * 4,
         "cannot tell a cancelled generation from a finished one here: the whole {long}-token \
