@@ -234,7 +234,7 @@ fn load_gguf(
     }
     // Before any model is built from the metadata: a file whose numbers disagree with its own
     // tensors (corrupt, or hand-edited) must fail here, typed, not size a model after them
-    // (a corrupted head count once made candle's path precompute terabytes of rotary tables).
+    // (fuzzing found corrupted headers that made candle's path allocate until the OOM killer came).
     check_metadata(&arch, &content)
         .map_err(|why| load_error(&format!("{} is inconsistent", path.display()), why))?;
     let context_length = md(&format!("{arch}.context_length"))
@@ -336,7 +336,7 @@ fn candle_model(arch: &str) -> &'static str {
 const MAX_CONTEXT: usize = 1 << 24;
 
 /// The metadata's shape numbers against the tensors they describe: the embedding width, the
-/// number of blocks, the heads, the feed-forward width, the context length.
+/// number of blocks, the heads and their rotary part, the feed-forward width, the context length.
 fn check_metadata(arch: &str, content: &gguf_file::Content) -> Result<(), String> {
     let number = |key: &str| -> Result<Option<usize>, String> {
         match content.metadata.get(&format!("{arch}.{key}")) {
@@ -387,6 +387,22 @@ fn check_metadata(arch: &str, content: &gguf_file::Content) -> Result<(), String
     {
         return Err(format!(
             "{heads} attention heads ({kv_heads} for keys and values) do not divide a width of {width}"
+        ));
+    }
+    // One head's width, and the part of it that rotates: candle's models precompute rotary
+    // tables of this width for every position.
+    let head_width = number("attention.key_length")?.unwrap_or(width / heads);
+    let value_width = number("attention.value_length")?.unwrap_or(head_width);
+    if head_width == 0 || head_width > width || value_width == 0 || value_width > width {
+        return Err(format!(
+            "heads {head_width} wide (values {value_width}) do not fit a width of {width}"
+        ));
+    }
+    if let Some(rotary) = number("rope.dimension_count")?
+        && rotary > head_width
+    {
+        return Err(format!(
+            "{arch}.rope.dimension_count is {rotary}, wider than a head ({head_width})"
         ));
     }
     if let (Some(declared), Some(down)) = (

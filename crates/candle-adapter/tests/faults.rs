@@ -118,7 +118,7 @@ async fn a_matrix_of_the_wrong_shape_is_a_typed_failure() {
 }
 
 /// The tiny model with one metadata number changed. Candle's models size themselves after the
-/// metadata (a corrupted head count once made one precompute terabytes of rotary tables), so a
+/// metadata (fuzzing found corrupted headers that made one allocate until the OOM killer came), so a
 /// number that disagrees with the tensors must fail the load, typed, on both paths.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_that_disagrees_with_the_tensors_is_a_typed_load_failure() {
@@ -137,12 +137,13 @@ async fn metadata_that_disagrees_with_the_tensors_is_a_typed_load_failure() {
         .collect();
     /// The key, how its value changes, and what the error must name.
     type Case = (&'static str, fn(u32) -> u32, &'static str);
-    let cases: [Case; 5] = [
+    let cases: [Case; 6] = [
         ("embedding_length", |v| v * 2, "embedding_length"),
         ("block_count", |v| v + 1, "block_count"),
         ("attention.head_count", |_| 1 << 30, "attention heads"),
         ("feed_forward_length", |v| v - 32, "feed_forward_length"),
         ("context_length", |_| u32::MAX, "context_length"),
+        ("rope.dimension_count", |_| 1 << 30, "rope.dimension_count"),
     ];
     for (key, change, named) in cases {
         let metadata: Vec<(String, Value)> = content
