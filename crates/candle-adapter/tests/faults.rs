@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
-use candle_core::quantized::gguf_file::{self, Value};
-use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::quantized::GgmlDType;
+use candle_core::quantized::gguf_file::Value;
 use rigger_candle_adapter::{CandleAdapter, CandleConfig, Kernels};
 use rigger_ports::{ErrorKind, GenerationRequest, InferenceError, LanguageModel};
 
@@ -72,27 +71,15 @@ async fn a_file_that_is_not_gguf_is_a_typed_load_failure() {
 /// check shapes at load, fails the request typed, never panicking.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_matrix_of_the_wrong_shape_is_a_typed_failure() {
-    let source = support::tiny("model-q8_0.gguf");
-    let mut file = std::fs::File::open(&source).expect("open the tiny model");
-    let content = gguf_file::Content::read(&mut file).expect("read the tiny model");
+    let (metadata, mut tensors) = support::read_gguf(&support::tiny("model-q8_0.gguf"));
     let mut weights = support::Weights::new(3);
-    let tensors: Vec<(String, QTensor)> = content
-        .tensor_infos
-        .iter()
-        .map(|(name, info)| {
-            let tensor = if name == "blk.0.ffn_down.weight" {
-                let dims = info.shape.dims();
-                weights.tensor(&[dims[0], dims[1] - 32], GgmlDType::Q8_0, 0.5)
-            } else {
-                content
-                    .tensor(&mut file, name, &Device::Cpu)
-                    .expect("read a tensor")
-            };
-            (name.clone(), tensor)
-        })
-        .collect();
-    let metadata: Vec<(&str, Value)> = content
-        .metadata
+    for (name, tensor) in &mut tensors {
+        if name == "blk.0.ffn_down.weight" {
+            let dims = tensor.shape().dims().to_vec();
+            *tensor = weights.tensor(&[dims[0], dims[1] - 32], GgmlDType::Q8_0, 0.5);
+        }
+    }
+    let metadata: Vec<(&str, Value)> = metadata
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
@@ -122,19 +109,7 @@ async fn a_matrix_of_the_wrong_shape_is_a_typed_failure() {
 /// number that disagrees with the tensors must fail the load, typed, on both paths.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_that_disagrees_with_the_tensors_is_a_typed_load_failure() {
-    let source = support::tiny("model-q8_0.gguf");
-    let mut file = std::fs::File::open(&source).expect("open the tiny model");
-    let content = gguf_file::Content::read(&mut file).expect("read the tiny model");
-    let tensors: Vec<(String, QTensor)> = content
-        .tensor_infos
-        .keys()
-        .map(|name| {
-            let tensor = content
-                .tensor(&mut file, name, &Device::Cpu)
-                .expect("read a tensor");
-            (name.clone(), tensor)
-        })
-        .collect();
+    let (original, tensors) = support::read_gguf(&support::tiny("model-q8_0.gguf"));
     /// The key, how its value changes, and what the error must name.
     type Case = (&'static str, fn(u32) -> u32, &'static str);
     let cases: [Case; 6] = [
@@ -146,8 +121,7 @@ async fn metadata_that_disagrees_with_the_tensors_is_a_typed_load_failure() {
         ("rope.dimension_count", |_| 1 << 30, "rope.dimension_count"),
     ];
     for (key, change, named) in cases {
-        let metadata: Vec<(String, Value)> = content
-            .metadata
+        let metadata: Vec<(String, Value)> = original
             .iter()
             .map(|(k, v)| match v {
                 Value::U32(n) if k.ends_with(&format!(".{key}")) => {

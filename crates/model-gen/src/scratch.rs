@@ -71,3 +71,24 @@ pub fn remove(path: &Path) {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+/// A GGUF's metadata and its tensors, by name.
+pub type GgufParts = (Vec<(String, Value)>, Vec<(String, QTensor)>);
+
+/// A GGUF file read whole: its metadata and its tensors as stored, in the shapes
+/// [`write_gguf`] takes (a test edits them and writes a variant).
+pub fn read_gguf(path: &Path) -> GgufParts {
+    let mut file = std::fs::File::open(path).expect("open the GGUF");
+    let content = gguf_file::Content::read(&mut file).expect("read the GGUF");
+    let tensors = content
+        .tensor_infos
+        .keys()
+        .map(|name| {
+            let tensor = content
+                .tensor(&mut file, name, &Device::Cpu)
+                .expect("read a tensor");
+            (name.clone(), tensor)
+        })
+        .collect();
+    (content.metadata.into_iter().collect(), tensors)
+}

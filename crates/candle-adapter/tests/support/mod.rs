@@ -3,7 +3,7 @@
 
 #![allow(unused_imports)] // each test binary uses part of them
 
-pub use rigger_model_gen::scratch::{Weights, remove, tiny, write_gguf};
+pub use rigger_model_gen::scratch::{Weights, read_gguf, remove, tiny, write_gguf};
 
 /// A Candle adapter for `model_id` connected through a hub that answers (a local one on
 /// 127.0.0.1, with an empty cache): an id it does not have is `ModelNotFound`, where an
