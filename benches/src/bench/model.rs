@@ -21,17 +21,24 @@ pub enum WeightFormat {
     /// llama.cpp's Q4_K_M mix (Q4_K, Q6_K for the output and some attn_v/ffn_down).
     #[serde(rename = "q4_k_m")]
     Q4KM,
+    /// llama.cpp's Q5_K_M mix (Q5_K, Q6_K where Q4_K_M has it).
+    #[serde(rename = "q5_k_m")]
+    Q5KM,
     #[serde(rename = "q6_k")]
     Q6K,
+    #[serde(rename = "q4_1")]
+    Q4_1,
 }
 
 impl WeightFormat {
-    pub const ALL: [WeightFormat; 5] = [
+    pub const ALL: [WeightFormat; 7] = [
         WeightFormat::Q4_0,
         WeightFormat::Q8_0,
         WeightFormat::F16,
         WeightFormat::Q4KM,
+        WeightFormat::Q5KM,
         WeightFormat::Q6K,
+        WeightFormat::Q4_1,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,7 +47,9 @@ impl WeightFormat {
             WeightFormat::Q8_0 => "q8_0",
             WeightFormat::F16 => "f16",
             WeightFormat::Q4KM => "q4_k_m",
+            WeightFormat::Q5KM => "q5_k_m",
             WeightFormat::Q6K => "q6_k",
+            WeightFormat::Q4_1 => "q4_1",
         }
     }
 }
@@ -59,7 +68,9 @@ impl FromStr for WeightFormat {
             .into_iter()
             .find(|f| f.name() == wanted)
             .ok_or_else(|| {
-                anyhow::anyhow!("unknown format {s:?}; use q4_0, q8_0, f16, q4_k_m or q6_k")
+                anyhow::anyhow!(
+                    "unknown format {s:?}; use q4_0, q8_0, f16, q4_k_m, q5_k_m, q6_k or q4_1"
+                )
             })
     }
 }
@@ -391,7 +402,10 @@ mod tests {
     fn formats_parse_and_unknown_ones_say_which_exist() {
         assert_eq!("Q8_0".parse::<WeightFormat>().unwrap(), WeightFormat::Q8_0);
         let err = "q5_k".parse::<WeightFormat>().unwrap_err().to_string();
-        assert!(err.contains("q4_0, q8_0, f16, q4_k_m or q6_k"), "{err}");
+        assert!(
+            err.contains("q4_0, q8_0, f16, q4_k_m, q5_k_m, q6_k or q4_1"),
+            "{err}"
+        );
         assert_eq!(
             "Q4_K_M".parse::<WeightFormat>().unwrap(),
             WeightFormat::Q4KM

@@ -1,8 +1,8 @@
 //! A real model as users download it: SmolLM2-135M-Instruct, one Q4_1 GGUF (Q8_0 tied
 //! embedding) with its tokenizer and ChatML template only in the file's metadata — no
 //! tokenizer.json. It loads through the adapter, answers through its own chat template, and
-//! runs on candle's `quantized_llama` (the CPU engine does not read Q4_1); the conformance suite
-//! runs on it.
+//! runs on the CPU engine (Q4_1 blocks) or, pinned, on candle's `quantized_llama`; the
+//! conformance suite runs on it.
 
 mod support;
 
@@ -20,8 +20,8 @@ fn smollm2() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smollm2_answers_through_its_own_template_and_reports_the_load() {
     // `new` loads lazily: the first request pays for (and reports) the load. Kernels::Reference
-    // (the same candle path for Q4_1) keeps this copy apart from the one the conformance suite
-    // shares, which would be resident already.
+    // (candle's path) keeps this copy apart from the one the conformance suite shares (the
+    // engine's), which would be resident already.
     let config = CandleConfig {
         kernels: Kernels::Reference,
         ..CandleConfig::new(smollm2())

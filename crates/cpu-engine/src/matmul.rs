@@ -1,23 +1,24 @@
-//! Quantized matrix products: ggml's Q4_0 and Q8_0 weight blocks against activations quantized
-//! to 8 bits per 32-value block, and its Q4_K and Q6_K super-blocks against activations quantized
-//! per 256 values (Q8_K), the schemes llama.cpp uses, on the repacked layout
-//! ([`QMatrix`]). Per block an exact integer dot product per row, then one convert and one fused
-//! multiply-add per sixteen rows. Weights stream from memory once per call whatever the number of
-//! tokens.
+//! Quantized matrix products: ggml's Q4_0, Q8_0 and Q4_1 weight blocks against activations
+//! quantized to 8 bits per 32-value block, and its Q4_K, Q5_K and Q6_K super-blocks against
+//! activations quantized per 256 values (Q8_K), the schemes llama.cpp uses, on the repacked
+//! layout ([`QMatrix`]). Per block an exact integer dot product per row, then one convert and
+//! one fused multiply-add per sixteen rows. Weights stream from memory once per call whatever
+//! the number of tokens.
 //!
 //! Three instruction sets share one layout and one order of operations, so they give the same
 //! bits: the portable kernel here (the reference the tests compare against), AVX2 and AVX-512
 //! VNNI (`x86`), picked at run time. The K-quants likewise (AVX-512 VNNI up to eight tokens per
-//! call, AVX2 two; no 256-bit one-token path yet). candle sums each block in eight lanes instead, so results
-//! differ from candle's in the last bits (within 1e-4 relative at the kernel, a few hundredths
-//! in the logits of a deep model).
+//! call, AVX2 two; no 256-bit one-token path yet). candle sums each block in eight lanes
+//! instead, so results differ from candle's in the last bits (within 1e-4 relative at the
+//! kernel, a few hundredths in the logits of a deep model).
 
 use half::f16;
 use rayon::prelude::*;
 
 use crate::isa::Isa;
 use crate::packing::{
-    Group, QMatrix, ROWS, q4_k_quant, q4_k_scales, q6_k_quant, q6_k_scales, weight,
+    Group, QMatrix, ROWS, float_weight, q4_k_quant, q4_k_scales, q5_k_quant, q6_k_quant,
+    q6_k_scales, weight,
 };
 use crate::quant::{ActRow, BLOCK, GgufRows, QActs, SUPER, SuperRow, WeightFormat};
 #[cfg(target_arch = "x86_64")]
@@ -35,7 +36,7 @@ pub fn matmul(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32]) {
     // The activations' form for this format, quantized now (once) rather than in the pool.
     if w.format().is_k_quant() {
         a.supers();
-    } else {
+    } else if !w.format().is_float() {
         a.blocks();
     }
     let threads = rayon::current_num_threads().max(1);
@@ -152,6 +153,21 @@ fn group_tile(
     n: usize,
     out: &mut [[f32; ROWS]; MAX_TILE],
 ) {
+    if group.format.is_float() {
+        let acts: [&[f32]; MAX_TILE] = std::array::from_fn(|k| a.values((t0 + k).min(a.rows - 1)));
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::Avx512Vnni => x86::float_group_tile(isa, group, &acts, n, out),
+            _ => {
+                for (per_token, act) in out.iter_mut().zip(&acts).take(n) {
+                    for (j, o) in per_token.iter_mut().enumerate() {
+                        *o = portable_float_dot(group, j, act);
+                    }
+                }
+            }
+        }
+        return;
+    }
     if group.format.is_k_quant() {
         let supers = a.supers();
         let acts: [SuperRow<'_>; MAX_TILE] =
@@ -186,12 +202,14 @@ fn group_tile(
 }
 
 /// The reference every kernel matches to the bit: per block the exact integer dot product,
-/// the product of the two scales, one fused multiply-add, blocks in order.
+/// the product of the two scales, one fused multiply-add, blocks in order (Q4_1: then the
+/// product of the min and the activation scale times the activations' sum, a second one).
 fn portable_dot(group: Group<'_>, j: usize, a: ActRow<'_>) -> f32 {
+    let f16_at = |bytes: &[u8]| f16::from_le_bytes([bytes[2 * j], bytes[2 * j + 1]]).to_f32();
     let mut total = 0f32;
     for b in 0..group.blocks {
         let (scales, payloads) = (group.scales(b), group.payloads(b));
-        let dw = f16::from_le_bytes([scales[2 * j], scales[2 * j + 1]]).to_f32();
+        let dw = f16_at(scales);
         let qa = &a.qs[b * BLOCK..(b + 1) * BLOCK];
         let dot: i32 = qa
             .iter()
@@ -199,14 +217,30 @@ fn portable_dot(group: Group<'_>, j: usize, a: ActRow<'_>) -> f32 {
             .map(|(k, &x)| weight(group.format, payloads, j, k) * i32::from(x))
             .sum();
         total = (dw * a.scale[b]).mul_add(dot as f32, total);
+        if group.format == WeightFormat::Q4_1 {
+            let m = f16_at(group.mins(b));
+            total = (m * a.scale[b]).mul_add(a.sums[b] as f32, total);
+        }
     }
     total
+}
+
+/// The float reference: two running sums per row, of the even and of the odd columns (two
+/// chains of fused multiply-adds, so a one-token kernel is not held up by their latency),
+/// added at the end.
+fn portable_float_dot(group: Group<'_>, j: usize, x: &[f32]) -> f32 {
+    let mut sums = [0f32; 2];
+    for (k, &x) in x.iter().enumerate() {
+        sums[k % 2] = float_weight(group, j, k).mul_add(x, sums[k % 2]);
+    }
+    sums[0] + sums[1]
 }
 
 /// The K-quant reference: per super-block the exact integer sum over its sub-blocks of scale ×
 /// dot product (and for Q4_K of min × activation sum), then per super-block one multiply-add
 /// (Q4_K: two, the min's subtracted). Bounds, with |x| ≤ 128 and sums of 32 at most 4096:
-/// Q4_K |Σ sc·dot| ≤ 8 × 63 × 32 × 15 × 128 < 2^25, Σ m·sum ≤ 8 × 63 × 4096 < 2^22; Q6_K each
+/// Q4_K |Σ sc·dot| ≤ 8 × 63 × 32 × 15 × 128 < 2^25 (Q5_K, values to 31: < 2^26),
+/// Σ m·sum ≤ 8 × 63 × 4096 < 2^22; Q6_K each
 /// 16-value dot of (q − 32) is at most 16 × 32 × 128 = 2^16, times |sc| ≤ 128 over 16 groups
 /// < 2^27: i32 holds them all, so every kernel may sum in any order and get the same integer.
 fn portable_k_dot(group: Group<'_>, j: usize, a: SuperRow<'_>) -> f32 {
@@ -218,14 +252,19 @@ fn portable_k_dot(group: Group<'_>, j: usize, a: SuperRow<'_>) -> f32 {
             a.scale[b],
         );
         match group.format {
-            WeightFormat::Q4_K => {
+            WeightFormat::Q4_K | WeightFormat::Q5_K => {
+                let quant = if group.format == WeightFormat::Q4_K {
+                    q4_k_quant
+                } else {
+                    q5_k_quant
+                };
                 let (mut isum, mut msum) = (0i32, 0i32);
                 let mut scales = (0f32, 0f32);
                 for s in 0..8 {
                     let (d, dmin, sc, m) = q4_k_scales(sb, j, s);
                     scales = (d, dmin);
                     let dot: i32 = (32 * s..32 * (s + 1))
-                        .map(|k| q4_k_quant(sb, j, k) * i32::from(qa[k]))
+                        .map(|k| quant(sb, j, k) * i32::from(qa[k]))
                         .sum();
                     isum += sc * dot;
                     msum += m * i32::from(a.sums32[8 * b + s]);
@@ -270,13 +309,24 @@ mod tests {
             .collect()
     }
 
-    /// Quantizes rows the way ggml does, for weights (the activation rule, stored as blocks).
+    /// Quantizes rows the way ggml does, for weights (the activation rule, stored as blocks;
+    /// Q4_1 and the floats by candle itself).
     fn quantize_weights(format: WeightFormat, x: &[f32], cols: usize) -> QMatrix {
+        if format == WeightFormat::Q4_1 || format.is_float() {
+            return candle_quantized(format, x, cols).0;
+        }
         let mut bytes = Vec::new();
         for block in x.chunks_exact(BLOCK) {
             match format {
                 WeightFormat::Q8_0 => bytes.extend(quantize_q8_0(block)),
-                WeightFormat::Q4_K | WeightFormat::Q6_K => unreachable!("see k_quant"),
+                WeightFormat::Q4_K
+                | WeightFormat::Q5_K
+                | WeightFormat::Q6_K
+                | WeightFormat::Q4_1
+                | WeightFormat::F16
+                | WeightFormat::BF16 => {
+                    unreachable!("see candle_quantized")
+                }
                 WeightFormat::Q4_0 => {
                     // ggml: the value of largest magnitude maps to -8.
                     let max = block
@@ -309,9 +359,15 @@ mod tests {
     #[test]
     fn every_isa_matches_the_portable_kernel_for_every_tile_size() {
         // A partial row group; an odd number of blocks (the last pair half empty).
-        for (format, (rows, cols)) in [WeightFormat::Q4_0, WeightFormat::Q8_0]
-            .into_iter()
-            .flat_map(|f| [(f, (37, 256)), (f, (21, 96))])
+        for (format, (rows, cols)) in [
+            WeightFormat::Q4_0,
+            WeightFormat::Q8_0,
+            WeightFormat::Q4_1,
+            WeightFormat::F16,
+            WeightFormat::BF16,
+        ]
+        .into_iter()
+        .flat_map(|f| [(f, (37, 256)), (f, (21, 96))])
         {
             let w = quantize_weights(format, &values(rows * cols, 1), cols);
             for tokens in [1, 2, 3, 4, 5, 6, 7, 8, 9, 17] {
@@ -347,7 +403,11 @@ mod tests {
         let wf = values(rows * cols, 3);
         let xf = values(tokens * cols, 4);
         let exact = float_matmul(&wf, &xf, cols);
-        for (format, tolerance) in [(WeightFormat::Q8_0, 0.02), (WeightFormat::Q4_0, 0.15)] {
+        for (format, tolerance) in [
+            (WeightFormat::Q8_0, 0.02),
+            (WeightFormat::Q4_0, 0.15),
+            (WeightFormat::Q4_1, 0.15),
+        ] {
             let w = quantize_weights(format, &wf, cols);
             let a = QActs::quantize(&xf, cols);
             let mut got = vec![0f32; rows * tokens];
@@ -368,7 +428,7 @@ mod tests {
     #[test]
     fn rows_dequantize_to_what_the_kernels_multiply() {
         let cols = 64;
-        for format in [WeightFormat::Q4_0, WeightFormat::Q8_0] {
+        for format in [WeightFormat::Q4_0, WeightFormat::Q8_0, WeightFormat::Q4_1] {
             let w = quantize_weights(format, &values(2 * cols, 5), cols);
             let x = values(cols, 6);
             let a = QActs::quantize(&x, cols);
@@ -392,15 +452,26 @@ mod tests {
         }
     }
 
-    /// Rows quantized by candle to a K-quant (genuine ggml blocks), packed, and candle's own
-    /// dequantization of them.
-    fn k_quant(format: WeightFormat, x: &[f32], cols: usize) -> (QMatrix, Vec<f32>) {
-        use candle_core::quantized::{GgmlDType, QTensor};
-        use candle_core::{Device, Tensor};
-        let dtype = match format {
+    fn candle_dtype(format: WeightFormat) -> candle_core::quantized::GgmlDType {
+        use candle_core::quantized::GgmlDType;
+        match format {
+            WeightFormat::Q4_0 => GgmlDType::Q4_0,
+            WeightFormat::Q8_0 => GgmlDType::Q8_0,
+            WeightFormat::Q4_1 => GgmlDType::Q4_1,
             WeightFormat::Q4_K => GgmlDType::Q4K,
-            _ => GgmlDType::Q6K,
-        };
+            WeightFormat::Q5_K => GgmlDType::Q5K,
+            WeightFormat::Q6_K => GgmlDType::Q6K,
+            WeightFormat::F16 => GgmlDType::F16,
+            WeightFormat::BF16 => GgmlDType::BF16,
+        }
+    }
+
+    /// Rows quantized by candle (genuine ggml blocks), packed, and candle's own dequantization
+    /// of them.
+    fn candle_quantized(format: WeightFormat, x: &[f32], cols: usize) -> (QMatrix, Vec<f32>) {
+        use candle_core::quantized::QTensor;
+        use candle_core::{Device, Tensor};
+        let dtype = candle_dtype(format);
         let rows = x.len() / cols;
         let t = Tensor::from_vec(x.to_vec(), (rows, cols), &Device::Cpu).unwrap();
         let q = QTensor::quantize(&t, dtype).unwrap();
@@ -411,7 +482,8 @@ mod tests {
         (packed, dequantized)
     }
 
-    const K_QUANTS: [WeightFormat; 2] = [WeightFormat::Q4_K, WeightFormat::Q6_K];
+    const K_QUANTS: [WeightFormat; 3] =
+        [WeightFormat::Q4_K, WeightFormat::Q5_K, WeightFormat::Q6_K];
 
     #[test]
     fn every_isa_matches_the_portable_kernel_for_k_quants() {
@@ -420,7 +492,7 @@ mod tests {
             .into_iter()
             .flat_map(|f| [(f, (37, 768)), (f, (21, 256))])
         {
-            let (w, _) = k_quant(format, &values(rows * cols, 7), cols);
+            let (w, _) = candle_quantized(format, &values(rows * cols, 7), cols);
             for tokens in [1, 2, 3, 4, 5, 6, 7, 8, 9, 17] {
                 let a = QActs::quantize(&values(tokens * cols, 8), cols);
                 let mut reference = vec![0f32; rows * tokens];
@@ -449,11 +521,18 @@ mod tests {
     }
 
     #[test]
-    fn k_quant_products_approximate_the_float_product_of_candles_dequantization() {
+    fn products_approximate_the_float_product_of_candles_dequantization() {
         let (rows, cols, tokens) = (24, 512, 3);
         let xf = values(tokens * cols, 10);
-        for format in K_QUANTS {
-            let (w, dequantized) = k_quant(format, &values(rows * cols, 9), cols);
+        for format in [
+            WeightFormat::Q4_K,
+            WeightFormat::Q5_K,
+            WeightFormat::Q6_K,
+            WeightFormat::Q4_1,
+            WeightFormat::F16,
+            WeightFormat::BF16,
+        ] {
+            let (w, dequantized) = candle_quantized(format, &values(rows * cols, 9), cols);
             let exact = float_matmul(&dequantized, &xf, cols);
             let a = QActs::quantize(&xf, cols);
             let mut got = vec![0f32; rows * tokens];
@@ -464,9 +543,11 @@ mod tests {
                 .map(|(g, e)| (g - e).abs())
                 .fold(0f32, f32::max);
             let scale = exact.iter().fold(0f32, |m, e| m.max(e.abs()));
-            // Only the activations' 8-bit rounding separates them: ~1/254 per value.
+            // Only the activations' 8-bit rounding separates them: ~1/254 per value; float
+            // weights meet the activations unrounded, so only the order of the sums.
+            let bound = if format.is_float() { 1e-5 } else { 0.01 };
             assert!(
-                err <= 0.01 * scale,
+                err <= bound * scale,
                 "{format:?}: error {err}, scale {scale}"
             );
             // And the rows dequantize as candle does.
@@ -483,20 +564,23 @@ mod tests {
     }
 
     #[test]
-    fn k_quant_products_match_candles_quantized_matmul() {
-        use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+    fn products_match_candles_quantized_matmul() {
+        use candle_core::quantized::{QMatMul, QTensor};
         use candle_core::{Device, Module, Tensor};
         let (rows, cols, tokens) = (32, 768, 2);
-        for (format, dtype) in [
-            (WeightFormat::Q4_K, GgmlDType::Q4K),
-            (WeightFormat::Q6_K, GgmlDType::Q6K),
+        for format in [
+            WeightFormat::Q4_K,
+            WeightFormat::Q5_K,
+            WeightFormat::Q6_K,
+            WeightFormat::Q4_1,
         ] {
+            let dtype = candle_dtype(format);
             let wf = values(rows * cols, 15);
             let xf = values(tokens * cols, 16);
             let t = Tensor::from_vec(wf, (rows, cols), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&t, dtype).unwrap();
             let bytes = q.data().unwrap().into_owned();
-            let w = QMatrix::pack(GgufRows::new(format, rows, cols, bytes).unwrap());
+            let w = QMatrix::pack(GgufRows::new(format, rows, cols, bytes.clone()).unwrap());
             let theirs = QMatMul::from_qtensor(q).unwrap();
             let x = Tensor::from_vec(xf.clone(), (tokens, cols), &Device::Cpu).unwrap();
             let want = theirs
@@ -508,10 +592,27 @@ mod tests {
                 .unwrap();
             let mut got = vec![0f32; rows * tokens];
             matmul(Isa::detect(), &w, &QActs::quantize(&xf, cols), &mut got);
-            for (g, w) in got.iter().zip(&want) {
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                let (t, r) = (i / rows, i % rows);
+                // Q4_1 against candle's Q8_1, which keeps each block's activation sum times its
+                // scale in f16: each block's min term m × Σx is off by up to 2^-11 of itself
+                // (2^-10 here, for the rounding of the scale too); the K-quants share our
+                // integer sums, only the float order differs.
+                let min_terms: f32 = if format == WeightFormat::Q4_1 {
+                    (0..cols / BLOCK)
+                        .map(|b| {
+                            let block = &bytes[(r * cols / BLOCK + b) * 20..];
+                            let m = f16::from_le_bytes([block[2], block[3]]).to_f32();
+                            let sum: f32 = xf[t * cols + b * BLOCK..][..BLOCK].iter().sum();
+                            (m * sum).abs() / 1024.0
+                        })
+                        .sum()
+                } else {
+                    0.0
+                };
                 assert!(
-                    (g - w).abs() <= 1e-4 * w.abs().max(1.0),
-                    "{format:?}: {g} vs {w}"
+                    (g - w).abs() <= 1e-4 * w.abs().max(1.0) + min_terms,
+                    "{format:?} output {i}: {g} vs {w} (min terms allow {min_terms})"
                 );
             }
         }
@@ -547,8 +648,8 @@ mod tests {
     #[test]
     fn stacked_parts_of_different_formats_equal_their_separate_products() {
         let cols = 256;
-        let (q6, _) = k_quant(WeightFormat::Q6_K, &values(20 * cols, 12), cols);
-        let (q4, _) = k_quant(WeightFormat::Q4_K, &values(40 * cols, 13), cols);
+        let (q6, _) = candle_quantized(WeightFormat::Q6_K, &values(20 * cols, 12), cols);
+        let (q4, _) = candle_quantized(WeightFormat::Q4_K, &values(40 * cols, 13), cols);
         let rows_of = |format, n, seed| {
             let bytes = {
                 use candle_core::quantized::{GgmlDType, QTensor};

@@ -16,7 +16,10 @@ pub const ROWS: usize = 16;
 /// activation bytes leaves one partial dot product per row in its own lane ("rows in lanes",
 /// as ggml's repacked CPU layouts do): the floating-point work is one convert and one
 /// multiply-add per sixteen rows per block. Q8_0 payloads are stored + 128 (unsigned, what
-/// `dpbusd` multiplies). The last group is padded with zero rows.
+/// `dpbusd` multiplies). Q4_1 blocks carry sixteen f16 mins after their sixteen scales, so each
+/// block's header is one cache line and no pairing is needed. F16 and BF16 weights go column
+/// by column: the sixteen rows' values of column k (32 bytes), then of k + 1. The last group is
+/// padded with zero rows.
 #[derive(Debug)]
 pub struct QMatrix {
     format: WeightFormat,
@@ -25,8 +28,16 @@ pub struct QMatrix {
     bytes: CacheLines,
 }
 
+/// Bytes of a file block before its payload: the f16 scale (and Q4_1's f16 min).
+const fn header(format: WeightFormat) -> usize {
+    match format {
+        WeightFormat::Q4_1 => 4,
+        _ => 2,
+    }
+}
+
 const fn payload(format: WeightFormat) -> usize {
-    format.block_bytes() - 2
+    format.block_bytes() - header(format)
 }
 
 /// Bytes of one block's payloads for the sixteen rows of a group.
@@ -48,10 +59,16 @@ const fn pair_bytes(format: WeightFormat) -> usize {
 const fn group_stride(format: WeightFormat, blocks: usize) -> usize {
     match format {
         WeightFormat::Q4_0 | WeightFormat::Q8_0 => blocks.div_ceil(2) * pair_bytes(format),
+        WeightFormat::Q4_1 => blocks * Q4_1_BLOCK_BYTES,
         WeightFormat::Q4_K => blocks * q4_k::BYTES,
+        WeightFormat::Q5_K => blocks * q5_k::BYTES,
         WeightFormat::Q6_K => blocks * q6_k::BYTES,
+        WeightFormat::F16 | WeightFormat::BF16 => blocks * BLOCK * FLOAT_COLUMN_BYTES,
     }
 }
+
+/// Bytes of one column of a row group of float weights: sixteen 16-bit values.
+pub(crate) const FLOAT_COLUMN_BYTES: usize = 2 * ROWS;
 
 /// Where things lie in a row group's Q4_K super-block: ggml's 6-bit scales and mins unpacked to
 /// bytes once, at load. Per super-block and 16 rows: `D` the sixteen f16 scales, `DMIN` the
@@ -70,6 +87,17 @@ pub(crate) mod q4_k {
     pub(crate) const BYTES: usize = QS + 16 * 128;
 }
 
+/// Where things lie in a row group's Q5_K super-block: Q4_K's layout (the low four bits in
+/// `QS`), then `HI` the fifth bits, four bytes of each row in turn: per pair p of sub-blocks,
+/// byte 4e + k of word 2p + e (e = 0, 1) holds in bits 2t, 2t + 1 the fifth bits of the low
+/// and the high nibble in byte k of nibble word 4e + t of that pair (t = 0..4), so one 64-byte
+/// load of `HI` completes four 64-byte loads of `QS`. 180 bytes per row per 256 values: 5.625
+/// bits a weight (ggml's 5.5, plus the unpacked scales).
+pub(crate) mod q5_k {
+    pub(crate) const HI: usize = super::q4_k::BYTES;
+    pub(crate) const BYTES: usize = HI + 16 * 32;
+}
+
 /// Where things lie in a row group's Q6_K super-block: `D` the sixteen f16 scales (then 32
 /// bytes of padding, so what follows starts on a cache line), `SCALES` per pair of 16-value
 /// groups (2q, 2q+1) the two int8 scales of each row side by side, `LO` the low nibbles as
@@ -86,15 +114,31 @@ pub(crate) mod q6_k {
     pub(crate) const BYTES: usize = HI + 16 * 64;
 }
 
-/// Where block `b`'s sixteen scales lie in its group.
+/// A Q4_1 block of a row group: the sixteen scales, the sixteen mins, the payloads.
+const Q4_1_BLOCK_BYTES: usize = 2 * GROUP_SCALE_BYTES + group_payload_bytes(WeightFormat::Q4_1);
+
+/// Where block `b`'s sixteen scales lie in its group (Q4_1's sixteen mins follow them).
 pub(crate) const fn scales_at(format: WeightFormat, b: usize) -> usize {
-    (b / 2) * pair_bytes(format) + (b % 2) * GROUP_SCALE_BYTES
+    match format {
+        WeightFormat::Q4_1 => b * Q4_1_BLOCK_BYTES,
+        _ => (b / 2) * pair_bytes(format) + (b % 2) * GROUP_SCALE_BYTES,
+    }
 }
 
 /// Where block `b`'s sixteen payloads lie in its group (on a 64-byte boundary).
 pub(crate) const fn payloads_at(format: WeightFormat, b: usize) -> usize {
-    (b / 2) * pair_bytes(format) + 2 * GROUP_SCALE_BYTES + (b % 2) * group_payload_bytes(format)
+    match format {
+        WeightFormat::Q4_1 => b * Q4_1_BLOCK_BYTES + 2 * GROUP_SCALE_BYTES,
+        _ => {
+            (b / 2) * pair_bytes(format)
+                + 2 * GROUP_SCALE_BYTES
+                + (b % 2) * group_payload_bytes(format)
+        }
+    }
 }
+
+/// Q4_1 mins follow the block's scales.
+pub(crate) const MINS_AFTER_SCALES: usize = GROUP_SCALE_BYTES;
 
 /// Where byte `i` of row `j`'s payload lies in a group's block payload.
 pub(crate) const fn payload_offset(j: usize, i: usize) -> usize {
@@ -123,6 +167,11 @@ impl<'a> Group<'a> {
         &self.bytes[scales_at(self.format, b)..][..GROUP_SCALE_BYTES]
     }
 
+    /// Q4_1 block `b`'s sixteen f16 mins.
+    pub(crate) fn mins(&self, b: usize) -> &'a [u8] {
+        &self.bytes[scales_at(self.format, b) + MINS_AFTER_SCALES..][..GROUP_SCALE_BYTES]
+    }
+
     pub(crate) fn payloads(&self, b: usize) -> &'a [u8] {
         &self.bytes[payloads_at(self.format, b)..][..group_payload_bytes(self.format)]
     }
@@ -139,12 +188,19 @@ impl QMatrix {
         if format.is_k_quant() {
             return Self::pack_k(format, n, cols, &bytes);
         }
+        if format.is_float() {
+            return Self::pack_float(format, n, cols, &bytes);
+        }
         let blocks = cols / BLOCK;
-        let (bb, pl) = (format.block_bytes(), payload(format));
+        let (bb, hl, pl) = (format.block_bytes(), header(format), payload(format));
         let offset = match format {
-            WeightFormat::Q4_0 => 0,
+            WeightFormat::Q4_0 | WeightFormat::Q4_1 => 0,
             WeightFormat::Q8_0 => Q8_0_OFFSET,
-            WeightFormat::Q4_K | WeightFormat::Q6_K => unreachable!("packed by pack_k"),
+            WeightFormat::Q4_K
+            | WeightFormat::Q5_K
+            | WeightFormat::Q6_K
+            | WeightFormat::F16
+            | WeightFormat::BF16 => unreachable!("packed by pack_k or pack_float"),
         };
         let stride = group_stride(format, blocks);
         let mut packed = CacheLines::zeroed(n.div_ceil(ROWS) * stride);
@@ -155,8 +211,12 @@ impl QMatrix {
             for b in 0..blocks {
                 let src = &bytes[(r * blocks + b) * bb..][..bb];
                 group[scales_at(format, b) + 2 * j..][..2].copy_from_slice(&src[..2]);
+                if format == WeightFormat::Q4_1 {
+                    group[scales_at(format, b) + MINS_AFTER_SCALES + 2 * j..][..2]
+                        .copy_from_slice(&src[2..4]);
+                }
                 let dst = &mut group[payloads_at(format, b)..];
-                for (w, word) in src[2..2 + pl].chunks_exact(4).enumerate() {
+                for (w, word) in src[hl..hl + pl].chunks_exact(4).enumerate() {
                     let at = payload_offset(j, 4 * w);
                     for (d, q) in dst[at..at + 4].iter_mut().zip(word) {
                         *d = q ^ offset;
@@ -185,8 +245,27 @@ impl QMatrix {
                 let dst = &mut out[g * stride + b * size..][..size];
                 match format {
                     WeightFormat::Q4_K => pack_q4_k(src, j, dst),
+                    WeightFormat::Q5_K => pack_q5_k(src, j, dst),
                     _ => pack_q6_k(src, j, dst),
                 }
+            }
+        }
+        Self {
+            format,
+            rows: n,
+            cols,
+            bytes: packed,
+        }
+    }
+
+    fn pack_float(format: WeightFormat, n: usize, cols: usize, bytes: &[u8]) -> Self {
+        let stride = group_stride(format, cols / BLOCK);
+        let mut packed = CacheLines::zeroed(n.div_ceil(ROWS) * stride);
+        let out = packed.as_mut();
+        for (r, row) in bytes.chunks_exact(2 * cols).enumerate() {
+            let (g, j) = (r / ROWS, r % ROWS);
+            for (k, value) in row.chunks_exact(2).enumerate() {
+                out[g * stride + k * FLOAT_COLUMN_BYTES + 2 * j..][..2].copy_from_slice(value);
             }
         }
         Self {
@@ -230,26 +309,58 @@ impl QMatrix {
             }
             return;
         }
+        if self.format.is_float() {
+            for (k, v) in out.iter_mut().enumerate().take(self.cols) {
+                *v = float_weight(group, j, k);
+            }
+            return;
+        }
         for (b, values) in out.chunks_exact_mut(BLOCK).enumerate().take(group.blocks) {
             let (scales, payloads) = (group.scales(b), group.payloads(b));
-            let d = f16::from_le_bytes([scales[2 * j], scales[2 * j + 1]]).to_f32();
+            let d = f16_at(scales, 2 * j);
+            let m = if self.format == WeightFormat::Q4_1 {
+                f16_at(group.mins(b), 2 * j)
+            } else {
+                0.0
+            };
+            // candle's order: value times scale, then the min (no fused multiply-add).
             for (k, v) in values.iter_mut().enumerate() {
-                *v = weight(self.format, payloads, j, k) as f32 * d;
+                *v = weight(self.format, payloads, j, k) as f32 * d + m;
             }
         }
     }
 }
 
-/// Weight `k` (0..32) of row `j` in a group's block payload, as the signed integer it stands
-/// for.
+/// Weight `k` (0..32) of row `j` in a group's block payload, as the integer it stands for
+/// (Q4_1's before its min is added).
 pub(crate) fn weight(format: WeightFormat, payloads: &[u8], j: usize, k: usize) -> i32 {
     match format {
-        WeightFormat::Q4_0 => {
+        WeightFormat::Q4_0 | WeightFormat::Q4_1 => {
             let q = payloads[payload_offset(j, k % 16)];
-            i32::from(if k < 16 { q & 0x0f } else { q >> 4 }) - 8
+            let nibble = i32::from(if k < 16 { q & 0x0f } else { q >> 4 });
+            if format == WeightFormat::Q4_0 {
+                nibble - 8
+            } else {
+                nibble
+            }
         }
         WeightFormat::Q8_0 => i32::from((payloads[payload_offset(j, k)] ^ Q8_0_OFFSET) as i8),
-        WeightFormat::Q4_K | WeightFormat::Q6_K => unreachable!("K-quants have their own"),
+        WeightFormat::Q4_K
+        | WeightFormat::Q5_K
+        | WeightFormat::Q6_K
+        | WeightFormat::F16
+        | WeightFormat::BF16 => unreachable!("K-quants and floats have their own"),
+    }
+}
+
+/// Weight `k` (any column) of row `j` of a float group.
+pub(crate) fn float_weight(group: Group<'_>, j: usize, k: usize) -> f32 {
+    let at = k * FLOAT_COLUMN_BYTES + 2 * j;
+    let bits = u16::from_le_bytes([group.bytes[at], group.bytes[at + 1]]);
+    if group.format == WeightFormat::BF16 {
+        f32::from_bits(u32::from(bits) << 16)
+    } else {
+        f16::from_bits(bits).to_f32()
     }
 }
 
@@ -267,17 +378,48 @@ fn q4_k_scale_min(packed: &[u8], s: usize) -> (u8, u8) {
 
 /// Row `j`'s Q4_K block `src` into super-block `dst` of its group.
 fn pack_q4_k(src: &[u8], j: usize, dst: &mut [u8]) {
+    pack_q4_k_parts(&src[..16], &src[16..144], j, dst);
+}
+
+/// The header (scales, mins, 6-bit pairs: 16 bytes) and the 128 nibble bytes of a Q4_K or
+/// Q5_K block, row `j`, into super-block `dst`.
+fn pack_q4_k_parts(header: &[u8], nibbles: &[u8], j: usize, dst: &mut [u8]) {
     use q4_k::*;
-    dst[D + 2 * j..][..2].copy_from_slice(&src[..2]);
-    dst[DMIN + 2 * j..][..2].copy_from_slice(&src[2..4]);
+    dst[D + 2 * j..][..2].copy_from_slice(&header[..2]);
+    dst[DMIN + 2 * j..][..2].copy_from_slice(&header[2..4]);
     for s in 0..8 {
-        let (sc, m) = q4_k_scale_min(&src[4..16], s);
+        let (sc, m) = q4_k_scale_min(&header[4..16], s);
         let at = 32 * (s / 2) + 2 * j + s % 2;
         dst[SCALES + at] = sc;
         dst[MINS + at] = m;
     }
-    for (i, &q) in src[16..144].iter().enumerate() {
+    for (i, &q) in nibbles.iter().enumerate() {
         dst[QS + payload_offset(j, i)] = q;
+    }
+}
+
+/// Where value `v` (0..256) of a Q5_K super-block keeps its fifth bit in a row's 32 `HI`
+/// bytes: (byte, bit). ggml keeps it in bit 2p (low nibble) or 2p + 1 (high) of `qh[l]` for
+/// value 64p + l and 64p + 32 + l.
+const fn q5_k_high_bit(v: usize) -> (usize, usize) {
+    let (p, half, l) = (v / 64, (v % 64) / 32, v % 32);
+    let (c, k) = (l / 4, l % 4);
+    (4 * (2 * p + c / 4) + k, 2 * (c % 4) + half)
+}
+
+/// Row `j`'s Q5_K block `src` (scales 16 bytes, `qh` 32, `qs` 128) into super-block `dst`.
+fn pack_q5_k(src: &[u8], j: usize, dst: &mut [u8]) {
+    pack_q4_k_parts(&src[..16], &src[48..176], j, dst);
+    let qh = &src[16..48];
+    let mut hi = [0u8; 32];
+    for v in 0..SUPER {
+        let (p, half, l) = (v / 64, (v % 64) / 32, v % 32);
+        let bit = (qh[l] >> (2 * p + half)) & 1;
+        let (byte, at) = q5_k_high_bit(v);
+        hi[byte] |= bit << at;
+    }
+    for (i, &h) in hi.iter().enumerate() {
+        dst[q5_k::HI + payload_offset(j, i)] = h;
     }
 }
 
@@ -341,6 +483,13 @@ pub(crate) fn q4_k_quant(sb: &[u8], j: usize, k: usize) -> i32 {
     i32::from(if within < 32 { byte & 0x0f } else { byte >> 4 })
 }
 
+/// Q5_K super-block `sb`, row `j`: value `k`'s five bits (0..31).
+pub(crate) fn q5_k_quant(sb: &[u8], j: usize, k: usize) -> i32 {
+    let (byte, bit) = q5_k_high_bit(k);
+    let high = (sb[q5_k::HI + payload_offset(j, byte)] >> bit) & 1;
+    q4_k_quant(sb, j, k) | (i32::from(high) << 4)
+}
+
 /// Q6_K super-block `sb`, row `j`: the scale (f32) and the int8 scale of 16-value group `g`.
 pub(crate) fn q6_k_scales(sb: &[u8], j: usize, g: usize) -> (f32, i32) {
     use q6_k::*;
@@ -368,6 +517,10 @@ fn k_weight(format: WeightFormat, sb: &[u8], j: usize, k: usize) -> f32 {
         WeightFormat::Q4_K => {
             let (d, dmin, sc, m) = q4_k_scales(sb, j, k / 32);
             (d * sc as f32) * q4_k_quant(sb, j, k) as f32 - dmin * m as f32
+        }
+        WeightFormat::Q5_K => {
+            let (d, dmin, sc, m) = q4_k_scales(sb, j, k / 32);
+            (d * sc as f32) * q5_k_quant(sb, j, k) as f32 - dmin * m as f32
         }
         _ => {
             let (d, sc) = q6_k_scales(sb, j, k / 16);

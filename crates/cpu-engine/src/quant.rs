@@ -1,14 +1,15 @@
-//! The weight formats the kernels read (ggml's Q4_0, Q8_0, Q4_K and Q6_K blocks, byte for byte
-//! as GGUF stores them) and the 8-bit quantization of activations: per 32 values (ggml's Q8_0
-//! rule) for the 32-value formats, per 256 values (ggml's Q8_K rule) for the K-quants, each
-//! computed when a matrix of its kind first meets the activations.
+//! The weight formats the kernels read (ggml's Q4_0, Q8_0, Q4_1, Q4_K, Q5_K and Q6_K blocks and
+//! F16/BF16 floats, byte for byte as GGUF stores them) and the 8-bit quantization of
+//! activations: per 32 values (ggml's Q8_0 rule) for the 32-value formats, per 256 values
+//! (ggml's Q8_K rule) for the K-quants, each computed when a matrix of its kind first meets the
+//! activations (float weights meet the activations as they are).
 
 use std::sync::OnceLock;
 
 use half::f16;
 use rayon::iter::{ParallelBridge, ParallelIterator};
 
-/// Values per quantization block of Q4_0, Q8_0 and their activations.
+/// Values per quantization block of Q4_0, Q8_0, Q4_1 and their activations.
 pub const BLOCK: usize = 32;
 
 /// Values per K-quant super-block (Q4_K, Q6_K and their Q8_K activations).
@@ -22,12 +23,20 @@ pub enum WeightFormat {
     Q4_0,
     /// f16 scale + 32 signed bytes.
     Q8_0,
+    /// f16 scale, f16 min + 32 four-bit values (0..15; the min supplies the offset).
+    Q4_1,
     /// Per 256 values: f16 scale and min scale, a 6-bit scale and min per 32 values (12 bytes),
     /// 256 four-bit values (0..15; the min supplies the offset).
     Q4_K,
+    /// Q4_K with a fifth bit per value (32 bytes of high bits): values 0..31.
+    Q5_K,
     /// Per 256 values: 128 bytes of low nibbles, 64 of high 2-bit pairs, an int8 scale per 16
     /// values, an f16 scale; values 0..63 stand for −32..31.
     Q6_K,
+    /// IEEE half floats (counted in blocks of 32 values here; GGUF has no blocks).
+    F16,
+    /// bfloat16: the upper half of an f32.
+    BF16,
 }
 
 impl WeightFormat {
@@ -35,22 +44,38 @@ impl WeightFormat {
         match self {
             WeightFormat::Q4_0 => 18,
             WeightFormat::Q8_0 => 34,
+            WeightFormat::Q4_1 => 20,
             WeightFormat::Q4_K => 144,
+            WeightFormat::Q5_K => 176,
             WeightFormat::Q6_K => 210,
+            WeightFormat::F16 | WeightFormat::BF16 => 2 * BLOCK,
         }
     }
 
     /// Values per block of the file (and per repacked block).
     pub const fn block_values(self) -> usize {
         match self {
-            WeightFormat::Q4_0 | WeightFormat::Q8_0 => BLOCK,
-            WeightFormat::Q4_K | WeightFormat::Q6_K => SUPER,
+            WeightFormat::Q4_0
+            | WeightFormat::Q8_0
+            | WeightFormat::Q4_1
+            | WeightFormat::F16
+            | WeightFormat::BF16 => BLOCK,
+            WeightFormat::Q4_K | WeightFormat::Q5_K | WeightFormat::Q6_K => SUPER,
         }
     }
 
     /// Whether activations meet it in the Q8_K form (per 256 values) rather than Q8_0.
     pub const fn is_k_quant(self) -> bool {
-        matches!(self, WeightFormat::Q4_K | WeightFormat::Q6_K)
+        matches!(
+            self,
+            WeightFormat::Q4_K | WeightFormat::Q5_K | WeightFormat::Q6_K
+        )
+    }
+
+    /// Whether the weights are floats, multiplied by the activations as they are (no
+    /// quantization of either).
+    pub const fn is_float(self) -> bool {
+        matches!(self, WeightFormat::F16 | WeightFormat::BF16)
     }
 }
 
@@ -161,6 +186,11 @@ impl QActs {
             blocks: OnceLock::new(),
             supers: OnceLock::new(),
         }
+    }
+
+    /// Token `t`'s values as they came (for float weights).
+    pub(crate) fn values(&self, t: usize) -> &[f32] {
+        &self.values[t * self.cols..(t + 1) * self.cols]
     }
 
     /// The Q8_0 form (per 32 values).

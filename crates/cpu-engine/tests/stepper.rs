@@ -1,6 +1,7 @@
 //! The engine's public surface on the tiny generated model: every instruction set gives the same
 //! logits to the bit, and what the engine does not run or cannot do is a typed error.
 
+use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::Value;
 use rigger_cpu_engine::{DecodeStepper, Error, Isa, WeightFormat, load_gguf};
 
@@ -61,10 +62,13 @@ fn the_stepper_reports_what_runs_and_counts_positions() {
 
 #[test]
 fn what_the_engine_does_not_run_is_not_covered() {
-    match load_gguf(&tiny("model-f16.gguf"), Isa::Portable) {
-        Err(Error::NotCovered(why)) => assert!(why.contains("F16"), "{why}"),
-        other => panic!("f16 weights: {:?}", other.err()),
+    // Q5_1 (llama.cpp's Q5_K_M fallback for rows that are not whole super-blocks).
+    let path = support::k_quant_gguf("q5_1.gguf", 1, &|_, _, _| GgmlDType::Q5_1);
+    match load_gguf(&path, Isa::Portable) {
+        Err(Error::NotCovered(why)) => assert!(why.contains("Q5_1"), "{why}"),
+        other => panic!("q5_1 weights: {:?}", other.err()),
     }
+    support::remove(&path);
     let path = rigger_model_gen::scratch::write_gguf(
         "gpt2.gguf",
         &[("general.architecture", Value::String("gpt2".into()))],

@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::tokenizer::{self, Vocabulary};
-use crate::{GenError, Shape};
+use crate::{Family, GenError, Shape};
 
 /// Bumped whenever the bytes written for a given shape and seed change.
-pub const GENERATOR_REVISION: u32 = 4;
+pub const GENERATOR_REVISION: u32 = 5;
 
 /// A file format to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -30,26 +30,33 @@ pub enum Format {
     /// llama.cpp's Q4_K_M mix: Q4_K, with Q6_K for `output.weight` and for `attn_v` and
     /// `ffn_down` in the layers its `use_more_bits` picks.
     GgufQ4KM,
+    /// llama.cpp's Q5_K_M mix: Q5_K, with Q6_K where Q4_K_M has it.
+    GgufQ5KM,
     GgufQ6K,
+    /// Q4_1 throughout (SmolLM2's published file is Q4_1).
+    GgufQ4_1,
 }
 
 impl Format {
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 8] = [
         Format::Safetensors,
         Format::GgufF16,
         Format::GgufQ8_0,
         Format::GgufQ4_0,
         Format::GgufQ4KM,
+        Format::GgufQ5KM,
         Format::GgufQ6K,
+        Format::GgufQ4_1,
     ];
 
-    /// Whether `shape`'s matrices can be written in this format (K-quants quantize rows in
-    /// super-blocks of 256 values).
+    /// Whether `shape`'s matrices can be written in this format: K-quants quantize rows in
+    /// super-blocks of 256 values, so some of its rows must be whole super-blocks (the others
+    /// fall back as llama.cpp's do, [`Format::matrix_dtype`]).
     pub fn fits(self, shape: &Shape) -> bool {
-        let k_quant = matches!(self, Format::GgufQ4KM | Format::GgufQ6K);
+        let k_quant = matches!(self, Format::GgufQ4KM | Format::GgufQ5KM | Format::GgufQ6K);
         !k_quant
-            || (shape.hidden_size.is_multiple_of(256)
-                && shape.intermediate_size.is_multiple_of(256))
+            || shape.hidden_size.is_multiple_of(256)
+            || shape.intermediate_size.is_multiple_of(256)
     }
 
     pub fn name(self) -> &'static str {
@@ -59,7 +66,9 @@ impl Format {
             Format::GgufQ8_0 => "gguf-q8_0",
             Format::GgufQ4_0 => "gguf-q4_0",
             Format::GgufQ4KM => "gguf-q4_k_m",
+            Format::GgufQ5KM => "gguf-q5_k_m",
             Format::GgufQ6K => "gguf-q6_k",
+            Format::GgufQ4_1 => "gguf-q4_1",
         }
     }
 
@@ -70,7 +79,9 @@ impl Format {
             Format::GgufQ8_0 => "model-q8_0.gguf",
             Format::GgufQ4_0 => "model-q4_0.gguf",
             Format::GgufQ4KM => "model-q4_k_m.gguf",
+            Format::GgufQ5KM => "model-q5_k_m.gguf",
             Format::GgufQ6K => "model-q6_k.gguf",
+            Format::GgufQ4_1 => "model-q4_1.gguf",
         }
     }
 
@@ -82,28 +93,45 @@ impl Format {
             Format::GgufQ8_0 => Some((GgmlDType::Q8_0, 7)),
             Format::GgufQ4_0 => Some((GgmlDType::Q4_0, 2)),
             Format::GgufQ4KM => Some((GgmlDType::Q4K, 15)),
+            Format::GgufQ5KM => Some((GgmlDType::Q5K, 17)),
             Format::GgufQ6K => Some((GgmlDType::Q6K, 18)),
+            Format::GgufQ4_1 => Some((GgmlDType::Q4_1, 3)),
         }
     }
 
-    /// The type of matrix `gguf_name` in a model of `layers` layers.
-    fn matrix_dtype(self, gguf_name: &str, layers: usize) -> Option<GgmlDType> {
+    /// The type of matrix `gguf_name` with rows of `cols` values in a model of `layers` layers
+    /// (`tied`: the embedding table is the output projection too).
+    fn matrix_dtype(
+        self,
+        gguf_name: &str,
+        cols: usize,
+        layers: usize,
+        tied: bool,
+    ) -> Option<GgmlDType> {
+        // llama.cpp's fallbacks for rows that are not whole 256-value super-blocks.
+        let fit = |dtype: GgmlDType| match dtype {
+            GgmlDType::Q4K if !cols.is_multiple_of(256) => GgmlDType::Q5_0,
+            GgmlDType::Q5K if !cols.is_multiple_of(256) => GgmlDType::Q5_1,
+            GgmlDType::Q6K if !cols.is_multiple_of(256) => GgmlDType::Q8_0,
+            other => other,
+        };
         let (main, _) = self.ggml()?;
-        if self != Format::GgufQ4KM {
-            return Some(main);
+        if !matches!(self, Format::GgufQ4KM | Format::GgufQ5KM) {
+            return Some(fit(main));
         }
-        if gguf_name == "output.weight" {
-            return Some(GgmlDType::Q6K);
+        // The output projection (the embedding table where they are tied) gets Q6_K.
+        if gguf_name == "output.weight" || (tied && gguf_name == "token_embd.weight") {
+            return Some(fit(GgmlDType::Q6K));
         }
         let mut parts = gguf_name.split('.');
         let layer = match (parts.next(), parts.next(), parts.next()) {
             (Some("blk"), Some(layer), Some("attn_v" | "ffn_down")) => layer.parse::<usize>().ok(),
             _ => None,
         };
-        Some(match layer {
+        Some(fit(match layer {
             Some(i) if use_more_bits(i, layers) => GgmlDType::Q6K,
             _ => main,
-        })
+        }))
     }
 }
 
@@ -227,14 +255,21 @@ fn specs(s: &Shape) -> Vec<Spec> {
         rope_heads: None,
         is_output: false,
     };
-    let norm = |hf: String, gguf: String| Spec {
+    let norm_of = |hf: String, gguf: String, width: usize| Spec {
         hf,
         gguf,
-        dims: vec![h],
+        dims: vec![width],
         init: Init::Ones,
         rope_heads: None,
         is_output: false,
     };
+    let norm = |hf: String, gguf: String| norm_of(hf, gguf, h);
+    let bias = |hf: String, gguf: String, width: usize| Spec {
+        init: Init::Uniform { fan_in: h },
+        ..norm_of(hf, gguf, width)
+    };
+    // Llama's GGUF interleaves each head's rotary halves; Qwen's keep HF's layout (NeoX).
+    let permuted = |heads: usize| (s.family == Family::Llama).then_some(heads);
     let mut out = vec![Spec {
         is_output: s.tie_word_embeddings,
         ..matrix(
@@ -249,14 +284,29 @@ fn specs(s: &Shape) -> Vec<Spec> {
         let gg = |n: &str| format!("blk.{l}.{n}.weight");
         out.push(norm(hf("input_layernorm"), gg("attn_norm")));
         out.push(Spec {
-            rope_heads: Some(s.num_attention_heads),
+            rope_heads: permuted(s.num_attention_heads),
             ..matrix(hf("self_attn.q_proj"), gg("attn_q"), h, h)
         });
         out.push(Spec {
-            rope_heads: Some(s.num_key_value_heads),
+            rope_heads: permuted(s.num_key_value_heads),
             ..matrix(hf("self_attn.k_proj"), gg("attn_k"), kv, h)
         });
         out.push(matrix(hf("self_attn.v_proj"), gg("attn_v"), kv, h));
+        match s.family {
+            Family::Llama => {}
+            Family::Qwen2 => {
+                let hf = |n: &str| format!("model.layers.{l}.self_attn.{n}_proj.bias");
+                let gg = |n: &str| format!("blk.{l}.attn_{n}.bias");
+                out.push(bias(hf("q"), gg("q"), h));
+                out.push(bias(hf("k"), gg("k"), kv));
+                out.push(bias(hf("v"), gg("v"), kv));
+            }
+            Family::Qwen3 => {
+                let hd = s.head_dim();
+                out.push(norm_of(hf("self_attn.q_norm"), gg("attn_q_norm"), hd));
+                out.push(norm_of(hf("self_attn.k_norm"), gg("attn_k_norm"), hd));
+            }
+        }
         out.push(matrix(hf("self_attn.o_proj"), gg("attn_output"), h, h));
         out.push(norm(hf("post_attention_layernorm"), gg("ffn_norm")));
         out.push(matrix(hf("mlp.gate_proj"), gg("ffn_gate"), i, h));
@@ -340,7 +390,8 @@ fn convert(
     opts: &GenOptions,
     gguf: &[Format],
 ) -> Result<Converted, GenError> {
-    let layers = opts.shape.num_hidden_layers;
+    let (layers, tied) = (opts.shape.num_hidden_layers, opts.shape.tie_word_embeddings);
+    let cols = spec.dims.last().copied().unwrap_or(0);
     let t = Tensor::from_vec(data, spec.dims.as_slice(), &Device::Cpu)?;
     let safetensors = if opts.formats.contains(&Format::Safetensors) {
         Some(t.to_dtype(opts.safetensors_dtype)?)
@@ -353,7 +404,7 @@ fn convert(
     };
     let gguf = gguf
         .iter()
-        .filter_map(|f| f.matrix_dtype(&spec.gguf, layers))
+        .filter_map(|f| f.matrix_dtype(&spec.gguf, cols, layers, tied))
         .map(|dtype| {
             // 1-D tensors (norms) stay f32, as llama.cpp's converter writes them.
             let dtype = if spec.dims.len() == 1 {
@@ -479,7 +530,7 @@ pub fn generate(
         let path = out.join(format.file_name());
         let file_type = format.ggml().map_or(0, |(_, t)| t);
         let metadata = gguf_metadata(shape, &vocab, file_type);
-        let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+        let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let tensors: Vec<(&str, &QTensor)> = specs
             .iter()
             .zip(&converted)
@@ -562,9 +613,14 @@ fn checksum(path: &Path) -> Result<(u64, String), GenError> {
 }
 
 fn hf_config(s: &Shape, dtype: DType) -> serde_json::Value {
+    let (architecture, model_type) = match s.family {
+        Family::Llama => ("LlamaForCausalLM", "llama"),
+        Family::Qwen2 => ("Qwen2ForCausalLM", "qwen2"),
+        Family::Qwen3 => ("Qwen3ForCausalLM", "qwen3"),
+    };
     serde_json::json!({
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
+        "architectures": [architecture],
+        "model_type": model_type,
         "hidden_act": "silu",
         "hidden_size": s.hidden_size,
         "intermediate_size": s.intermediate_size,
@@ -577,7 +633,7 @@ fn hf_config(s: &Shape, dtype: DType) -> serde_json::Value {
         "rms_norm_eps": s.rms_norm_eps,
         "rope_theta": s.rope_theta,
         "tie_word_embeddings": s.tie_word_embeddings,
-        "attention_bias": false,
+        "attention_bias": s.family == Family::Qwen2,
         "mlp_bias": false,
         "bos_token_id": tokenizer::BOS_ID,
         "eos_token_id": tokenizer::EOS_ID,
@@ -586,25 +642,29 @@ fn hf_config(s: &Shape, dtype: DType) -> serde_json::Value {
     })
 }
 
-fn gguf_metadata(s: &Shape, vocab: &Vocabulary, file_type: u32) -> Vec<(&'static str, Value)> {
+fn gguf_metadata(s: &Shape, vocab: &Vocabulary, file_type: u32) -> Vec<(String, Value)> {
     let u32v = |n: usize| Value::U32(n as u32);
-    vec![
-        ("general.architecture", Value::String("llama".into())),
+    let arch = s.family.gguf_name();
+    let mut metadata: Vec<(&str, Value)> = vec![
+        ("general.architecture", Value::String(arch.into())),
         (
             "general.name",
             Value::String(format!("rigger synthetic {}", s.name)),
         ),
         ("general.file_type", Value::U32(file_type)),
         ("general.quantization_version", Value::U32(2)),
-        ("llama.vocab_size", u32v(s.vocab_size)),
-        ("llama.context_length", u32v(s.max_position_embeddings)),
-        ("llama.embedding_length", u32v(s.hidden_size)),
-        ("llama.block_count", u32v(s.num_hidden_layers)),
-        ("llama.feed_forward_length", u32v(s.intermediate_size)),
-        ("llama.attention.head_count", u32v(s.num_attention_heads)),
-        ("llama.attention.head_count_kv", u32v(s.num_key_value_heads)),
-        ("llama.rope.dimension_count", u32v(s.head_dim())),
-        ("llama.rope.freq_base", Value::F32(s.rope_theta as f32)),
+        ("{arch}.vocab_size", u32v(s.vocab_size)),
+        ("{arch}.context_length", u32v(s.max_position_embeddings)),
+        ("{arch}.embedding_length", u32v(s.hidden_size)),
+        ("{arch}.block_count", u32v(s.num_hidden_layers)),
+        ("{arch}.feed_forward_length", u32v(s.intermediate_size)),
+        ("{arch}.attention.head_count", u32v(s.num_attention_heads)),
+        (
+            "{arch}.attention.head_count_kv",
+            u32v(s.num_key_value_heads),
+        ),
+        ("{arch}.rope.dimension_count", u32v(s.head_dim())),
+        ("{arch}.rope.freq_base", Value::F32(s.rope_theta as f32)),
         (
             "llama.attention.layer_norm_rms_epsilon",
             Value::F32(s.rms_norm_eps as f32),
@@ -638,7 +698,15 @@ fn gguf_metadata(s: &Shape, vocab: &Vocabulary, file_type: u32) -> Vec<(&'static
             "tokenizer.chat_template",
             Value::String(tokenizer::CHAT_TEMPLATE.into()),
         ),
-    ]
+    ];
+    if s.family == Family::Qwen3 {
+        metadata.push(("{arch}.attention.key_length", u32v(s.head_dim())));
+        metadata.push(("{arch}.attention.value_length", u32v(s.head_dim())));
+    }
+    metadata
+        .into_iter()
+        .map(|(key, value)| (key.replace("{arch}", arch), value))
+        .collect()
 }
 
 #[cfg(test)]
@@ -651,27 +719,62 @@ mod tests {
         let f = Format::GgufQ4KM;
         let q6: Vec<usize> = (0..22)
             .filter(|i| {
-                f.matrix_dtype(&format!("blk.{i}.ffn_down.weight"), 22) == Some(GgmlDType::Q6K)
+                f.matrix_dtype(&format!("blk.{i}.ffn_down.weight"), 2048, 22, false)
+                    == Some(GgmlDType::Q6K)
             })
             .collect();
         assert_eq!(q6, [0, 1, 4, 7, 10, 13, 16, 19, 20, 21]);
         assert_eq!(
-            f.matrix_dtype("blk.4.attn_v.weight", 22),
+            f.matrix_dtype("blk.4.attn_v.weight", 2048, 22, false),
             Some(GgmlDType::Q6K)
         );
         assert_eq!(
-            f.matrix_dtype("blk.4.attn_k.weight", 22),
+            f.matrix_dtype("blk.4.attn_k.weight", 2048, 22, false),
             Some(GgmlDType::Q4K)
         );
         assert_eq!(
-            f.matrix_dtype("blk.5.attn_v.weight", 22),
+            f.matrix_dtype("blk.5.attn_v.weight", 2048, 22, false),
             Some(GgmlDType::Q4K)
         );
-        assert_eq!(f.matrix_dtype("output.weight", 22), Some(GgmlDType::Q6K));
         assert_eq!(
-            f.matrix_dtype("token_embd.weight", 22),
+            f.matrix_dtype("output.weight", 2048, 22, false),
+            Some(GgmlDType::Q6K)
+        );
+        assert_eq!(
+            f.matrix_dtype("token_embd.weight", 2048, 22, false),
             Some(GgmlDType::Q4K)
         );
+        // Q5_K_M: the same layers get Q6_K, the rest Q5_K.
+        let f = Format::GgufQ5KM;
+        assert_eq!(
+            f.matrix_dtype("blk.4.attn_v.weight", 2048, 22, false),
+            Some(GgmlDType::Q6K)
+        );
+        assert_eq!(
+            f.matrix_dtype("blk.5.ffn_down.weight", 2048, 22, false),
+            Some(GgmlDType::Q5K)
+        );
+        assert_eq!(
+            f.matrix_dtype("output.weight", 2048, 22, false),
+            Some(GgmlDType::Q6K)
+        );
+    }
+
+    #[test]
+    fn rows_that_are_not_whole_super_blocks_fall_back_as_llama_cpps_do() {
+        // Qwen2.5-0.5B: 896-wide rows, 4864-wide ffn_down rows, tied embeddings.
+        let f = Format::GgufQ4KM;
+        let dtype = |name: &str, cols| f.matrix_dtype(name, cols, 24, true);
+        assert_eq!(dtype("blk.1.attn_q.weight", 896), Some(GgmlDType::Q5_0));
+        assert_eq!(dtype("blk.0.attn_v.weight", 896), Some(GgmlDType::Q8_0));
+        assert_eq!(dtype("blk.1.ffn_down.weight", 4864), Some(GgmlDType::Q4K));
+        assert_eq!(dtype("blk.0.ffn_down.weight", 4864), Some(GgmlDType::Q6K));
+        assert_eq!(dtype("token_embd.weight", 896), Some(GgmlDType::Q8_0));
+        let q5 = Format::GgufQ5KM.matrix_dtype("blk.1.attn_q.weight", 896, 24, true);
+        assert_eq!(q5, Some(GgmlDType::Q5_1));
+        let q6 = Format::GgufQ6K.matrix_dtype("blk.1.attn_q.weight", 896, 24, true);
+        assert_eq!(q6, Some(GgmlDType::Q8_0));
+        assert!(Format::GgufQ4KM.fits(shape("qwen2.5-0.5b").unwrap()));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub use fixture::{
 };
 pub use generate::{Format, GenEvent, GenOptions, Manifest, ManifestFile, generate, use_more_bits};
 pub use mlx_server::MlxServer;
-pub use shapes::{SHAPES, Shape, shape};
+pub use shapes::{Family, SHAPES, Shape, shape};
 pub use tokenizer::CHAT_TEMPLATE;
 
 /// The byte-level BPE tokenizer of `vocab_size` tokens the generated models carry (for benches
@@ -38,7 +38,7 @@ pub enum GenError {
     #[error("unknown shape {name:?}; known shapes: {known}")]
     UnknownShape { name: String, known: String },
     #[error(
-        "unknown format {name:?}; known formats: safetensors, gguf-f16, gguf-q8_0, gguf-q4_0, gguf-q4_k_m, gguf-q6_k"
+        "unknown format {name:?}; known formats: safetensors, gguf-f16, gguf-q8_0, gguf-q4_0, gguf-q4_k_m, gguf-q5_k_m, gguf-q6_k, gguf-q4_1"
     )]
     UnknownFormat { name: String },
     #[error("{format} needs rows of a multiple of 256 values; the {shape} shape has rows of {row}")]

@@ -1,13 +1,37 @@
-//! The architectures we can generate: real Llama-family shapes, plus a tiny one for tests.
+//! The architectures we can generate: real Llama-family and Qwen shapes, plus a tiny one for
+//! tests.
 
 use serde::Serialize;
 
 use crate::GenError;
 
-/// A Llama-architecture shape (the fields of its `config.json`).
+/// The decoder a shape is written as: which tensors it has beyond Llama's, its GGUF metadata
+/// prefix, its `config.json` architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Family {
+    Llama,
+    /// Llama with biases on Q, K and V; NeoX rotary layout (no GGUF permutation).
+    Qwen2,
+    /// Llama with an RMS norm over each query and key head; NeoX rotary layout.
+    Qwen3,
+}
+
+impl Family {
+    /// `general.architecture` and the GGUF metadata prefix.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+            Family::Qwen2 => "qwen2",
+            Family::Qwen3 => "qwen3",
+        }
+    }
+}
+
+/// A model shape (the fields of its `config.json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Shape {
     pub name: &'static str,
+    pub family: Family,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub intermediate_size: usize,
@@ -32,7 +56,12 @@ impl Shape {
     /// Number of weights.
     pub fn parameter_count(&self) -> usize {
         let (h, i, kv) = (self.hidden_size, self.intermediate_size, self.kv_dim());
-        let per_layer = h * h * 2 + h * kv * 2 + 3 * h * i + 2 * h;
+        let extra = match self.family {
+            Family::Llama => 0,
+            Family::Qwen2 => h + 2 * kv,
+            Family::Qwen3 => 2 * self.head_dim(),
+        };
+        let per_layer = h * h * 2 + h * kv * 2 + 3 * h * i + 2 * h + extra;
         let head = if self.tie_word_embeddings {
             0
         } else {
@@ -45,6 +74,7 @@ impl Shape {
 pub const SHAPES: &[Shape] = &[
     // A few MB: for tests. Every row length is a multiple of 32 (the q4_0/q8_0 block).
     Shape {
+        family: Family::Llama,
         name: "tiny",
         vocab_size: 512,
         hidden_size: 64,
@@ -61,6 +91,7 @@ pub const SHAPES: &[Shape] = &[
     },
     // TinyLlama/TinyLlama-1.1B-Chat-v1.0.
     Shape {
+        family: Family::Llama,
         name: "tinyllama-1.1b",
         vocab_size: 32_000,
         hidden_size: 2048,
@@ -75,6 +106,7 @@ pub const SHAPES: &[Shape] = &[
     },
     // meta-llama/Llama-3.2-1B (context capped at 8k: the rope scaling for 128k is not modelled).
     Shape {
+        family: Family::Llama,
         name: "llama-3.2-1b",
         vocab_size: 128_256,
         hidden_size: 2048,
@@ -85,6 +117,37 @@ pub const SHAPES: &[Shape] = &[
         max_position_embeddings: 8192,
         rope_theta: 500_000.0,
         rms_norm_eps: 1e-5,
+        tie_word_embeddings: true,
+    },
+    // Qwen/Qwen2.5-0.5B-Instruct: rows 896 wide, not whole 256-value super-blocks, so its K-quant
+    // files fall back to Q5_0/Q8_0 there, as llama.cpp's are.
+    Shape {
+        family: Family::Qwen2,
+        name: "qwen2.5-0.5b",
+        vocab_size: 151_936,
+        hidden_size: 896,
+        intermediate_size: 4864,
+        num_hidden_layers: 24,
+        num_attention_heads: 14,
+        num_key_value_heads: 2,
+        max_position_embeddings: 32_768,
+        rope_theta: 1_000_000.0,
+        rms_norm_eps: 1e-6,
+        tie_word_embeddings: true,
+    },
+    // Qwen/Qwen3-1.7B (context capped at 32k, its native length).
+    Shape {
+        family: Family::Qwen3,
+        name: "qwen3-1.7b",
+        vocab_size: 151_936,
+        hidden_size: 2048,
+        intermediate_size: 6144,
+        num_hidden_layers: 28,
+        num_attention_heads: 16,
+        num_key_value_heads: 8,
+        max_position_embeddings: 32_768,
+        rope_theta: 1_000_000.0,
+        rms_norm_eps: 1e-6,
         tie_word_embeddings: true,
     },
 ];
@@ -123,6 +186,18 @@ mod tests {
         assert_eq!(
             shape("llama-3.2-1b").unwrap().parameter_count(),
             1_235_814_400
+        );
+        // Qwen2.5-0.5B: 494,032,768 (its model card's 0.49B); Qwen3-1.7B: 1.4B without the
+        // embedding, as its model card says.
+        assert_eq!(
+            shape("qwen2.5-0.5b").unwrap().parameter_count(),
+            494_032_768
+        );
+        let qwen3 = shape("qwen3-1.7b").unwrap();
+        assert_eq!(qwen3.parameter_count(), 1_720_574_976);
+        assert_eq!(
+            qwen3.parameter_count() - qwen3.vocab_size * qwen3.hidden_size,
+            1_409_410_048
         );
     }
 

@@ -7,15 +7,13 @@ use std::arch::x86_64::*;
 
 use super::{act_block, block_at, word};
 use crate::matmul::MAX_TILE;
-use crate::packing::{Group, ROWS, q4_k, q6_k};
+use crate::packing::{FLOAT_COLUMN_BYTES, Group, MINS_AFTER_SCALES, ROWS, q4_k, q5_k, q6_k};
 use crate::quant::{ActRow, SUPER, SuperRow, WeightFormat};
 
-/// Q4_0 with AVX2: the sixteen rows as two halves of eight lanes; `maddubs` pairs summed in
-/// 16 bits across the block (at most 8 × 2 × 15 × 127 = 30480, no saturation), then widened.
+/// Q4_0 with AVX2.
 ///
 /// # Safety
-/// The processor has AVX2, FMA and F16C; `group` holds `blocks` packed Q4_0 blocks and each
-/// activation row at least `blocks` blocks.
+/// As for [`q4_avx2`].
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn q4_0_avx2<const N: usize>(
     group: Group<'_>,
@@ -23,11 +21,50 @@ pub(super) unsafe fn q4_0_avx2<const N: usize>(
     blocks: usize,
     out: &mut [[f32; ROWS]; MAX_TILE],
 ) {
+    // SAFETY: the caller's promise.
+    unsafe { q4_avx2::<N, false>(group, acts, blocks, out) }
+}
+
+/// Q4_1 with AVX2.
+///
+/// # Safety
+/// As for [`q4_avx2`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q4_1_avx2<const N: usize>(
+    group: Group<'_>,
+    acts: &[ActRow<'_>; MAX_TILE],
+    blocks: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    // SAFETY: the caller's promise.
+    unsafe { q4_avx2::<N, true>(group, acts, blocks, out) }
+}
+
+/// Q4_0 (`MIN` false: nibbles stored + 8) and Q4_1 (`MIN`: the block's min added) with AVX2:
+/// the sixteen rows as two halves of eight lanes; `maddubs` pairs summed in 16 bits across the
+/// block (at most 8 × 2 × 15 × 127 = 30480, no saturation), then widened.
+///
+/// # Safety
+/// The processor has AVX2, FMA and F16C; `group` holds `blocks` packed Q4_0 (Q4_1) blocks and
+/// each activation row at least `blocks` blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn q4_avx2<const N: usize, const MIN: bool>(
+    group: Group<'_>,
+    acts: &[ActRow<'_>; MAX_TILE],
+    blocks: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    let (format, offset) = if MIN {
+        (WeightFormat::Q4_1, 0)
+    } else {
+        (WeightFormat::Q4_0, 8)
+    };
     let mut acc = [[_mm256_setzero_ps(); N]; 2];
     let (mask, ones) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi16(1));
     for b in 0..blocks {
         // SAFETY: block b lies inside `group` (checked by the caller).
-        let (block, block_scales) = unsafe { block_at(&group, WeightFormat::Q4_0, b) };
+        let (block, block_scales) = unsafe { block_at(&group, format, b) };
         // Each activation word is broadcast once per block and serves both halves.
         let mut pairs = [[_mm256_setzero_si256(); N]; 2];
         for c in 0..4 {
@@ -57,12 +94,13 @@ pub(super) unsafe fn q4_0_avx2<const N: usize>(
                 let sum = unsafe { act_block(&acts[k], b).1 };
                 _mm256_add_epi32(
                     _mm256_madd_epi16(half[k], ones),
-                    _mm256_set1_epi32(-(sum << 3)),
+                    _mm256_set1_epi32(-(sum * offset)),
                 )
             })
         });
-        // SAFETY: the block's scales and the activations' block b exist (as above).
-        unsafe { scale_halves(&mut acc, block_scales, acts, b, &dots) };
+        // SAFETY: the block's scales (and Q4_1's mins) and the activations' block b exist
+        // (as above).
+        unsafe { scale_halves::<N, MIN>(&mut acc, block_scales, acts, b, &dots) };
     }
     store_halves(&acc, out);
 }
@@ -103,19 +141,21 @@ pub(super) unsafe fn q8_0_avx2<const N: usize>(
             }
         }
         // SAFETY: the block's scales and the activations' block b exist (as above).
-        unsafe { scale_halves(&mut acc, block_scales, acts, b, &dots) };
+        unsafe { scale_halves::<N, false>(&mut acc, block_scales, acts, b, &dots) };
     }
     store_halves(&acc, out);
 }
 
 /// Adds one block's exact integer dot products (per half, per token) to the accumulators:
-/// the product of the two scales, then one multiply-add, as the portable kernel does.
+/// the product of the two scales, then one multiply-add, as the portable kernel does (`MIN`,
+/// Q4_1: then the mins' multiply-add with the activations' sum).
 ///
 /// # Safety
-/// `scales` points at the block's sixteen f16 scales; every activation row holds block `b`.
+/// `scales` points at the block's sixteen f16 scales (followed by its mins for `MIN`); every
+/// activation row holds block `b`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn scale_halves<const N: usize>(
+unsafe fn scale_halves<const N: usize, const MIN: bool>(
     acc: &mut [[__m256; N]; 2],
     scales: *const u8,
     acts: &[ActRow<'_>; MAX_TILE],
@@ -125,11 +165,23 @@ unsafe fn scale_halves<const N: usize>(
     for (h, (acc, dots)) in acc.iter_mut().zip(dots).enumerate() {
         // SAFETY: the half's eight scales lie inside the block's sixteen.
         let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(scales.add(16 * h).cast()) });
+        let dm = if MIN {
+            // SAFETY: the half's eight mins follow the block's scales (the caller's promise).
+            _mm256_cvtph_ps(unsafe {
+                _mm_loadu_si128(scales.add(MINS_AFTER_SCALES + 16 * h).cast())
+            })
+        } else {
+            _mm256_setzero_ps()
+        };
         for (k, (acc, dot)) in acc.iter_mut().zip(dots).enumerate() {
             // SAFETY: the caller's promise.
-            let da = unsafe { act_block(&acts[k], b).2 };
+            let (_, sum, da) = unsafe { act_block(&acts[k], b) };
             let d = _mm256_mul_ps(dw, _mm256_set1_ps(da));
             *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(*dot), *acc);
+            if MIN {
+                let m = _mm256_mul_ps(dm, _mm256_set1_ps(da));
+                *acc = _mm256_fmadd_ps(m, _mm256_set1_ps(sum as f32), *acc);
+            }
         }
     }
 }
@@ -170,15 +222,61 @@ pub(super) unsafe fn q4_k_avx2<const N: usize>(
     blocks: usize,
     out: &mut [[f32; ROWS]; MAX_TILE],
 ) {
+    // SAFETY: the caller's promise.
+    unsafe { q4_q5_k_avx2::<N, false>(group, acts, blocks, out) }
+}
+
+/// Q5_K with AVX2: the Q4_K kernel with the fifth bits put back; values to 31 overflow 16 bits
+/// over eight words, so the pairs are widened every four (4 × 2 × 31 × 128 = 31744).
+///
+/// # Safety
+/// As for [`q4_k_avx2`], with Q5_K super-blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q5_k_avx2<const N: usize>(
+    group: Group<'_>,
+    acts: &[SuperRow<'_>; MAX_TILE],
+    blocks: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    // SAFETY: the caller's promise.
+    unsafe { q4_q5_k_avx2::<N, true>(group, acts, blocks, out) }
+}
+
+/// As [`super::avx512`]'s: the fifth bits of nibble word `4e + t` at bit 4 of each byte, for
+/// the low nibbles and for the high ones.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn fifth_bits(hi: __m256i, t: usize) -> (__m256i, __m256i) {
+    let bit = _mm256_set1_epi8(0x10);
+    let (low, high) = match t {
+        0 => (_mm256_slli_epi16(hi, 4), _mm256_slli_epi16(hi, 3)),
+        1 => (_mm256_slli_epi16(hi, 2), _mm256_slli_epi16(hi, 1)),
+        2 => (hi, _mm256_srli_epi16(hi, 1)),
+        _ => (_mm256_srli_epi16(hi, 2), _mm256_srli_epi16(hi, 3)),
+    };
+    (_mm256_and_si256(low, bit), _mm256_and_si256(high, bit))
+}
+
+/// # Safety
+/// As for [`q4_k_avx2`]; `FIVE`: Q5_K super-blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool>(
+    group: Group<'_>,
+    acts: &[SuperRow<'_>; MAX_TILE],
+    blocks: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
     let (mask, ones, low16) = (
         _mm256_set1_epi8(0x0f),
         _mm256_set1_epi16(1),
         _mm256_set1_epi32(0xffff),
     );
+    let stride = if FIVE { q5_k::BYTES } else { q4_k::BYTES };
     let mut acc = [[_mm256_setzero_ps(); N]; 2];
     for b in 0..blocks {
         // SAFETY: super-block b lies inside the group (checked by the caller).
-        let sb = unsafe { group.bytes.as_ptr().add(b * q4_k::BYTES) };
+        let sb = unsafe { group.bytes.as_ptr().add(b * stride) };
         for (h, acc) in acc.iter_mut().enumerate() {
             let mut isum = [_mm256_setzero_si256(); N];
             let mut msum = [_mm256_setzero_si256(); N];
@@ -207,6 +305,17 @@ pub(super) unsafe fn q4_k_avx2<const N: usize>(
                     };
                     low[c] = _mm256_and_si256(raw, mask);
                     high[c] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+                    if FIVE {
+                        // SAFETY: half h of fifth-bit word 2p + c/4 lies inside the super-block.
+                        let hi = unsafe {
+                            _mm256_loadu_si256(
+                                sb.add(q5_k::HI + 64 * (2 * p + c / 4) + 32 * h).cast(),
+                            )
+                        };
+                        let (l, hb) = fifth_bits(hi, c % 4);
+                        low[c] = _mm256_or_si256(low[c], l);
+                        high[c] = _mm256_or_si256(high[c], hb);
+                    }
                 }
                 for (k, (isum, msum)) in isum.iter_mut().zip(&mut msum).enumerate() {
                     let a = &acts[k];
@@ -222,15 +331,21 @@ pub(super) unsafe fn q4_k_avx2<const N: usize>(
                         )
                     };
                     let (mut pl, mut ph) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                    let (mut dl, mut dh) = (_mm256_setzero_si256(), _mm256_setzero_si256());
                     for c in 0..8 {
                         // SAFETY: words c and 8 + c of these 64 values.
                         let (xl, xh) = unsafe { (broadcast_word(x, c), broadcast_word(x, 8 + c)) };
                         pl = _mm256_add_epi16(pl, _mm256_maddubs_epi16(low[c], xl));
                         ph = _mm256_add_epi16(ph, _mm256_maddubs_epi16(high[c], xh));
+                        if c == 7 || (FIVE && c == 3) {
+                            dl = _mm256_add_epi32(dl, _mm256_madd_epi16(pl, ones));
+                            dh = _mm256_add_epi32(dh, _mm256_madd_epi16(ph, ones));
+                            (pl, ph) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                        }
                     }
                     let scaled = _mm256_add_epi32(
-                        _mm256_mullo_epi32(_mm256_madd_epi16(pl, ones), sc_low),
-                        _mm256_mullo_epi32(_mm256_madd_epi16(ph, ones), sc_high),
+                        _mm256_mullo_epi32(dl, sc_low),
+                        _mm256_mullo_epi32(dh, sc_high),
                     );
                     *isum = _mm256_add_epi32(*isum, scaled);
                     *msum =
@@ -357,4 +472,52 @@ pub(super) unsafe fn q6_k_avx2<const N: usize>(
         }
     }
     store_halves(&acc, out);
+}
+
+/// F16 (`BF` false) or BF16 weights against float activations with AVX2: the sixteen rows as
+/// two halves of eight lanes, per token and half two running sums (the even and the odd
+/// columns) added at the end, the portable kernel's order.
+///
+/// # Safety
+/// The processor has AVX2, FMA and F16C; `group` holds `cols` (even) columns and each
+/// activation row at least `cols` values.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn float_avx2<const N: usize, const BF: bool>(
+    group: Group<'_>,
+    acts: &[&[f32]; MAX_TILE],
+    cols: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    let base = group.bytes.as_ptr();
+    // [token][even, odd][half]
+    let mut sums = [[[_mm256_setzero_ps(); 2]; 2]; N];
+    for k in (0..cols).step_by(2) {
+        for e in 0..2 {
+            let mut w = [_mm256_setzero_ps(); 2];
+            for (h, w) in w.iter_mut().enumerate() {
+                // SAFETY: column k + e < cols lies inside the group; half h is 16 of its bytes.
+                let raw = unsafe {
+                    _mm_loadu_si128(base.add((k + e) * FLOAT_COLUMN_BYTES + 16 * h).cast())
+                };
+                *w = if BF {
+                    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16))
+                } else {
+                    _mm256_cvtph_ps(raw)
+                };
+            }
+            for (t, sums) in sums.iter_mut().enumerate() {
+                // SAFETY: the row holds at least `cols` values.
+                let x = _mm256_set1_ps(unsafe { *acts[t].get_unchecked(k + e) });
+                for (s, w) in sums[e].iter_mut().zip(w) {
+                    *s = _mm256_fmadd_ps(w, x, *s);
+                }
+            }
+        }
+    }
+    for (o, [even, odd]) in out.iter_mut().zip(sums) {
+        for h in 0..2 {
+            // SAFETY: `o` holds sixteen floats; half h is eight of them.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr().add(8 * h), _mm256_add_ps(even[h], odd[h])) };
+        }
+    }
 }

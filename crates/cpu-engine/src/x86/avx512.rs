@@ -7,7 +7,7 @@ use std::arch::x86_64::*;
 
 use super::{act_block, block_at, word};
 use crate::matmul::MAX_TILE;
-use crate::packing::{Group, ROWS, q4_k, q6_k};
+use crate::packing::{FLOAT_COLUMN_BYTES, Group, MINS_AFTER_SCALES, ROWS, q4_k, q5_k, q6_k};
 use crate::quant::{ActRow, SUPER, SuperRow, WeightFormat};
 
 /// The sixteen rows' Q4_0 weights of one block, as unsigned nibbles: register `c` holds
@@ -47,9 +47,10 @@ unsafe fn q8_0_weights(block: *const u8) -> [__m512i; 8] {
 
 /// Sixteen rows in the sixteen lanes of one 512-bit register: per block and token eight
 /// `dpbusd` (weights unsigned, four broadcast activation bytes), started from the offset
-/// correction −2^shift × the activation sum, then one convert and one multiply-add.
+/// correction −offset × the activation sum, then one convert and one multiply-add (with
+/// `min`, Q4_1's: a second one, the mins times the activation scale times its sum).
 macro_rules! vnni_kernel {
-    ($name:ident, $weights:ident, $format:ident, $shift:literal) => {
+    ($name:ident, $weights:ident, $format:ident, $offset:literal, $min:literal) => {
         /// # Safety
         /// The processor has AVX-512 F/BW/VNNI; `group` holds `blocks` packed blocks and
         /// each activation row at least `blocks` blocks.
@@ -66,12 +67,20 @@ macro_rules! vnni_kernel {
                 let (block, scales) = unsafe { block_at(&group, WeightFormat::$format, b) };
                 // SAFETY: as above.
                 let dw = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(scales.cast()) });
+                let dm = if $min {
+                    // SAFETY: a Q4_1 block's mins follow its scales.
+                    _mm512_cvtph_ps(unsafe {
+                        _mm256_loadu_si256(scales.add(MINS_AFTER_SCALES).cast())
+                    })
+                } else {
+                    _mm512_setzero_ps()
+                };
                 // SAFETY: as above.
                 let w = unsafe { $weights(block) };
                 for (k, acc) in acc.iter_mut().enumerate() {
                     // SAFETY: the activation row holds at least `blocks` blocks.
                     let (words, sum, da) = unsafe { act_block(&acts[k], b) };
-                    let mut dot = _mm512_set1_epi32(-(sum << $shift));
+                    let mut dot = _mm512_set1_epi32(-(sum * $offset));
                     for (c, w) in w.iter().enumerate() {
                         // SAFETY: c < 8 words of this block.
                         let x = _mm512_set1_epi32(unsafe { word(words, c) });
@@ -79,6 +88,10 @@ macro_rules! vnni_kernel {
                     }
                     let d = _mm512_mul_ps(dw, _mm512_set1_ps(da));
                     *acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), *acc);
+                    if $min {
+                        let m = _mm512_mul_ps(dm, _mm512_set1_ps(da));
+                        *acc = _mm512_fmadd_ps(m, _mm512_set1_ps(sum as f32), *acc);
+                    }
                 }
             }
             for (o, acc) in out.iter_mut().zip(acc) {
@@ -94,7 +107,7 @@ macro_rules! vnni_kernel {
 /// multi-token kernel reached half the bandwidth 256-bit loads do for Q8_0 (13–15 against
 /// 24–33 GB/s, 1.1B shape, 2 threads); for Q4_0 the two were level.
 macro_rules! vnni_one_kernel {
-    ($name:ident, $format:ident, $shift:literal, $words:literal,
+    ($name:ident, $format:ident, $offset:literal, $min:literal, $words:literal,
      |$block:ident, $c:ident, $act:ident, $dots:ident| $body:block) => {
         /// # Safety
         /// The processor has AVX-512 VL/VNNI; `group` holds its blocks and the activation
@@ -108,7 +121,7 @@ macro_rules! vnni_one_kernel {
                 // SAFETY: the activation row holds at least `blocks` blocks.
                 let ($act, sum, da) = unsafe { act_block(act, b) };
                 // One accumulator per half; each activation word is broadcast once.
-                let mut $dots = [_mm256_set1_epi32(-(sum << $shift)); 2];
+                let mut $dots = [_mm256_set1_epi32(-(sum * $offset)); 2];
                 for $c in 0..$words $body
                 for (h, (acc, dot)) in acc.iter_mut().zip($dots).enumerate() {
                     // SAFETY: the half's eight scales lie inside the block's scales.
@@ -117,6 +130,14 @@ macro_rules! vnni_one_kernel {
                     });
                     let d = _mm256_mul_ps(dw, _mm256_set1_ps(da));
                     *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), *acc);
+                    if $min {
+                        // SAFETY: a Q4_1 block's mins follow its scales.
+                        let dm = _mm256_cvtph_ps(unsafe {
+                            _mm_loadu_si128(scales.add(MINS_AFTER_SCALES + 16 * h).cast())
+                        });
+                        let m = _mm256_mul_ps(dm, _mm256_set1_ps(da));
+                        *acc = _mm256_fmadd_ps(m, _mm256_set1_ps(sum as f32), *acc);
+                    }
                 }
             }
             for (h, acc) in acc.iter().enumerate() {
@@ -127,32 +148,50 @@ macro_rules! vnni_one_kernel {
     };
 }
 
-vnni_one_kernel!(q4_0_vnni_one, Q4_0, 3, 4, |block, c, words, dots| {
-    let mask = _mm256_set1_epi8(0x0f);
-    // SAFETY: c + 4 < 8 words of the activation block.
-    let (xl, xh) = unsafe { (word(words, c), word(words, c + 4)) };
-    let (xl, xh) = (_mm256_set1_epi32(xl), _mm256_set1_epi32(xh));
-    for (h, dot) in dots.iter_mut().enumerate() {
-        // SAFETY: word c of half h lies inside the block's payload.
-        let raw = unsafe { _mm256_loadu_si256(block.add(64 * c + 32 * h).cast()) };
-        let lo = _mm256_and_si256(raw, mask);
-        let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-        *dot = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(*dot, lo, xl), hi, xh);
-    }
+/// Q4_0 (stored + 8) and Q4_1 (the min added per block): the same nibbles.
+macro_rules! q4_one_body {
+    ($block:ident, $c:ident, $words:ident, $dots:ident) => {{
+        let mask = _mm256_set1_epi8(0x0f);
+        // SAFETY: c + 4 < 8 words of the activation block.
+        let (xl, xh) = unsafe { (word($words, $c), word($words, $c + 4)) };
+        let (xl, xh) = (_mm256_set1_epi32(xl), _mm256_set1_epi32(xh));
+        for (h, dot) in $dots.iter_mut().enumerate() {
+            // SAFETY: word c of half h lies inside the block's payload.
+            let raw = unsafe { _mm256_loadu_si256($block.add(64 * $c + 32 * h).cast()) };
+            let lo = _mm256_and_si256(raw, mask);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+            *dot = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(*dot, lo, xl), hi, xh);
+        }
+    }};
+}
+
+vnni_one_kernel!(q4_0_vnni_one, Q4_0, 8, false, 4, |block, c, words, dots| {
+    q4_one_body!(block, c, words, dots)
+});
+vnni_one_kernel!(q4_1_vnni_one, Q4_1, 0, true, 4, |block, c, words, dots| {
+    q4_one_body!(block, c, words, dots)
 });
 
-vnni_one_kernel!(q8_0_vnni_one, Q8_0, 7, 8, |block, c, words, dots| {
-    // SAFETY: c < 8 words of the activation block.
-    let x = _mm256_set1_epi32(unsafe { word(words, c) });
-    for (h, dot) in dots.iter_mut().enumerate() {
-        // SAFETY: word c of half h lies inside the block's payload.
-        let w = unsafe { _mm256_loadu_si256(block.add(64 * c + 32 * h).cast()) };
-        *dot = _mm256_dpbusd_epi32(*dot, w, x);
+vnni_one_kernel!(
+    q8_0_vnni_one,
+    Q8_0,
+    128,
+    false,
+    8,
+    |block, c, words, dots| {
+        // SAFETY: c < 8 words of the activation block.
+        let x = _mm256_set1_epi32(unsafe { word(words, c) });
+        for (h, dot) in dots.iter_mut().enumerate() {
+            // SAFETY: word c of half h lies inside the block's payload.
+            let w = unsafe { _mm256_loadu_si256(block.add(64 * c + 32 * h).cast()) };
+            *dot = _mm256_dpbusd_epi32(*dot, w, x);
+        }
     }
-});
+);
 
-vnni_kernel!(q4_0_vnni, q4_0_weights, Q4_0, 3);
-vnni_kernel!(q8_0_vnni, q8_0_weights, Q8_0, 7);
+vnni_kernel!(q4_0_vnni, q4_0_weights, Q4_0, 8, false);
+vnni_kernel!(q4_1_vnni, q4_0_weights, Q4_1, 0, true);
+vnni_kernel!(q8_0_vnni, q8_0_weights, Q8_0, 128, false);
 
 /// Four activation bytes (word `c` from `at`) in every 32-bit lane.
 ///
@@ -191,11 +230,57 @@ pub(super) unsafe fn q4_k_vnni<const N: usize>(
     blocks: usize,
     out: &mut [[f32; ROWS]; MAX_TILE],
 ) {
+    // SAFETY: the caller's promise.
+    unsafe { q4_q5_k_vnni::<N, false>(group, acts, blocks, out) }
+}
+
+/// Q5_K: the Q4_K kernel with each nibble's fifth bit put back in registers (one 64-byte load
+/// of fifth bits per four of nibbles).
+///
+/// # Safety
+/// As for [`q4_k_vnni`], with Q5_K super-blocks.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn q5_k_vnni<const N: usize>(
+    group: Group<'_>,
+    acts: &[SuperRow<'_>; MAX_TILE],
+    blocks: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    // SAFETY: the caller's promise.
+    unsafe { q4_q5_k_vnni::<N, true>(group, acts, blocks, out) }
+}
+
+/// The fifth bits of nibble word `4e + t` (`hi`: word `e`'s fifth bits) moved to bit 4 of each
+/// byte: for the low nibbles, for the high nibbles ([`crate::packing::q5_k`]).
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+fn fifth_bits(hi: __m512i, t: usize) -> (__m512i, __m512i) {
+    let bit = _mm512_set1_epi8(0x10);
+    let (low, high) = match t {
+        0 => (_mm512_slli_epi16(hi, 4), _mm512_slli_epi16(hi, 3)),
+        1 => (_mm512_slli_epi16(hi, 2), _mm512_slli_epi16(hi, 1)),
+        2 => (hi, _mm512_srli_epi16(hi, 1)),
+        _ => (_mm512_srli_epi16(hi, 2), _mm512_srli_epi16(hi, 3)),
+    };
+    (_mm512_and_si512(low, bit), _mm512_and_si512(high, bit))
+}
+
+/// # Safety
+/// As for [`q4_k_vnni`]; `FIVE`: Q5_K super-blocks.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn q4_q5_k_vnni<const N: usize, const FIVE: bool>(
+    group: Group<'_>,
+    acts: &[SuperRow<'_>; MAX_TILE],
+    blocks: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
     let (mask, low16) = (_mm512_set1_epi8(0x0f), _mm512_set1_epi32(0xffff));
+    let stride = if FIVE { q5_k::BYTES } else { q4_k::BYTES };
     let mut acc = [_mm512_setzero_ps(); N];
     for b in 0..blocks {
         // SAFETY: super-block b lies inside the group (checked by the caller).
-        let sb = unsafe { group.bytes.as_ptr().add(b * q4_k::BYTES) };
+        let sb = unsafe { group.bytes.as_ptr().add(b * stride) };
         let mut isum = [_mm512_setzero_si512(); N];
         let mut msum = [_mm512_setzero_si512(); N];
         for p in 0..4 {
@@ -218,6 +303,15 @@ pub(super) unsafe fn q4_k_vnni<const N: usize>(
                 let raw = unsafe { _mm512_loadu_si512(words.add(64 * c).cast()) };
                 low[c] = _mm512_and_si512(raw, mask);
                 high[c] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), mask);
+                if FIVE {
+                    // SAFETY: fifth-bit word 2p + c/4 lies inside the super-block.
+                    let hi = unsafe {
+                        _mm512_loadu_si512(sb.add(q5_k::HI + 64 * (2 * p + c / 4)).cast())
+                    };
+                    let (l, h) = fifth_bits(hi, c % 4);
+                    low[c] = _mm512_or_si512(low[c], l);
+                    high[c] = _mm512_or_si512(high[c], h);
+                }
             }
             for (k, (isum, msum)) in isum.iter_mut().zip(&mut msum).enumerate() {
                 let a = &acts[k];
@@ -356,5 +450,43 @@ pub(super) unsafe fn q6_k_vnni<const N: usize>(
     for (o, acc) in out.iter_mut().zip(acc) {
         // SAFETY: `o` holds sixteen floats.
         unsafe { _mm512_storeu_ps(o.as_mut_ptr(), acc) };
+    }
+}
+
+/// F16 (`BF` false) or BF16 weights against float activations: sixteen rows in the lanes of
+/// one register, per token two running sums (the even and the odd columns) added at the end,
+/// the portable kernel's order.
+///
+/// # Safety
+/// The processor has AVX-512 F/BW; `group` holds `cols` (even) columns and each activation
+/// row at least `cols` values.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw")]
+pub(super) unsafe fn float_vnni<const N: usize, const BF: bool>(
+    group: Group<'_>,
+    acts: &[&[f32]; MAX_TILE],
+    cols: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    let base = group.bytes.as_ptr();
+    let mut sums = [[_mm512_setzero_ps(); 2]; N];
+    for k in (0..cols).step_by(2) {
+        for e in 0..2 {
+            // SAFETY: column k + e < cols lies inside the group.
+            let raw = unsafe { _mm256_loadu_si256(base.add((k + e) * FLOAT_COLUMN_BYTES).cast()) };
+            let w = if BF {
+                _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16))
+            } else {
+                _mm512_cvtph_ps(raw)
+            };
+            for (t, sums) in sums.iter_mut().enumerate() {
+                // SAFETY: the row holds at least `cols` values.
+                let x = _mm512_set1_ps(unsafe { *acts[t].get_unchecked(k + e) });
+                sums[e] = _mm512_fmadd_ps(w, x, sums[e]);
+            }
+        }
+    }
+    for (o, [even, odd]) in out.iter_mut().zip(sums) {
+        // SAFETY: `o` holds sixteen floats.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), _mm512_add_ps(even, odd)) };
     }
 }

@@ -9,34 +9,38 @@ mod avx512;
 
 use crate::isa::Isa;
 use crate::matmul::MAX_TILE;
-use crate::packing::{Group, ROWS, payloads_at, scales_at};
+use crate::packing::{FLOAT_COLUMN_BYTES, Group, ROWS, payloads_at, scales_at};
 use crate::quant::{ActRow, BLOCK, SUPER, SuperRow, WeightFormat};
 
-use avx2::{q4_0_avx2, q4_k_avx2, q6_k_avx2, q8_0_avx2};
-use avx512::{q4_0_vnni, q4_0_vnni_one, q4_k_vnni, q6_k_vnni, q8_0_vnni, q8_0_vnni_one};
+use avx2::{float_avx2, q4_0_avx2, q4_1_avx2, q4_k_avx2, q5_k_avx2, q6_k_avx2, q8_0_avx2};
+use avx512::{
+    float_vnni, q4_0_vnni, q4_0_vnni_one, q4_1_vnni, q4_1_vnni_one, q4_k_vnni, q5_k_vnni,
+    q6_k_vnni, q8_0_vnni, q8_0_vnni_one,
+};
 
 /// Calls `$kernel::<N>(args)` with `N` the tile's token count `$n`: up to 8 (`tile`) or up to 2
-/// (`pair`), the const generics the kernels are compiled for.
+/// (`pair`), the const generics the kernels are compiled for; `kernel[X]` passes `X` as a
+/// second const generic.
 macro_rules! tile {
-    ($kernel:ident, $n:expr, $($arg:expr),+) => {
+    ($kernel:ident $([$extra:expr])?, $n:expr, $($arg:expr),+) => {
         match $n {
-            1 => $kernel::<1>($($arg),+),
-            2 => $kernel::<2>($($arg),+),
-            3 => $kernel::<3>($($arg),+),
-            4 => $kernel::<4>($($arg),+),
-            5 => $kernel::<5>($($arg),+),
-            6 => $kernel::<6>($($arg),+),
-            7 => $kernel::<7>($($arg),+),
-            _ => $kernel::<8>($($arg),+),
+            1 => $kernel::<1 $(, $extra)?>($($arg),+),
+            2 => $kernel::<2 $(, $extra)?>($($arg),+),
+            3 => $kernel::<3 $(, $extra)?>($($arg),+),
+            4 => $kernel::<4 $(, $extra)?>($($arg),+),
+            5 => $kernel::<5 $(, $extra)?>($($arg),+),
+            6 => $kernel::<6 $(, $extra)?>($($arg),+),
+            7 => $kernel::<7 $(, $extra)?>($($arg),+),
+            _ => $kernel::<8 $(, $extra)?>($($arg),+),
         }
     };
 }
 
 macro_rules! pair {
-    ($kernel:ident, $n:expr, $($arg:expr),+) => {
+    ($kernel:ident $([$extra:expr])?, $n:expr, $($arg:expr),+) => {
         match $n {
-            1 => $kernel::<1>($($arg),+),
-            _ => $kernel::<2>($($arg),+),
+            1 => $kernel::<1 $(, $extra)?>($($arg),+),
+            _ => $kernel::<2 $(, $extra)?>($($arg),+),
         }
     };
 }
@@ -65,6 +69,11 @@ pub(crate) fn k_group_tile(
             // kernel's features; the slice bounds were asserted above.
             unsafe { tile!(q4_k_vnni, n, group, acts, blocks, out) }
         }
+        (Isa::Avx512Vnni, WeightFormat::Q5_K) => {
+            // SAFETY: the caller checked (Isa::is_supported) that this processor has the
+            // kernel's features; the slice bounds were asserted above.
+            unsafe { tile!(q5_k_vnni, n, group, acts, blocks, out) }
+        }
         (Isa::Avx512Vnni, WeightFormat::Q6_K) => {
             // SAFETY: the caller checked (Isa::is_supported) that this processor has the
             // kernel's features; the slice bounds were asserted above.
@@ -75,12 +84,44 @@ pub(crate) fn k_group_tile(
             // kernel's features; the slice bounds were asserted above.
             unsafe { pair!(q4_k_avx2, n, group, acts, blocks, out) }
         }
+        (_, WeightFormat::Q5_K) => {
+            // SAFETY: the caller checked (Isa::is_supported) that this processor has the
+            // kernel's features; the slice bounds were asserted above.
+            unsafe { pair!(q5_k_avx2, n, group, acts, blocks, out) }
+        }
         (_, WeightFormat::Q6_K) => {
             // SAFETY: the caller checked (Isa::is_supported) that this processor has the
             // kernel's features; the slice bounds were asserted above.
             unsafe { pair!(q6_k_avx2, n, group, acts, blocks, out) }
         }
         (_, other) => unreachable!("{other:?} is not a K-quant"),
+    }
+}
+
+/// A row group of F16 or BF16 weights against up to eight tokens' floats (AVX-512) or two
+/// (AVX2).
+pub(crate) fn float_group_tile(
+    isa: Isa,
+    group: Group<'_>,
+    acts: &[&[f32]; MAX_TILE],
+    n: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    let cols = group.blocks * BLOCK;
+    // The bounds the kernels' unchecked loads rely on: every column inside the group, every
+    // activation row as long.
+    assert!(group.bytes.len() >= cols * FLOAT_COLUMN_BYTES);
+    for a in acts {
+        assert!(a.len() >= cols);
+    }
+    let bf16 = group.format == WeightFormat::BF16;
+    // SAFETY (each arm): the caller checked (Isa::is_supported) that this processor has the
+    // kernel's features; the bounds were asserted above.
+    match (isa, bf16) {
+        (Isa::Avx512Vnni, false) => unsafe { tile!(float_vnni[false], n, group, acts, cols, out) },
+        (Isa::Avx512Vnni, true) => unsafe { tile!(float_vnni[true], n, group, acts, cols, out) },
+        (_, false) => unsafe { pair!(float_avx2[false], n, group, acts, cols, out) },
+        (_, true) => unsafe { pair!(float_avx2[true], n, group, acts, cols, out) },
     }
 }
 
@@ -97,6 +138,9 @@ pub(crate) fn group_tile(
     // activations' blocks.
     if let Some(last) = blocks.checked_sub(1) {
         let _ = (group.scales(last), group.payloads(last));
+        if format == WeightFormat::Q4_1 {
+            let _ = group.mins(last);
+        }
     }
     for a in acts {
         assert!(a.qs.len() >= blocks * BLOCK);
@@ -111,6 +155,15 @@ pub(crate) fn group_tile(
         (Isa::Avx512Vnni, WeightFormat::Q8_0) if n == 1 => unsafe {
             q8_0_vnni_one(group, &acts[0], &mut out[0])
         },
+        // SAFETY: as above.
+        (Isa::Avx512Vnni, WeightFormat::Q4_1) if n == 1 => unsafe {
+            q4_1_vnni_one(group, &acts[0], &mut out[0])
+        },
+        (Isa::Avx512Vnni, WeightFormat::Q4_1) => {
+            // SAFETY: the caller checked (Isa::is_supported) that this processor has the
+            // kernel's features; the slice bounds were asserted above.
+            unsafe { tile!(q4_1_vnni, n, group, acts, blocks, out) }
+        }
         (Isa::Avx512Vnni, WeightFormat::Q4_0) => {
             // SAFETY: the caller checked (Isa::is_supported) that this processor has the
             // kernel's features; the slice bounds were asserted above.
@@ -131,7 +184,19 @@ pub(crate) fn group_tile(
             // kernel's features; the slice bounds were asserted above.
             unsafe { pair!(q8_0_avx2, n, group, acts, blocks, out) }
         }
-        (_, WeightFormat::Q4_K | WeightFormat::Q6_K) => unreachable!("see k_group_tile"),
+        (_, WeightFormat::Q4_1) => {
+            // SAFETY: the caller checked (Isa::is_supported) that this processor has the
+            // kernel's features; the slice bounds were asserted above.
+            unsafe { pair!(q4_1_avx2, n, group, acts, blocks, out) }
+        }
+        (
+            _,
+            WeightFormat::Q4_K
+            | WeightFormat::Q5_K
+            | WeightFormat::Q6_K
+            | WeightFormat::F16
+            | WeightFormat::BF16,
+        ) => unreachable!("see k_group_tile and float_group_tile"),
     }
 }
 
