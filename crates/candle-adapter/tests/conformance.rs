@@ -1,6 +1,8 @@
 //! The shared conformance suite against real Candle inference on the tiny generated model: GGUF
-//! Q4_0 and Q8_0 on the adapter's own CPU kernels, GGUF Q8_0 on candle's `quantized_llama` (the
-//! reference path), and safetensors (candle's llama, f32 on the CPU).
+//! Q4_0 and Q8_0 on the adapter's own CPU kernels, llama.cpp's Q4_K_M mix (on the model's
+//! 256-wide twin: K-quants need rows of whole 256-value super-blocks) on them too, GGUF Q8_0 on
+//! candle's `quantized_llama` (the reference path), and safetensors (candle's llama, f32 on the
+//! CPU).
 
 mod support;
 
@@ -53,6 +55,14 @@ async fn gguf_q8_0() -> CandleTarget {
     }
 }
 
+async fn gguf_q4_k_m() -> CandleTarget {
+    let dir = rigger_model_gen::tiny_k_quant_model().expect("generate the 256-wide tiny model");
+    CandleTarget {
+        model: dir.join("model-q4_k_m.gguf").display().to_string(),
+        kernels: Kernels::Auto,
+    }
+}
+
 async fn gguf_q8_0_reference() -> CandleTarget {
     CandleTarget {
         model: tiny("model-q8_0.gguf"),
@@ -69,6 +79,7 @@ async fn safetensors() -> CandleTarget {
 
 rigger_conformance::conformance_suite!(candle_gguf_q4_0, target: gguf_q4_0);
 rigger_conformance::conformance_suite!(candle_gguf_q8_0, target: gguf_q8_0);
+rigger_conformance::conformance_suite!(candle_gguf_q4_k_m, target: gguf_q4_k_m);
 rigger_conformance::conformance_suite!(candle_gguf_q8_0_reference, target: gguf_q8_0_reference);
 rigger_conformance::conformance_suite!(candle_safetensors, target: safetensors);
 
@@ -87,4 +98,21 @@ fn the_drop_scenario_fails_when_a_dropped_stream_keeps_generating() {
         failure.0.contains("the dropped generation went on"),
         "{failure}"
     );
+}
+
+/// The Q4_K_M suite above runs on the CPU engine's K-quant kernels, not on candle's fallback
+/// (where the processor has the engine's SIMD kernels; elsewhere `auto` means candle's path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_q4_k_m_target_runs_on_the_cpu_engine() {
+    let target = gguf_q4_k_m().await;
+    let adapter = CandleAdapter::connect(CandleConfig::new(&target.model))
+        .await
+        .expect("load the Q4_K_M file");
+    let engine = adapter.engine().unwrap_or_default().to_owned();
+    if rigger_cpu_engine::Isa::detect() == rigger_cpu_engine::Isa::Portable {
+        assert_eq!(engine, "candle quantized_llama");
+    } else {
+        assert!(engine.starts_with("rigger-cpu llama Q4_K "), "{engine}");
+        assert!(!engine.contains("requantized"), "{engine}");
+    }
 }

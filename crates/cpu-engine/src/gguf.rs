@@ -15,6 +15,7 @@ fn weight_format(dtype: GgmlDType) -> Option<WeightFormat> {
         GgmlDType::Q4_0 => Some(WeightFormat::Q4_0),
         GgmlDType::Q8_0 => Some(WeightFormat::Q8_0),
         GgmlDType::Q4_1 => Some(WeightFormat::Q4_1),
+        GgmlDType::Q5_0 => Some(WeightFormat::Q5_0),
         GgmlDType::Q4K => Some(WeightFormat::Q4_K),
         GgmlDType::Q5K => Some(WeightFormat::Q5_K),
         GgmlDType::Q6K => Some(WeightFormat::Q6_K),
@@ -22,39 +23,6 @@ fn weight_format(dtype: GgmlDType) -> Option<WeightFormat> {
         GgmlDType::BF16 => Some(WeightFormat::BF16),
         _ => None,
     }
-}
-
-/// Formats read by widening each block, exactly, into one the kernels read: Q5_0's values
-/// (−16..15 times the block's f16 scale) are Q8_0 values with the same scale. llama.cpp writes
-/// Q5_0 where a Q4_K_M file's rows are not a whole number of 256-value super-blocks (Qwen2.5-0.5B's
-/// 896-wide rows): 34 bytes a block instead of 22, the same products.
-fn widened_format(dtype: GgmlDType) -> Option<WeightFormat> {
-    match dtype {
-        GgmlDType::Q5_0 => Some(WeightFormat::Q8_0),
-        _ => None,
-    }
-}
-
-/// Q5_0 blocks (f16 scale, 32 fifth bits, 16 nibble bytes) as Q8_0 blocks (f16 scale, 32
-/// signed bytes): value j is nibble j % 16 (low for j < 16, high after) plus bit j of the
-/// fifth bits times 16, minus 16.
-pub(crate) fn q5_0_as_q8_0(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() / 22 * 34);
-    for block in bytes.chunks_exact(22) {
-        out.extend_from_slice(&block[..2]);
-        let high = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
-        let nibbles = &block[6..22];
-        for j in 0..32 {
-            let nibble = if j < 16 {
-                nibbles[j] & 0x0f
-            } else {
-                nibbles[j - 16] >> 4
-            };
-            let fifth = (((high >> j) & 1) as u8) << 4;
-            out.push(((nibble | fifth) as i8 - 16) as u8);
-        }
-    }
-    out
 }
 
 /// The one matrix that may come in a type the kernels do not read (llama.cpp's files keep the
@@ -68,8 +36,6 @@ pub(crate) struct Reader<'a> {
     file: &'a mut File,
     /// What was requantized, e.g. `output.weight Q6K → Q8_0`.
     pub(crate) requantized: Vec<String>,
-    /// How many matrices were widened exactly ([`widened_format`]).
-    pub(crate) widened: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -78,7 +44,6 @@ impl<'a> Reader<'a> {
             content,
             file,
             requantized: Vec::new(),
-            widened: 0,
         }
     }
 
@@ -116,8 +81,7 @@ impl<'a> Reader<'a> {
         names.into_iter().find_map(|(name, info)| {
             (info.shape.rank() == 2
                 && name != REQUANTIZABLE
-                && weight_format(info.ggml_dtype).is_none()
-                && widened_format(info.ggml_dtype).is_none())
+                && weight_format(info.ggml_dtype).is_none())
             .then(|| format!("{name} is {:?}", info.ggml_dtype))
         })
     }
@@ -130,12 +94,6 @@ impl<'a> Reader<'a> {
             return Err(Error::Malformed(format!(
                 "tensor {name} has shape {dims:?}, expected [{rows}, {cols}]"
             )));
-        }
-        if let Some(format) = widened_format(info.ggml_dtype) {
-            let bytes = self.read_bytes(name, rows * cols / 32 * 22)?;
-            self.widened += 1;
-            return GgufRows::new(format, rows, cols, q5_0_as_q8_0(&bytes))
-                .map_err(Error::Malformed);
         }
         let Some(format) = weight_format(info.ggml_dtype) else {
             if name != REQUANTIZABLE {
@@ -188,40 +146,5 @@ impl<'a> Reader<'a> {
             )));
         }
         Ok(t)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use candle_core::quantized::{GgmlDType, QTensor};
-    use candle_core::{Device, Tensor};
-
-    use super::*;
-    use crate::packing::QMatrix;
-
-    #[test]
-    fn q5_0_widens_to_q8_0_blocks_of_the_values_candle_dequantizes() {
-        let (rows, cols) = (3, 96);
-        let x: Vec<f32> = (0..rows * cols)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
-            .collect();
-        let t = Tensor::from_vec(x, (rows, cols), &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&t, GgmlDType::Q5_0).unwrap();
-        let want = q
-            .dequantize(&Device::Cpu)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let bytes = q5_0_as_q8_0(&q.data().unwrap());
-        let widened = QMatrix::pack(GgufRows::new(WeightFormat::Q8_0, rows, cols, bytes).unwrap());
-        let mut row = vec![0f32; cols];
-        for r in 0..rows {
-            widened.dequantize_row(r, &mut row);
-            assert_eq!(row, want[r * cols..(r + 1) * cols], "row {r}");
-        }
-        // Every fifth bit and both nibbles were exercised.
-        assert!(want.iter().any(|v| *v > 0.0) && want.iter().any(|v| *v < 0.0));
     }
 }

@@ -1,4 +1,4 @@
-//! Quantized matrix products: ggml's Q4_0, Q8_0 and Q4_1 weight blocks against activations
+//! Quantized matrix products: ggml's Q4_0, Q8_0, Q4_1 and Q5_0 weight blocks against activations
 //! quantized to 8 bits per 32-value block, and its Q4_K, Q5_K and Q6_K super-blocks against
 //! activations quantized per 256 values (Q8_K), the schemes llama.cpp uses, on the repacked
 //! layout ([`QMatrix`]). Per block an exact integer dot product per row, then one convert and
@@ -312,7 +312,7 @@ mod tests {
     /// Quantizes rows the way ggml does, for weights (the activation rule, stored as blocks;
     /// Q4_1 and the floats by candle itself).
     fn quantize_weights(format: WeightFormat, x: &[f32], cols: usize) -> QMatrix {
-        if format == WeightFormat::Q4_1 || format.is_float() {
+        if matches!(format, WeightFormat::Q4_1 | WeightFormat::Q5_0) || format.is_float() {
             return candle_quantized(format, x, cols).0;
         }
         let mut bytes = Vec::new();
@@ -323,6 +323,7 @@ mod tests {
                 | WeightFormat::Q5_K
                 | WeightFormat::Q6_K
                 | WeightFormat::Q4_1
+                | WeightFormat::Q5_0
                 | WeightFormat::F16
                 | WeightFormat::BF16 => {
                     unreachable!("see candle_quantized")
@@ -363,6 +364,7 @@ mod tests {
             WeightFormat::Q4_0,
             WeightFormat::Q8_0,
             WeightFormat::Q4_1,
+            WeightFormat::Q5_0,
             WeightFormat::F16,
             WeightFormat::BF16,
         ]
@@ -458,6 +460,7 @@ mod tests {
             WeightFormat::Q4_0 => GgmlDType::Q4_0,
             WeightFormat::Q8_0 => GgmlDType::Q8_0,
             WeightFormat::Q4_1 => GgmlDType::Q4_1,
+            WeightFormat::Q5_0 => GgmlDType::Q5_0,
             WeightFormat::Q4_K => GgmlDType::Q4K,
             WeightFormat::Q5_K => GgmlDType::Q5K,
             WeightFormat::Q6_K => GgmlDType::Q6K,
@@ -529,6 +532,7 @@ mod tests {
             WeightFormat::Q5_K,
             WeightFormat::Q6_K,
             WeightFormat::Q4_1,
+            WeightFormat::Q5_0,
             WeightFormat::F16,
             WeightFormat::BF16,
         ] {
@@ -573,6 +577,7 @@ mod tests {
             WeightFormat::Q5_K,
             WeightFormat::Q6_K,
             WeightFormat::Q4_1,
+            WeightFormat::Q5_0,
         ] {
             let dtype = candle_dtype(format);
             let wf = values(rows * cols, 15);

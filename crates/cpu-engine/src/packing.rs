@@ -16,7 +16,8 @@ pub const ROWS: usize = 16;
 /// activation bytes leaves one partial dot product per row in its own lane ("rows in lanes",
 /// as ggml's repacked CPU layouts do): the floating-point work is one convert and one
 /// multiply-add per sixteen rows per block. Q8_0 payloads are stored + 128 (unsigned, what
-/// `dpbusd` multiplies). Q4_1 blocks carry sixteen f16 mins after their sixteen scales, so each
+/// `dpbusd` multiplies); Q5_0 payloads are Q4_0's with a 64-byte word of fifth bits after
+/// them. Q4_1 blocks carry sixteen f16 mins after their sixteen scales, so each
 /// block's header is one cache line and no pairing is needed. F16 and BF16 weights go column
 /// by column: the sixteen rows' values of column k (32 bytes), then of k + 1. The last group is
 /// padded with zero rows.
@@ -58,7 +59,9 @@ const fn pair_bytes(format: WeightFormat) -> usize {
 /// super-blocks follow one another).
 const fn group_stride(format: WeightFormat, blocks: usize) -> usize {
     match format {
-        WeightFormat::Q4_0 | WeightFormat::Q8_0 => blocks.div_ceil(2) * pair_bytes(format),
+        WeightFormat::Q4_0 | WeightFormat::Q8_0 | WeightFormat::Q5_0 => {
+            blocks.div_ceil(2) * pair_bytes(format)
+        }
         WeightFormat::Q4_1 => blocks * Q4_1_BLOCK_BYTES,
         WeightFormat::Q4_K => blocks * q4_k::BYTES,
         WeightFormat::Q5_K => blocks * q5_k::BYTES,
@@ -137,6 +140,12 @@ pub(crate) const fn payloads_at(format: WeightFormat, b: usize) -> usize {
     }
 }
 
+/// Where a Q5_0 block's fifth bits lie in its payloads: after the 256 bytes of nibbles, one
+/// 64-byte word, four bytes of each row in turn; bits 2c and 2c + 1 of byte k hold the fifth bits
+/// of the low and the high nibble in byte k of nibble word c (as Q5_K's `HI`), so one load
+/// completes the block's four nibble loads.
+pub(crate) const Q5_0_HI: usize = 4 * 4 * ROWS;
+
 /// Q4_1 mins follow the block's scales.
 pub(crate) const MINS_AFTER_SCALES: usize = GROUP_SCALE_BYTES;
 
@@ -194,7 +203,7 @@ impl QMatrix {
         let blocks = cols / BLOCK;
         let (bb, hl, pl) = (format.block_bytes(), header(format), payload(format));
         let offset = match format {
-            WeightFormat::Q4_0 | WeightFormat::Q4_1 => 0,
+            WeightFormat::Q4_0 | WeightFormat::Q4_1 | WeightFormat::Q5_0 => 0,
             WeightFormat::Q8_0 => Q8_0_OFFSET,
             WeightFormat::Q4_K
             | WeightFormat::Q5_K
@@ -216,6 +225,10 @@ impl QMatrix {
                         .copy_from_slice(&src[2..4]);
                 }
                 let dst = &mut group[payloads_at(format, b)..];
+                if format == WeightFormat::Q5_0 {
+                    pack_q5_0_payload(src, j, dst);
+                    continue;
+                }
                 for (w, word) in src[hl..hl + pl].chunks_exact(4).enumerate() {
                     let at = payload_offset(j, 4 * w);
                     for (d, q) in dst[at..at + 4].iter_mut().zip(word) {
@@ -331,6 +344,24 @@ impl QMatrix {
     }
 }
 
+/// Row `j`'s Q5_0 block `src` (f16 scale, 4 bytes of fifth bits, 16 of nibbles) into the
+/// block's payloads `dst`: the nibbles as Q4_0's, the fifth bits at [`Q5_0_HI`].
+fn pack_q5_0_payload(src: &[u8], j: usize, dst: &mut [u8]) {
+    let high = u32::from_le_bytes([src[2], src[3], src[4], src[5]]);
+    for (i, &q) in src[6..22].iter().enumerate() {
+        dst[payload_offset(j, i)] = q;
+    }
+    for k in 0..4 {
+        let mut byte = 0u8;
+        for c in 0..4 {
+            // Byte k of word c holds values 4c + k (low nibble) and 16 + 4c + k (high).
+            byte |= (((high >> (4 * c + k)) & 1) as u8) << (2 * c);
+            byte |= (((high >> (16 + 4 * c + k)) & 1) as u8) << (2 * c + 1);
+        }
+        dst[Q5_0_HI + payload_offset(j, k)] = byte;
+    }
+}
+
 /// Weight `k` (0..32) of row `j` in a group's block payload, as the integer it stands for
 /// (Q4_1's before its min is added).
 pub(crate) fn weight(format: WeightFormat, payloads: &[u8], j: usize, k: usize) -> i32 {
@@ -343,6 +374,13 @@ pub(crate) fn weight(format: WeightFormat, payloads: &[u8], j: usize, k: usize) 
             } else {
                 nibble
             }
+        }
+        WeightFormat::Q5_0 => {
+            let (i, c) = (k % 16, (k % 16) / 4);
+            let q = payloads[payload_offset(j, i)];
+            let nibble = if k < 16 { q & 0x0f } else { q >> 4 };
+            let fifth = (payloads[Q5_0_HI + payload_offset(j, i % 4)] >> (2 * c + k / 16)) & 1;
+            i32::from(nibble | (fifth << 4)) - 16
         }
         WeightFormat::Q8_0 => i32::from((payloads[payload_offset(j, k)] ^ Q8_0_OFFSET) as i8),
         WeightFormat::Q4_K

@@ -1,4 +1,4 @@
-//! The weight formats the kernels read (ggml's Q4_0, Q8_0, Q4_1, Q4_K, Q5_K and Q6_K blocks and
+//! The weight formats the kernels read (ggml's Q4_0, Q8_0, Q4_1, Q5_0, Q4_K, Q5_K and Q6_K blocks and
 //! F16/BF16 floats, byte for byte as GGUF stores them) and the 8-bit quantization of
 //! activations: per 32 values (ggml's Q8_0 rule) for the 32-value formats, per 256 values
 //! (ggml's Q8_K rule) for the K-quants, each computed when a matrix of its kind first meets the
@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use half::f16;
 use rayon::iter::{ParallelBridge, ParallelIterator};
 
-/// Values per quantization block of Q4_0, Q8_0, Q4_1 and their activations.
+/// Values per quantization block of Q4_0, Q8_0, Q4_1, Q5_0 and their activations.
 pub const BLOCK: usize = 32;
 
 /// Values per K-quant super-block (Q4_K, Q6_K and their Q8_K activations).
@@ -25,6 +25,8 @@ pub enum WeightFormat {
     Q8_0,
     /// f16 scale, f16 min + 32 four-bit values (0..15; the min supplies the offset).
     Q4_1,
+    /// f16 scale, 32 fifth bits, 32 four-bit values: values 0..31 stand for −16..15.
+    Q5_0,
     /// Per 256 values: f16 scale and min scale, a 6-bit scale and min per 32 values (12 bytes),
     /// 256 four-bit values (0..15; the min supplies the offset).
     Q4_K,
@@ -45,6 +47,7 @@ impl WeightFormat {
             WeightFormat::Q4_0 => 18,
             WeightFormat::Q8_0 => 34,
             WeightFormat::Q4_1 => 20,
+            WeightFormat::Q5_0 => 22,
             WeightFormat::Q4_K => 144,
             WeightFormat::Q5_K => 176,
             WeightFormat::Q6_K => 210,
@@ -58,6 +61,7 @@ impl WeightFormat {
             WeightFormat::Q4_0
             | WeightFormat::Q8_0
             | WeightFormat::Q4_1
+            | WeightFormat::Q5_0
             | WeightFormat::F16
             | WeightFormat::BF16 => BLOCK,
             WeightFormat::Q4_K | WeightFormat::Q5_K | WeightFormat::Q6_K => SUPER,

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use crate::generate::{GENERATOR_REVISION, GenOptions, Manifest, generate};
 use crate::{GenError, shape};
 
-static TINY: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// The shared fixture models generated (or found) so far in this process, by shape name.
+static FIXTURES: Mutex<Vec<(&'static str, PathBuf)>> = Mutex::new(Vec::new());
 
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -56,24 +57,34 @@ pub fn mlx_python() -> PathBuf {
 /// The tiny model (seed 0, every format), generating it if this `target/` has none yet.
 /// Concurrent test processes race safely: each generates into its own folder and renames it.
 pub fn tiny_model() -> Result<PathBuf, GenError> {
-    let mut cached = TINY.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(dir) = cached.as_ref() {
+    fixture_model("tiny")
+}
+
+/// The tiny model at 256 wide (shape `tiny-256`, seed 0, every format, K-quant mixes included),
+/// generated as [`tiny_model`] is.
+pub fn tiny_k_quant_model() -> Result<PathBuf, GenError> {
+    fixture_model("tiny-256")
+}
+
+fn fixture_model(name: &'static str) -> Result<PathBuf, GenError> {
+    let mut cached = FIXTURES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, dir)) = cached.iter().find(|(n, _)| *n == name) {
         return Ok(dir.clone());
     }
     let root = target_dir().join("rigger-models");
-    let dir = root.join(format!("tiny-seed0-r{GENERATOR_REVISION}"));
+    let dir = root.join(format!("{name}-seed0-r{GENERATOR_REVISION}"));
     if Manifest::read(&dir).is_err() {
         std::fs::create_dir_all(&root).map_err(|e| GenError::io(&root, e))?;
-        let scratch = root.join(format!("tiny-tmp-{}", std::process::id()));
+        let scratch = root.join(format!("{name}-tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&scratch);
-        generate(&scratch, &GenOptions::new(shape("tiny")?), &|_| {})?;
+        generate(&scratch, &GenOptions::new(shape(name)?), &|_| {})?;
         if std::fs::rename(&scratch, &dir).is_err() {
             // Another process won the race; its copy is identical.
             let _ = std::fs::remove_dir_all(&scratch);
             Manifest::read(&dir)?;
         }
     }
-    *cached = Some(dir.clone());
+    cached.push((name, dir.clone()));
     Ok(dir)
 }
 

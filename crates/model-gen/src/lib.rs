@@ -19,7 +19,8 @@ mod shapes;
 mod tokenizer;
 
 pub use fixture::{
-    DECLARED_SKIPS, declare_skip, llama_vocab_dir, mlx_python, smollm2, test_models_dir, tiny_model,
+    DECLARED_SKIPS, declare_skip, llama_vocab_dir, mlx_python, smollm2, test_models_dir,
+    tiny_k_quant_model, tiny_model,
 };
 pub use generate::{Format, GenEvent, GenOptions, Manifest, ManifestFile, generate, use_more_bits};
 pub use mlx_server::MlxServer;

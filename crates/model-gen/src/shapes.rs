@@ -89,6 +89,22 @@ pub const SHAPES: &[Shape] = &[
         rms_norm_eps: 1e-5,
         tie_word_embeddings: false,
     },
+    // The tiny model at 256 wide: the narrowest shape whose rows are whole 256-value K-quant
+    // super-blocks, for tests of Q4_K_M, Q5_K_M and Q6_K files on the CPU engine's fast path.
+    Shape {
+        family: Family::Llama,
+        name: "tiny-256",
+        vocab_size: 512,
+        hidden_size: 256,
+        intermediate_size: 512,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        max_position_embeddings: 2048,
+        rope_theta: 10_000.0,
+        rms_norm_eps: 1e-5,
+        tie_word_embeddings: false,
+    },
     // TinyLlama/TinyLlama-1.1B-Chat-v1.0.
     Shape {
         family: Family::Llama,

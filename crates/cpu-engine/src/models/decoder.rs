@@ -290,7 +290,6 @@ impl Hyper {
             norm: reader.vector("output_norm.weight", self.dim)?,
             output,
             requantized: reader.requantized,
-            widened: reader.widened,
         })
     }
 }
@@ -340,8 +339,6 @@ pub struct Model {
     /// The embedding table itself where the model ties them (shared, not copied).
     pub(crate) output: Arc<QMatrix>,
     pub(crate) requantized: Vec<String>,
-    /// Matrices widened exactly from Q5_0 to Q8_0 at load.
-    pub(crate) widened: usize,
 }
 
 /// One request's keys and values, per layer: `[position][kv_heads × head_dim]`.
@@ -397,11 +394,6 @@ impl Model {
         &self.requantized
     }
 
-    /// How many matrices were widened exactly from Q5_0 to Q8_0 at load.
-    pub fn widened(&self) -> usize {
-        self.widened
-    }
-
     pub fn vocab(&self) -> usize {
         self.embed.rows()
     }
@@ -413,8 +405,7 @@ impl Model {
     }
 
     /// What runs the model, for logs and reports: e.g. `rigger-cpu qwen2 Q4_0 avx512-vnni`,
-    /// with `(requantized: output.weight Q6K → Q8_0)` where a matrix was and `(Q5_0 → Q8_0
-    /// exactly: 144 matrices)` where some were widened.
+    /// with `(requantized: output.weight Q6K → Q8_0)` where a matrix was.
     pub fn describe(&self) -> String {
         let mut text = format!(
             "rigger-cpu {} {:?} {}",
@@ -424,9 +415,6 @@ impl Model {
         );
         if !self.requantized.is_empty() {
             text += &format!(" (requantized: {})", self.requantized.join(", "));
-        }
-        if self.widened > 0 {
-            text += &format!(" (Q5_0 → Q8_0 exactly: {} matrices)", self.widened);
         }
         text
     }

@@ -7,7 +7,9 @@ use std::arch::x86_64::*;
 
 use super::{act_block, block_at, word};
 use crate::matmul::MAX_TILE;
-use crate::packing::{FLOAT_COLUMN_BYTES, Group, MINS_AFTER_SCALES, ROWS, q4_k, q5_k, q6_k};
+use crate::packing::{
+    FLOAT_COLUMN_BYTES, Group, MINS_AFTER_SCALES, Q5_0_HI, ROWS, q4_k, q5_k, q6_k,
+};
 use crate::quant::{ActRow, SUPER, SuperRow, WeightFormat};
 
 /// Q4_0 with AVX2.
@@ -22,7 +24,7 @@ pub(super) unsafe fn q4_0_avx2<const N: usize>(
     out: &mut [[f32; ROWS]; MAX_TILE],
 ) {
     // SAFETY: the caller's promise.
-    unsafe { q4_avx2::<N, false>(group, acts, blocks, out) }
+    unsafe { q4_avx2::<N, false, false>(group, acts, blocks, out) }
 }
 
 /// Q4_1 with AVX2.
@@ -37,28 +39,60 @@ pub(super) unsafe fn q4_1_avx2<const N: usize>(
     out: &mut [[f32; ROWS]; MAX_TILE],
 ) {
     // SAFETY: the caller's promise.
-    unsafe { q4_avx2::<N, true>(group, acts, blocks, out) }
+    unsafe { q4_avx2::<N, true, false>(group, acts, blocks, out) }
 }
 
-/// Q4_0 (`MIN` false: nibbles stored + 8) and Q4_1 (`MIN`: the block's min added) with AVX2:
-/// the sixteen rows as two halves of eight lanes; `maddubs` pairs summed in 16 bits across the
-/// block (at most 8 × 2 × 15 × 127 = 30480, no saturation), then widened.
+/// Q5_0 with AVX2.
+///
+/// # Safety
+/// As for [`q4_avx2`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q5_0_avx2<const N: usize>(
+    group: Group<'_>,
+    acts: &[ActRow<'_>; MAX_TILE],
+    blocks: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    // SAFETY: the caller's promise.
+    unsafe { q4_avx2::<N, false, true>(group, acts, blocks, out) }
+}
+
+/// The fifth bits of nibble word `c` (`hi`: half of a block's fifth-bit word) moved to bit 4 of
+/// each byte: for the low nibbles, for the high nibbles ([`crate::packing::Q5_0_HI`]).
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) fn fifth_bits_256(hi: __m256i, c: usize) -> (__m256i, __m256i) {
+    let bit = _mm256_set1_epi8(0x10);
+    let (low, high) = match c {
+        0 => (_mm256_slli_epi16(hi, 4), _mm256_slli_epi16(hi, 3)),
+        1 => (_mm256_slli_epi16(hi, 2), _mm256_slli_epi16(hi, 1)),
+        2 => (hi, _mm256_srli_epi16(hi, 1)),
+        _ => (_mm256_srli_epi16(hi, 2), _mm256_srli_epi16(hi, 3)),
+    };
+    (_mm256_and_si256(low, bit), _mm256_and_si256(high, bit))
+}
+
+/// Q4_0 (nibbles stored + 8), Q4_1 (`MIN`: the block's min added) and Q5_0 (`FIVE`: each
+/// nibble's fifth bit put back, values stored + 16) with AVX2: the sixteen rows as two halves
+/// of eight lanes; `maddubs` pairs summed in 16 bits (four-bit values across the block, at most
+/// 8 × 2 × 15 × 127 = 30480; five-bit ones across two words, at most 4 × 2 × 31 × 127 = 31496:
+/// no saturation), then widened.
 ///
 /// # Safety
 /// The processor has AVX2, FMA and F16C; `group` holds `blocks` packed Q4_0 (Q4_1) blocks and
 /// each activation row at least `blocks` blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn q4_avx2<const N: usize, const MIN: bool>(
+unsafe fn q4_avx2<const N: usize, const MIN: bool, const FIVE: bool>(
     group: Group<'_>,
     acts: &[ActRow<'_>; MAX_TILE],
     blocks: usize,
     out: &mut [[f32; ROWS]; MAX_TILE],
 ) {
-    let (format, offset) = if MIN {
-        (WeightFormat::Q4_1, 0)
-    } else {
-        (WeightFormat::Q4_0, 8)
+    let (format, offset) = match (MIN, FIVE) {
+        (true, _) => (WeightFormat::Q4_1, 0),
+        (false, true) => (WeightFormat::Q5_0, 16),
+        (false, false) => (WeightFormat::Q4_0, 8),
     };
     let mut acc = [[_mm256_setzero_ps(); N]; 2];
     let (mask, ones) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi16(1));
@@ -67,6 +101,7 @@ unsafe fn q4_avx2<const N: usize, const MIN: bool>(
         let (block, block_scales) = unsafe { block_at(&group, format, b) };
         // Each activation word is broadcast once per block and serves both halves.
         let mut pairs = [[_mm256_setzero_si256(); N]; 2];
+        let mut wide = [[_mm256_setzero_si256(); N]; 2];
         for c in 0..4 {
             let x: [(__m256i, __m256i); N] = std::array::from_fn(|k| {
                 // SAFETY: the activation row holds at least `blocks` blocks; c + 4 < 8.
@@ -79,23 +114,35 @@ unsafe fn q4_avx2<const N: usize, const MIN: bool>(
             for (h, pairs) in pairs.iter_mut().enumerate() {
                 // SAFETY: word c of half h lies inside the block's payload.
                 let raw = unsafe { _mm256_loadu_si256(block.add(64 * c + 32 * h).cast()) };
-                let lo = _mm256_and_si256(raw, mask);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+                let mut lo = _mm256_and_si256(raw, mask);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+                if FIVE {
+                    // SAFETY: half h of the block's fifth bits lies inside its payload.
+                    let fifth = unsafe { _mm256_loadu_si256(block.add(Q5_0_HI + 32 * h).cast()) };
+                    let (fl, fh) = fifth_bits_256(fifth, c);
+                    lo = _mm256_or_si256(lo, fl);
+                    hi = _mm256_or_si256(hi, fh);
+                }
                 for (pairs, (xl, xh)) in pairs.iter_mut().zip(x) {
                     let l = _mm256_maddubs_epi16(lo, xl);
                     let h = _mm256_maddubs_epi16(hi, xh);
                     *pairs = _mm256_add_epi16(*pairs, _mm256_add_epi16(l, h));
                 }
             }
+            if c == 3 || (FIVE && c == 1) {
+                for (wide, pairs) in wide.iter_mut().zip(&mut pairs) {
+                    for (w, p) in wide.iter_mut().zip(pairs.iter_mut()) {
+                        *w = _mm256_add_epi32(*w, _mm256_madd_epi16(*p, ones));
+                        *p = _mm256_setzero_si256();
+                    }
+                }
+            }
         }
-        let dots = pairs.map(|half| {
+        let dots = wide.map(|half| {
             std::array::from_fn(|k| {
                 // SAFETY: the activation row holds at least `blocks` blocks.
                 let sum = unsafe { act_block(&acts[k], b).1 };
-                _mm256_add_epi32(
-                    _mm256_madd_epi16(half[k], ones),
-                    _mm256_set1_epi32(-(sum * offset)),
-                )
+                _mm256_add_epi32(half[k], _mm256_set1_epi32(-(sum * offset)))
             })
         });
         // SAFETY: the block's scales (and Q4_1's mins) and the activations' block b exist

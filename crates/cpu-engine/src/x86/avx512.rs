@@ -5,9 +5,12 @@
 
 use std::arch::x86_64::*;
 
+use super::avx2::fifth_bits_256;
 use super::{act_block, block_at, word};
 use crate::matmul::MAX_TILE;
-use crate::packing::{FLOAT_COLUMN_BYTES, Group, MINS_AFTER_SCALES, ROWS, q4_k, q5_k, q6_k};
+use crate::packing::{
+    FLOAT_COLUMN_BYTES, Group, MINS_AFTER_SCALES, Q5_0_HI, ROWS, q4_k, q5_k, q6_k,
+};
 use crate::quant::{ActRow, SUPER, SuperRow, WeightFormat};
 
 /// The sixteen rows' Q4_0 weights of one block, as unsigned nibbles: register `c` holds
@@ -25,6 +28,29 @@ unsafe fn q4_0_weights(block: *const u8) -> [__m512i; 8] {
         let raw = unsafe { _mm512_loadu_si512(block.add(64 * c).cast()) };
         w[c] = _mm512_and_si512(raw, mask);
         w[c + 4] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), mask);
+    }
+    w
+}
+
+/// The sixteen rows' Q5_0 weights of one block, 0..31: Q4_0's nibbles with each one's fifth
+/// bit put back (one 64-byte load of fifth bits completes the four of nibbles).
+///
+/// # Safety
+/// `block` points at a group's Q5_0 block payload (320 bytes).
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn q5_0_weights(block: *const u8) -> [__m512i; 8] {
+    // SAFETY: the payload's 256 bytes of nibbles, then its 64 of fifth bits.
+    let (mut w, hi) = unsafe {
+        (
+            q4_0_weights(block),
+            _mm512_loadu_si512(block.add(Q5_0_HI).cast()),
+        )
+    };
+    for c in 0..4 {
+        let (low, high) = fifth_bits(hi, c);
+        w[c] = _mm512_or_si512(w[c], low);
+        w[c + 4] = _mm512_or_si512(w[c + 4], high);
     }
     w
 }
@@ -173,6 +199,33 @@ vnni_one_kernel!(q4_1_vnni_one, Q4_1, 0, true, 4, |block, c, words, dots| {
 });
 
 vnni_one_kernel!(
+    q5_0_vnni_one,
+    Q5_0,
+    16,
+    false,
+    4,
+    |block, c, words, dots| {
+        let mask = _mm256_set1_epi8(0x0f);
+        // SAFETY: c + 4 < 8 words of the activation block.
+        let (xl, xh) = unsafe { (word(words, c), word(words, c + 4)) };
+        let (xl, xh) = (_mm256_set1_epi32(xl), _mm256_set1_epi32(xh));
+        for (h, dot) in dots.iter_mut().enumerate() {
+            // SAFETY: word c of half h, and half h of the fifth bits, lie inside the payload.
+            let (raw, fifth) = unsafe {
+                (
+                    _mm256_loadu_si256(block.add(64 * c + 32 * h).cast()),
+                    _mm256_loadu_si256(block.add(Q5_0_HI + 32 * h).cast()),
+                )
+            };
+            let (fl, fh) = fifth_bits_256(fifth, c);
+            let lo = _mm256_or_si256(_mm256_and_si256(raw, mask), fl);
+            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), mask), fh);
+            *dot = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(*dot, lo, xl), hi, xh);
+        }
+    }
+);
+
+vnni_one_kernel!(
     q8_0_vnni_one,
     Q8_0,
     128,
@@ -192,6 +245,7 @@ vnni_one_kernel!(
 vnni_kernel!(q4_0_vnni, q4_0_weights, Q4_0, 8, false);
 vnni_kernel!(q4_1_vnni, q4_0_weights, Q4_1, 0, true);
 vnni_kernel!(q8_0_vnni, q8_0_weights, Q8_0, 128, false);
+vnni_kernel!(q5_0_vnni, q5_0_weights, Q5_0, 16, false);
 
 /// Four activation bytes (word `c` from `at`) in every 32-bit lane.
 ///
