@@ -57,7 +57,7 @@ const fn pair_bytes(format: WeightFormat) -> usize {
 
 /// Bytes per row group of `blocks` blocks (an odd last block keeps its pair's room; K-quant
 /// super-blocks follow one another).
-const fn group_stride(format: WeightFormat, blocks: usize) -> usize {
+pub(crate) const fn group_stride(format: WeightFormat, blocks: usize) -> usize {
     match format {
         WeightFormat::Q4_0 | WeightFormat::Q8_0 | WeightFormat::Q5_0 => {
             blocks.div_ceil(2) * pair_bytes(format)

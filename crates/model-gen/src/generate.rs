@@ -767,7 +767,7 @@ mod tests {
         let dtype = |name: &str, cols| f.matrix_dtype(name, cols, 24, true);
         assert_eq!(dtype("blk.1.attn_q.weight", 896), Some(GgmlDType::Q5_0));
         assert_eq!(dtype("blk.0.attn_v.weight", 896), Some(GgmlDType::Q8_0));
-        assert_eq!(dtype("blk.1.ffn_down.weight", 4864), Some(GgmlDType::Q4K));
+        assert_eq!(dtype("blk.4.ffn_down.weight", 4864), Some(GgmlDType::Q4K));
         assert_eq!(dtype("blk.0.ffn_down.weight", 4864), Some(GgmlDType::Q6K));
         assert_eq!(dtype("token_embd.weight", 896), Some(GgmlDType::Q8_0));
         let q5 = Format::GgufQ5KM.matrix_dtype("blk.1.attn_q.weight", 896, 24, true);

@@ -52,7 +52,13 @@ fn manifest_lists_every_format_with_its_checksum() {
     let formats: Vec<&str> = m.files.iter().map(|f| f.format.as_str()).collect();
     assert_eq!(
         formats,
-        ["safetensors", "gguf-f16", "gguf-q8_0", "gguf-q4_0"]
+        [
+            "safetensors",
+            "gguf-f16",
+            "gguf-q8_0",
+            "gguf-q4_0",
+            "gguf-q4_1"
+        ]
     );
     for f in &m.files {
         let bytes = std::fs::read(dir.join(&f.path)).unwrap();

@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{act_block, block_at, word};
+use super::{act_block, block_at, prefetch, prefetch_blocks_ahead, word};
 use crate::matmul::MAX_TILE;
 use crate::packing::{
     FLOAT_COLUMN_BYTES, Group, MINS_AFTER_SCALES, Q5_0_HI, ROWS, q4_k, q5_k, q6_k,
@@ -99,6 +99,9 @@ unsafe fn q4_avx2<const N: usize, const MIN: bool, const FIVE: bool>(
     for b in 0..blocks {
         // SAFETY: block b lies inside `group` (checked by the caller).
         let (block, block_scales) = unsafe { block_at(&group, format, b) };
+        if N == 1 {
+            prefetch_blocks_ahead(&group, format, b);
+        }
         // Each activation word is broadcast once per block and serves both halves.
         let mut pairs = [[_mm256_setzero_si256(); N]; 2];
         let mut wide = [[_mm256_setzero_si256(); N]; 2];
@@ -169,6 +172,9 @@ pub(super) unsafe fn q8_0_avx2<const N: usize>(
     for b in 0..blocks {
         // SAFETY: block b lies inside `group` (checked by the caller).
         let (block, block_scales) = unsafe { block_at(&group, WeightFormat::Q8_0, b) };
+        if N == 1 {
+            prefetch_blocks_ahead(&group, WeightFormat::Q8_0, b);
+        }
         let mut dots = [[_mm256_setzero_si256(); N]; 2];
         for c in 0..8 {
             let x: [__m256i; N] = std::array::from_fn(|k| {
@@ -324,6 +330,9 @@ unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool>(
     for b in 0..blocks {
         // SAFETY: super-block b lies inside the group (checked by the caller).
         let sb = unsafe { group.bytes.as_ptr().add(b * stride) };
+        if N == 1 {
+            prefetch(sb.wrapping_add(stride), stride);
+        }
         for (h, acc) in acc.iter_mut().enumerate() {
             let mut isum = [_mm256_setzero_si256(); N];
             let mut msum = [_mm256_setzero_si256(); N];
@@ -439,6 +448,9 @@ pub(super) unsafe fn q6_k_avx2<const N: usize>(
     for b in 0..blocks {
         // SAFETY: super-block b lies inside the group (checked by the caller).
         let sb = unsafe { group.bytes.as_ptr().add(b * q6_k::BYTES) };
+        if N == 1 {
+            prefetch(sb.wrapping_add(q6_k::BYTES), q6_k::BYTES);
+        }
         for (h, acc) in acc.iter_mut().enumerate() {
             let mut isum = [_mm256_setzero_si256(); N];
             for p in 0..4 {

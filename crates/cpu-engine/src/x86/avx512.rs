@@ -6,7 +6,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2::fifth_bits_256;
-use super::{act_block, block_at, word};
+use super::{act_block, block_at, prefetch, prefetch_blocks_ahead, word};
 use crate::matmul::MAX_TILE;
 use crate::packing::{
     FLOAT_COLUMN_BYTES, Group, MINS_AFTER_SCALES, Q5_0_HI, ROWS, q4_k, q5_k, q6_k,
@@ -142,6 +142,7 @@ macro_rules! vnni_one_kernel {
         pub(super) unsafe fn $name(group: Group<'_>, act: &ActRow<'_>, out: &mut [f32; ROWS]) {
             let mut acc = [_mm256_setzero_ps(); 2];
             for b in 0..group.blocks {
+                prefetch_blocks_ahead(&group, WeightFormat::$format, b);
                 // SAFETY: block b lies inside `group` (checked by the caller).
                 let ($block, scales) = unsafe { block_at(&group, WeightFormat::$format, b) };
                 // SAFETY: the activation row holds at least `blocks` blocks.
@@ -335,6 +336,9 @@ unsafe fn q4_q5_k_vnni<const N: usize, const FIVE: bool>(
     for b in 0..blocks {
         // SAFETY: super-block b lies inside the group (checked by the caller).
         let sb = unsafe { group.bytes.as_ptr().add(b * stride) };
+        if N == 1 {
+            prefetch(sb.wrapping_add(stride), stride);
+        }
         let mut isum = [_mm512_setzero_si512(); N];
         let mut msum = [_mm512_setzero_si512(); N];
         for p in 0..4 {
@@ -434,6 +438,9 @@ pub(super) unsafe fn q6_k_vnni<const N: usize>(
     for b in 0..blocks {
         // SAFETY: super-block b lies inside the group (checked by the caller).
         let sb = unsafe { group.bytes.as_ptr().add(b * q6_k::BYTES) };
+        if N == 1 {
+            prefetch(sb.wrapping_add(q6_k::BYTES), q6_k::BYTES);
+        }
         let mut isum = [_mm512_setzero_si512(); N];
         for p in 0..4 {
             // SAFETY: the scale pairs of groups 4p..4p+4 lie inside the super-block.

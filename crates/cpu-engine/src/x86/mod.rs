@@ -7,9 +7,11 @@
 mod avx2;
 mod avx512;
 
+use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+
 use crate::isa::Isa;
 use crate::matmul::MAX_TILE;
-use crate::packing::{FLOAT_COLUMN_BYTES, Group, ROWS, payloads_at, scales_at};
+use crate::packing::{FLOAT_COLUMN_BYTES, Group, ROWS, group_stride, payloads_at, scales_at};
 use crate::quant::{ActRow, BLOCK, SUPER, SuperRow, WeightFormat};
 
 use avx2::{
@@ -257,4 +259,26 @@ unsafe fn block_at(group: &Group<'_>, format: WeightFormat, b: usize) -> (*const
 unsafe fn word(words: *const i32, c: usize) -> i32 {
     // SAFETY: the caller's promise; activation bytes have no alignment.
     unsafe { words.add(c).read_unaligned() }
+}
+
+/// Asks for the `bytes` from `at` (the next super-block of a one-token kernel's stream) ahead of
+/// their use: the hardware prefetcher alone fell behind the weight stream in decode (AMD Zen 3,
+/// AVX2, 2 threads, TinyLlama-1.1B: Q6_K 15.2 → 19.9 t/s, Q4_K_M 27.8 → 31.2, Q4_0 31 → 36).
+#[inline(always)]
+fn prefetch(at: *const u8, bytes: usize) {
+    for line in (0..bytes).step_by(64) {
+        // SAFETY: a prefetch is a hint: it never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(line).cast()) };
+    }
+}
+
+/// For a one-token kernel at block `b` of `group`: asks, at every other block, for the two
+/// blocks after the next two (the next pair, where blocks go in pairs), as [`prefetch`] does for
+/// super-blocks.
+#[inline(always)]
+fn prefetch_blocks_ahead(group: &Group<'_>, format: WeightFormat, b: usize) {
+    if b.is_multiple_of(2) {
+        let at = group.bytes.as_ptr().wrapping_add(scales_at(format, b + 2));
+        prefetch(at, group_stride(format, 2));
+    }
 }
