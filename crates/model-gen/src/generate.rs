@@ -18,7 +18,7 @@ use crate::tokenizer::{self, Vocabulary};
 use crate::{Family, GenError, Shape};
 
 /// Bumped whenever the bytes written for a given shape and seed change.
-pub const GENERATOR_REVISION: u32 = 5;
+pub const GENERATOR_REVISION: u32 = 6;
 
 /// A file format to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -666,7 +666,7 @@ fn gguf_metadata(s: &Shape, vocab: &Vocabulary, file_type: u32) -> Vec<(String, 
         ("{arch}.rope.dimension_count", u32v(s.head_dim())),
         ("{arch}.rope.freq_base", Value::F32(s.rope_theta as f32)),
         (
-            "llama.attention.layer_norm_rms_epsilon",
+            "{arch}.attention.layer_norm_rms_epsilon",
             Value::F32(s.rms_norm_eps as f32),
         ),
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
@@ -758,6 +758,27 @@ mod tests {
             f.matrix_dtype("output.weight", 2048, 22, false),
             Some(GgmlDType::Q6K)
         );
+    }
+
+    #[test]
+    fn every_hyperparameter_key_carries_the_architectures_prefix() {
+        for (name, prefix) in [("qwen2.5-0.5b", "qwen2."), ("qwen3-1.7b", "qwen3.")] {
+            let shape = shape(name).unwrap();
+            let vocab = tokenizer::vocabulary(shape.vocab_size);
+            let metadata = gguf_metadata(shape, &vocab, 15);
+            let keys: Vec<&str> = metadata.iter().map(|(k, _)| k.as_str()).collect();
+            assert!(keys.iter().all(|k| !k.starts_with("llama.")), "{keys:?}");
+            for key in [
+                "attention.layer_norm_rms_epsilon",
+                "rope.freq_base",
+                "block_count",
+            ] {
+                assert!(
+                    keys.contains(&format!("{prefix}{key}").as_str()),
+                    "{name}: {key}"
+                );
+            }
+        }
     }
 
     #[test]
