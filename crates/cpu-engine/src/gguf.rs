@@ -74,15 +74,26 @@ impl<'a> Reader<'a> {
         self.content.tensor_infos.contains_key(name)
     }
 
-    /// A matrix in a format the kernels do not read, if any.
+    /// A matrix in a format the kernels do not read, if any (float rows must also be whole
+    /// 32-value blocks, as the kernels count them; quantized rows are by construction).
     pub(crate) fn uncovered(&self) -> Option<String> {
         let mut names: Vec<_> = self.content.tensor_infos.iter().collect();
         names.sort_by_key(|(name, _)| name.as_str());
         names.into_iter().find_map(|(name, info)| {
-            (info.shape.rank() == 2
-                && name != REQUANTIZABLE
-                && weight_format(info.ggml_dtype).is_none())
-            .then(|| format!("{name} is {:?}", info.ggml_dtype))
+            if info.shape.rank() != 2 || name == REQUANTIZABLE {
+                return None;
+            }
+            match weight_format(info.ggml_dtype) {
+                None => Some(format!("{name} is {:?}", info.ggml_dtype)),
+                Some(format) if !info.shape.dims()[1].is_multiple_of(format.block_values()) => {
+                    Some(format!(
+                        "{name}: {:?} rows of {} values",
+                        info.ggml_dtype,
+                        info.shape.dims()[1]
+                    ))
+                }
+                Some(_) => None,
+            }
         })
     }
 
@@ -114,21 +125,12 @@ impl<'a> Reader<'a> {
                 format.block_values()
             )));
         }
-        let bytes = self.read_bytes(
-            name,
-            rows * cols / format.block_values() * format.block_bytes(),
-        )?;
-        GgufRows::new(format, rows, cols, bytes).map_err(Error::Malformed)
-    }
-
-    /// The first `len` bytes of tensor `name`'s data, as the file stores them.
-    fn read_bytes(&mut self, name: &str, len: usize) -> Result<Vec<u8>> {
-        let info = self.info(name)?;
+        let len = rows * cols / format.block_values() * format.block_bytes();
         let start = self.content.tensor_data_offset + info.offset;
         let mut bytes = vec![0u8; len];
         self.file.seek(SeekFrom::Start(start))?;
         self.file.read_exact(&mut bytes)?;
-        Ok(bytes)
+        GgufRows::new(format, rows, cols, bytes).map_err(Error::Malformed)
     }
 
     /// Tensor `name` of `len` values, dequantized to f32 (norms, and the requantized matrix).

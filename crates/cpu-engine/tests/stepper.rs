@@ -69,6 +69,21 @@ fn what_the_engine_does_not_run_is_not_covered() {
         other => panic!("q5_1 weights: {:?}", other.err()),
     }
     support::remove(&path);
+    // F16 rows that are not whole 32-value blocks (the kernels count floats in blocks too).
+    let mut w = rigger_model_gen::scratch::Weights::new(7);
+    let path = rigger_model_gen::scratch::write_gguf(
+        "f16-40.gguf",
+        &[("general.architecture", Value::String("llama".into()))],
+        &[(
+            "odd.weight".to_string(),
+            w.tensor(&[2, 40], GgmlDType::F16, 1.0),
+        )],
+    );
+    match load_gguf(&path, Isa::Portable) {
+        Err(Error::NotCovered(why)) => assert!(why.contains("rows of 40 values"), "{why}"),
+        other => panic!("f16 rows of 40: {:?}", other.err()),
+    }
+    support::remove(&path);
     let path = rigger_model_gen::scratch::write_gguf(
         "gpt2.gguf",
         &[("general.architecture", Value::String("gpt2".into()))],
