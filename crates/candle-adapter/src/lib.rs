@@ -7,7 +7,7 @@
 //! channel; dropping the stream stops generation at the next token. Adapters for the same model
 //! file share one loaded copy. On the CPU, GGUF files of the architectures the CPU engine
 //! (`rigger-cpu-engine`) runs (llama, qwen2, qwen3, phi3, gemma3) whose matrices are Q4_0, Q8_0,
-//! Q4_1, Q4_K, Q5_K, Q6_K, F16 or BF16 run on it, everything else on candle's models
+//! Q4_1, Q5_0, Q4_K, Q5_K, Q6_K, F16 or BF16 run on it, everything else on candle's models
 //! ([`Kernels`]).
 //!
 //! Invariant: depends on `rigger-ports` and the CPU engine only among Rigger's crates; no candle

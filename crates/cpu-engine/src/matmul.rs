@@ -2,8 +2,9 @@
 //! quantized to 8 bits per 32-value block, and its Q4_K, Q5_K and Q6_K super-blocks against
 //! activations quantized per 256 values (Q8_K), the schemes llama.cpp uses, on the repacked
 //! layout ([`QMatrix`]). Per block an exact integer dot product per row, then one convert and
-//! one fused multiply-add per sixteen rows. Weights stream from memory once per call whatever
-//! the number of tokens.
+//! one fused multiply-add per sixteen rows. F16 and BF16 weights meet the activations
+//! unquantized: per row two chains of fused multiply-adds (even and odd columns). Weights stream
+//! from memory once per call whatever the number of tokens.
 //!
 //! Three instruction sets share one layout and one order of operations, so they give the same
 //! bits: the portable kernel here (the reference the tests compare against), AVX2 and AVX-512
@@ -310,7 +311,7 @@ mod tests {
     }
 
     /// Quantizes rows the way ggml does, for weights (the activation rule, stored as blocks;
-    /// Q4_1 and the floats by candle itself).
+    /// Q4_1, Q5_0 and the floats by candle itself).
     fn quantize_weights(format: WeightFormat, x: &[f32], cols: usize) -> QMatrix {
         if matches!(format, WeightFormat::Q4_1 | WeightFormat::Q5_0) || format.is_float() {
             return candle_quantized(format, x, cols).0;

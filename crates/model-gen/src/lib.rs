@@ -42,7 +42,9 @@ pub enum GenError {
         "unknown format {name:?}; known formats: safetensors, gguf-f16, gguf-q8_0, gguf-q4_0, gguf-q4_k_m, gguf-q5_k_m, gguf-q6_k, gguf-q4_1"
     )]
     UnknownFormat { name: String },
-    #[error("{format} needs rows of a multiple of 256 values; the {shape} shape has rows of {row}")]
+    #[error(
+        "{format} needs some rows of a multiple of 256 values (K-quant super-blocks; the others fall back as llama.cpp's do); the {shape} shape has none (its narrowest rows are {row} wide): use gguf-q4_0, gguf-q4_1 or gguf-q8_0"
+    )]
     FormatDoesNotFit {
         format: String,
         shape: String,

@@ -57,8 +57,9 @@ pub(super) unsafe fn q5_0_avx2<const N: usize>(
     unsafe { q4_avx2::<N, false, true>(group, acts, blocks, out) }
 }
 
-/// The fifth bits of nibble word `c` (`hi`: half of a block's fifth-bit word) moved to bit 4 of
-/// each byte: for the low nibbles, for the high nibbles ([`crate::packing::Q5_0_HI`]).
+/// The fifth bits of nibble word `c` (`hi`: half of a Q5_0 block's fifth-bit word, or of a Q5_K
+/// word's, where `c` counts within its four nibble words) moved to bit 4 of each byte: for the
+/// low nibbles, for the high nibbles ([`crate::packing::Q5_0_HI`], [`crate::packing::q5_k`]).
 #[target_feature(enable = "avx2")]
 #[inline]
 pub(super) fn fifth_bits_256(hi: __m256i, c: usize) -> (__m256i, __m256i) {
@@ -79,7 +80,7 @@ pub(super) fn fifth_bits_256(hi: __m256i, c: usize) -> (__m256i, __m256i) {
 /// no saturation), then widened.
 ///
 /// # Safety
-/// The processor has AVX2, FMA and F16C; `group` holds `blocks` packed Q4_0 (Q4_1) blocks and
+/// The processor has AVX2, FMA and F16C; `group` holds `blocks` packed Q4_0 (Q4_1, Q5_0) blocks and
 /// each activation row at least `blocks` blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
@@ -295,21 +296,6 @@ pub(super) unsafe fn q5_k_avx2<const N: usize>(
     unsafe { q4_q5_k_avx2::<N, true>(group, acts, blocks, out) }
 }
 
-/// As [`super::avx512`]'s: the fifth bits of nibble word `4e + t` at bit 4 of each byte, for
-/// the low nibbles and for the high ones.
-#[target_feature(enable = "avx2")]
-#[inline]
-fn fifth_bits(hi: __m256i, t: usize) -> (__m256i, __m256i) {
-    let bit = _mm256_set1_epi8(0x10);
-    let (low, high) = match t {
-        0 => (_mm256_slli_epi16(hi, 4), _mm256_slli_epi16(hi, 3)),
-        1 => (_mm256_slli_epi16(hi, 2), _mm256_slli_epi16(hi, 1)),
-        2 => (hi, _mm256_srli_epi16(hi, 1)),
-        _ => (_mm256_srli_epi16(hi, 2), _mm256_srli_epi16(hi, 3)),
-    };
-    (_mm256_and_si256(low, bit), _mm256_and_si256(high, bit))
-}
-
 /// # Safety
 /// As for [`q4_k_avx2`]; `FIVE`: Q5_K super-blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -368,7 +354,7 @@ unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool>(
                                 sb.add(q5_k::HI + 64 * (2 * p + c / 4) + 32 * h).cast(),
                             )
                         };
-                        let (l, hb) = fifth_bits(hi, c % 4);
+                        let (l, hb) = fifth_bits_256(hi, c % 4);
                         low[c] = _mm256_or_si256(low[c], l);
                         high[c] = _mm256_or_si256(high[c], hb);
                     }

@@ -263,7 +263,7 @@ unsafe fn word(words: *const i32, c: usize) -> i32 {
 
 /// Asks for the `bytes` from `at` (the next super-block of a one-token kernel's stream) ahead of
 /// their use: the hardware prefetcher alone fell behind the weight stream in decode (AMD Zen 3,
-/// AVX2, 2 threads, TinyLlama-1.1B: Q6_K 15.2 → 19.9 t/s, Q4_K_M 27.8 → 31.2, Q4_0 31 → 36).
+/// AVX2, 2 threads, TinyLlama-1.1B: Q6_K 15.2 → 19.9 t/s, Q4_K_M 27.8 → 31.2, Q4_0 31.1 → 37.2).
 #[inline(always)]
 fn prefetch(at: *const u8, bytes: usize) {
     for line in (0..bytes).step_by(64) {
