@@ -154,50 +154,46 @@ fn group_tile(
     n: usize,
     out: &mut [[f32; ROWS]; MAX_TILE],
 ) {
+    // Token t0 + k of the tile (the last token repeated past `n`, where no kernel reads it).
+    let token = |k: usize| (t0 + k).min(a.rows - 1);
     if group.format.is_float() {
-        let acts: [&[f32]; MAX_TILE] = std::array::from_fn(|k| a.values((t0 + k).min(a.rows - 1)));
+        let acts: [&[f32]; MAX_TILE] = std::array::from_fn(|k| a.values(token(k)));
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 | Isa::Avx512Vnni => x86::float_group_tile(isa, group, &acts, n, out),
-            _ => {
-                for (per_token, act) in out.iter_mut().zip(&acts).take(n) {
-                    for (j, o) in per_token.iter_mut().enumerate() {
-                        *o = portable_float_dot(group, j, act);
-                    }
-                }
-            }
+            _ => portable_tile(group, &acts, n, out, portable_float_dot),
         }
-        return;
-    }
-    if group.format.is_k_quant() {
+    } else if group.format.is_k_quant() {
         let supers = a.supers();
-        let acts: [SuperRow<'_>; MAX_TILE] =
-            std::array::from_fn(|k| supers.row((t0 + k).min(a.rows - 1)));
+        let acts: [SuperRow<'_>; MAX_TILE] = std::array::from_fn(|k| supers.row(token(k)));
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 | Isa::Avx512Vnni => x86::k_group_tile(isa, group, &acts, n, out),
-            _ => {
-                for (per_token, act) in out.iter_mut().zip(&acts).take(n) {
-                    for (j, o) in per_token.iter_mut().enumerate() {
-                        *o = portable_k_dot(group, j, *act);
-                    }
-                }
-            }
+            _ => portable_tile(group, &acts, n, out, portable_k_dot),
         }
-        return;
+    } else {
+        let blocks = a.blocks();
+        let acts: [ActRow<'_>; MAX_TILE] = std::array::from_fn(|k| blocks.row(token(k)));
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::Avx512Vnni => x86::group_tile(isa, group, &acts, n, out),
+            _ => portable_tile(group, &acts, n, out, portable_dot),
+        }
     }
-    let blocks = a.blocks();
-    let acts: [ActRow<'_>; MAX_TILE] =
-        std::array::from_fn(|k| blocks.row((t0 + k).min(a.rows - 1)));
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512Vnni => x86::group_tile(isa, group, &acts, n, out),
-        _ => {
-            for (per_token, act) in out.iter_mut().zip(&acts).take(n) {
-                for (j, o) in per_token.iter_mut().enumerate() {
-                    *o = portable_dot(group, j, *act);
-                }
-            }
+}
+
+/// The portable kernel over a tile: `dot` of each of the group's rows with each of the first
+/// `n` tokens' activations.
+fn portable_tile<A: Copy>(
+    group: Group<'_>,
+    acts: &[A; MAX_TILE],
+    n: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+    dot: impl Fn(Group<'_>, usize, A) -> f32,
+) {
+    for (per_token, act) in out.iter_mut().zip(acts).take(n) {
+        for (j, o) in per_token.iter_mut().enumerate() {
+            *o = dot(group, j, *act);
         }
     }
 }

@@ -274,11 +274,17 @@ impl QMatrix {
     fn pack_float(format: WeightFormat, n: usize, cols: usize, bytes: &[u8]) -> Self {
         let stride = group_stride(format, cols / BLOCK);
         let mut packed = CacheLines::zeroed(n.div_ceil(ROWS) * stride);
-        let out = packed.as_mut();
-        for (r, row) in bytes.chunks_exact(2 * cols).enumerate() {
-            let (g, j) = (r / ROWS, r % ROWS);
-            for (k, value) in row.chunks_exact(2).enumerate() {
-                out[g * stride + k * FLOAT_COLUMN_BYTES + 2 * j..][..2].copy_from_slice(value);
+        // Group by group, column by column: the writes run in order, the reads in sixteen
+        // streams (row by row, with the writes 32 bytes apart, a 1.1B F16 file loaded in 7.2 s
+        // instead of 3.4).
+        for (rows, group) in bytes
+            .chunks(ROWS * 2 * cols)
+            .zip(packed.as_mut().chunks_exact_mut(stride))
+        {
+            for (k, column) in group.chunks_exact_mut(FLOAT_COLUMN_BYTES).enumerate() {
+                for (j, row) in rows.chunks_exact(2 * cols).enumerate() {
+                    column[2 * j..2 * j + 2].copy_from_slice(&row[2 * k..2 * k + 2]);
+                }
             }
         }
         Self {
