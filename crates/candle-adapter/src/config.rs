@@ -52,18 +52,18 @@ impl std::str::FromStr for DeviceKind {
     }
 }
 
-/// Which code runs quantized models on the CPU.
+/// Which code runs models on the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Kernels {
     /// The CPU engine's kernels (`rigger-cpu-engine`) where they cover the model (GGUF llama,
     /// qwen2, qwen3, phi3 or gemma3 whose matrices are Q4_0, Q8_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K,
-    /// F16 or BF16) and the
+    /// F16 or BF16; safetensors llama, mistral, qwen2 or qwen3 in F16 or BF16) and the
     /// processor has their SIMD instructions (x86-64 with AVX2 or AVX-512 VNNI), candle's models
     /// otherwise (said in the log).
     #[default]
     Auto,
-    /// Always candle's models (`quantized_llama`, `quantized_qwen2`, … per GGUF architecture:
-    /// the reference path).
+    /// Always candle's models (`quantized_llama`, `quantized_qwen2`, … per GGUF architecture,
+    /// `llama` for safetensors: the reference path).
     Reference,
     /// The engine's kernels limited to AVX2 (no AVX-512), as on an AVX2-only processor: for
     /// comparisons and for isolating a kernel problem. Refused where the processor lacks AVX2.

@@ -1,14 +1,15 @@
 //! Candle backend: in-process, pure-Rust inference behind the model port.
 //!
 //! Role: load a local model — GGUF (quantized Llama family: Llama, Mistral; Qwen2; Qwen3; Phi-3;
-//! Gemma 3) or safetensors (Llama, f32 on the CPU, f16 on accelerators) with its `tokenizer.json` — or a hub id resolved
+//! Gemma 3) or safetensors (Llama, Mistral, Qwen2, Qwen3) with its `tokenizer.json` — or a hub id resolved
 //! through `hf-hub`'s cache, and serve [`LanguageModel`] requests from a dedicated thread.
 //! Requests queue and run one at a time with a fresh KV cache; tokens stream back through a
 //! channel; dropping the stream stops generation at the next token. Adapters for the same model
 //! file share one loaded copy. On the CPU, GGUF files of the architectures the CPU engine
 //! (`rigger-cpu-engine`) runs (llama, qwen2, qwen3, phi3, gemma3) whose matrices are Q4_0, Q8_0,
-//! Q4_1, Q5_0, Q4_K, Q5_K, Q6_K, F16 or BF16 run on it, everything else on candle's models
-//! ([`Kernels`]).
+//! Q4_1, Q5_0, Q4_K, Q5_K, Q6_K, F16 or BF16 run on it, and so do safetensors checkpoints
+//! (llama, mistral, qwen2, qwen3) in F16 or BF16; everything else runs on candle's models
+//! (safetensors: candle's `llama`, f32 on the CPU, f16 on accelerators; [`Kernels`]).
 //!
 //! Invariant: depends on `rigger-ports` and the CPU engine only among Rigger's crates; no candle
 //! or engine type crosses the port (errors become [`InferenceError`]s).

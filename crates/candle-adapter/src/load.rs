@@ -1,6 +1,6 @@
 //! Loading a model (blocking: call from a blocking thread): the tokenizer and its config, then
-//! the weights — GGUF on the CPU engine where it covers the model, on candle's models otherwise;
-//! safetensors on candle's llama — and the chat template.
+//! the weights — GGUF and safetensors on the CPU engine where it covers the model, on candle's
+//! models otherwise (safetensors: candle's llama) — and the chat template.
 
 use std::fs::File;
 use std::path::Path;
@@ -99,7 +99,7 @@ pub(crate) fn load(
             tokenizer_config,
         } => (
             read_tokenizer(tokenizer)?,
-            load_safetensors(weights, config, device)?,
+            load_safetensors(weights, config, device, kernels)?,
             tokenizer_config.as_ref(),
         ),
     };
@@ -448,14 +448,115 @@ fn cpu_engine_isa(kernels: Kernels) -> Result<Option<Isa>, InferenceError> {
     Ok(isa)
 }
 
+/// The numbers of a `config.json` the CPU engine reads.
+#[derive(serde::Deserialize)]
+struct EngineConfig {
+    #[serde(default = "llama_type")]
+    model_type: String,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    rms_norm_eps: f64,
+    rope_theta: Option<f64>,
+    #[serde(default)]
+    rope_scaling: Option<serde_json::Value>,
+    #[serde(default)]
+    attention_bias: bool,
+    #[serde(default)]
+    mlp_bias: bool,
+}
+
+fn llama_type() -> String {
+    "llama".into()
+}
+
+impl From<EngineConfig> for rigger_cpu_engine::HfConfig {
+    fn from(c: EngineConfig) -> Self {
+        Self {
+            model_type: c.model_type,
+            hidden_size: c.hidden_size,
+            intermediate_size: c.intermediate_size,
+            num_hidden_layers: c.num_hidden_layers,
+            num_attention_heads: c.num_attention_heads,
+            num_key_value_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            rms_norm_eps: c.rms_norm_eps,
+            rope_theta: c.rope_theta,
+            rope_scaling: c.rope_scaling.is_some_and(|v| !v.is_null()),
+            attention_bias: c.attention_bias,
+            mlp_bias: c.mlp_bias,
+        }
+    }
+}
+
+/// `model_type`s candle's `llama` runs (the path where the CPU engine does not run a checkpoint).
+const CANDLE_SAFETENSORS_TYPES: [&str; 2] = ["llama", "mistral"];
+
 fn load_safetensors(
     weights: &[std::path::PathBuf],
     config: &Path,
     device: &Device,
+    kernels: Kernels,
 ) -> Result<LoadedWeights, InferenceError> {
-    let raw: llama::LlamaConfig = serde_json::from_value(read_json(config)?)
-        .map_err(|e| load_error(&format!("{} is not a Llama config", config.display()), e))?;
+    let json = read_json(config)?;
+    let not_llama = |e: serde_json::Error| {
+        load_error(
+            &format!("{} is not a Llama-family config", config.display()),
+            e,
+        )
+    };
+    let engine_config: rigger_cpu_engine::HfConfig =
+        serde_json::from_value::<EngineConfig>(json.clone())
+            .map_err(not_llama)?
+            .into();
+    let raw: llama::LlamaConfig = serde_json::from_value(json).map_err(not_llama)?;
     let config = raw.into_config(false);
+    let eos = match &config.eos_token_id {
+        Some(llama::LlamaEosToks::Single(id)) => vec![*id],
+        Some(llama::LlamaEosToks::Multiple(ids)) => ids.clone(),
+        None => Vec::new(),
+    };
+    let model_type = engine_config.model_type.clone();
+    // Why the CPU engine does not run it, where it does not.
+    let not_on_engine = match cpu_engine_isa(kernels)? {
+        Some(isa) if device.is_cpu() => {
+            match rigger_cpu_engine::load_safetensors(weights, &engine_config, isa) {
+                Ok(model) => {
+                    let engine = model.describe();
+                    return Ok(LoadedWeights {
+                        bos: config.bos_token_id,
+                        context_length: config.max_position_embeddings as u32,
+                        engine,
+                        weights: Weights::Cpu(model),
+                        eos,
+                        template: None,
+                    });
+                }
+                Err(rigger_cpu_engine::Error::NotCovered(why)) => why,
+                Err(e) => return Err(load_error("cannot load the safetensors weights", e)),
+            }
+        }
+        None if device.is_cpu() && kernels == Kernels::Auto => {
+            "this processor has neither AVX2 nor AVX-512 VNNI for the CPU engine".into()
+        }
+        _ if !device.is_cpu() => "the engine runs on the CPU, the model on an accelerator".into(),
+        _ => "CANDLE_KERNELS=reference asks for candle's path".into(),
+    };
+    if !CANDLE_SAFETENSORS_TYPES.contains(&model_type.as_str()) {
+        return Err(InferenceError::unsupported(
+            BACKEND,
+            format!(
+                "a {model_type:?} safetensors checkpoint runs only on the CPU engine, which does \
+                 not run this one ({not_on_engine}); candle's path runs Llama-family \
+                 checkpoints. Use a GGUF of the model, or F16/BF16 weights on an x86-64 CPU \
+                 with AVX2"
+            ),
+        ));
+    }
+    tracing::info!("safetensors: {not_on_engine}; running on candle's llama");
     // f32 on the CPU (candle's f16/bf16 CPU paths are far slower), f16 on accelerators.
     let dtype = if device.is_cpu() {
         DType::F32
@@ -465,11 +566,6 @@ fn load_safetensors(
     let vb = mmap_safetensors(weights, dtype, device)?;
     let model = llama::Llama::load(vb, &config)
         .map_err(|e| load_error("cannot build the Llama model", e))?;
-    let eos = match &config.eos_token_id {
-        Some(llama::LlamaEosToks::Single(id)) => vec![*id],
-        Some(llama::LlamaEosToks::Multiple(ids)) => ids.clone(),
-        None => Vec::new(),
-    };
     Ok(LoadedWeights {
         bos: config.bos_token_id,
         context_length: config.max_position_embeddings as u32,

@@ -1,8 +1,8 @@
 //! The shared conformance suite against real Candle inference on the tiny generated model: GGUF
 //! Q4_0 and Q8_0 on the adapter's own CPU kernels, llama.cpp's Q4_K_M mix (on the model's
 //! 256-wide twin: K-quants need rows of whole 256-value super-blocks) on them too, GGUF Q8_0 on
-//! candle's `quantized_llama` (the reference path), and safetensors (candle's llama, f32 on the
-//! CPU).
+//! candle's `quantized_llama` (the reference path), and F16 safetensors on the engine's float
+//! kernels and on candle's llama (f32 on the CPU, the reference path).
 
 mod support;
 
@@ -81,7 +81,15 @@ rigger_conformance::conformance_suite!(candle_gguf_q4_0, target: gguf_q4_0);
 rigger_conformance::conformance_suite!(candle_gguf_q8_0, target: gguf_q8_0);
 rigger_conformance::conformance_suite!(candle_gguf_q4_k_m, target: gguf_q4_k_m);
 rigger_conformance::conformance_suite!(candle_gguf_q8_0_reference, target: gguf_q8_0_reference);
+async fn safetensors_reference() -> CandleTarget {
+    CandleTarget {
+        model: tiny(""),
+        kernels: Kernels::Reference,
+    }
+}
+
 rigger_conformance::conformance_suite!(candle_safetensors, target: safetensors);
+rigger_conformance::conformance_suite!(candle_safetensors_reference, target: safetensors_reference);
 
 /// The drop scenario can fail here: against the same adapter wrapped so that a dropped stream
 /// keeps generating, the next request waits for the abandoned generation and the scenario says
@@ -114,5 +122,31 @@ async fn the_q4_k_m_target_runs_on_the_cpu_engine() {
     } else {
         assert!(engine.starts_with("rigger-cpu llama Q4_K "), "{engine}");
         assert!(!engine.contains("requantized"), "{engine}");
+    }
+}
+
+/// The safetensors suites run where they say: the engine's F16 kernels under `auto` (where the
+/// processor has them), candle's llama under `reference`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_safetensors_targets_run_on_the_engines_they_name() {
+    for (target, expected) in [
+        (safetensors().await, "rigger-cpu llama F16 "),
+        (safetensors_reference().await, "candle llama F32"),
+    ] {
+        let config = CandleConfig {
+            kernels: target.kernels,
+            ..CandleConfig::new(&target.model)
+        };
+        let adapter = CandleAdapter::connect(config)
+            .await
+            .expect("load the checkpoint");
+        let engine = adapter.engine().unwrap_or_default().to_owned();
+        if target.kernels == Kernels::Auto
+            && rigger_cpu_engine::Isa::detect() == rigger_cpu_engine::Isa::Portable
+        {
+            assert_eq!(engine, "candle llama F32");
+        } else {
+            assert!(engine.starts_with(expected), "{engine}");
+        }
     }
 }

@@ -6,13 +6,14 @@
 //! preallocated f32 KV cache, and no tensor allocation per operation.
 
 use std::fs::File;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use candle_core::quantized::gguf_file;
 
 use crate::attention::{Heads, causal_attention};
 use crate::error::{Error, Result};
-use crate::gguf::Reader;
+use crate::gguf::GgufFile;
 use crate::isa::Isa;
 use crate::layers::{
     Rope, add, add_bias, each_row, gelu_tanh_gate, rms_norm, rms_norm_row, swiglu,
@@ -21,6 +22,8 @@ use crate::matmul::Stacked;
 use crate::matmul::matmul;
 use crate::packing::QMatrix;
 use crate::quant::{GgufRows, QActs, WeightFormat};
+use crate::reader::Reader;
+use crate::safetensors::{HfConfig, HfFolder};
 
 /// The GGUF architectures (`general.architecture`) the engine runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +127,7 @@ impl Hyper {
         let eps = reader
             .metadata(&key("attention.layer_norm_rms_epsilon"))?
             .to_f32()?;
-        let rope_base = match reader.content.metadata.get(&key("rope.freq_base")) {
+        let rope_base = match reader.get(&key("rope.freq_base")) {
             Some(v) => Some(v.to_f32()?),
             None => None,
         };
@@ -134,7 +137,7 @@ impl Hyper {
             )));
         }
         let given = match key_length {
-            true => reader.content.metadata.get(&key("attention.key_length")),
+            true => reader.get(&key("attention.key_length")),
             false => None,
         };
         let head_dim = match given {
@@ -166,7 +169,14 @@ impl Hyper {
         if reader.has("blk.0.ffn_gate_inp.weight") {
             return Err(Error::NotCovered("mixture-of-experts layers".into()));
         }
-        let vocab = reader.info("token_embd.weight")?.shape.dims()[0];
+        let vocab = match reader.dims("token_embd.weight")?[..] {
+            [rows, _] => rows,
+            ref dims => {
+                return Err(Error::Malformed(format!(
+                    "token_embd.weight has shape {dims:?}"
+                )));
+            }
+        };
         Ok(Self {
             dim,
             layers,
@@ -300,24 +310,29 @@ pub(crate) fn fused(layer: usize, parts: Vec<GgufRows>) -> Result<Stacked> {
     Stacked::new(parts).map_err(|why| Error::NotCovered(format!("layer {layer}: {why}")))
 }
 
-/// A GGUF file opened for the kernels of `isa`: refuses a processor without them and a file with
-/// matrices in formats the kernels do not read.
-pub(crate) fn open<'a>(
-    content: &'a gguf_file::Content,
-    file: &'a mut File,
-    isa: Isa,
-) -> Result<Reader<'a>> {
+/// A model's tensors opened for the kernels of `isa`: refuses a processor without them and a
+/// model with matrices in formats the kernels do not read.
+pub(crate) fn open(reader: Reader<'_>, isa: Isa) -> Result<Reader<'_>> {
     if !isa.is_supported() {
         return Err(Error::InvalidInput(format!(
             "this processor lacks {} for the kernels asked for",
             isa.name()
         )));
     }
-    let reader = Reader::new(content, file);
     if let Some(why) = reader.uncovered() {
         return Err(Error::NotCovered(why));
     }
     Ok(reader)
+}
+
+fn load(arch: Architecture, reader: Reader<'_>, isa: Isa) -> Result<Model> {
+    match arch {
+        Architecture::Llama => super::llama::load(reader, isa),
+        Architecture::Qwen2 => super::qwen2::load(reader, isa),
+        Architecture::Qwen3 => super::qwen3::load(reader, isa),
+        Architecture::Phi3 => super::phi3::load(reader, isa),
+        Architecture::Gemma3 => super::gemma3::load(reader, isa),
+    }
 }
 
 /// A model loaded for the kernels of one instruction set, whichever its architecture.
@@ -371,14 +386,19 @@ impl Model {
         let Some(arch) = Architecture::from_name(name) else {
             return Err(Error::NotCovered(format!("GGUF architecture {name:?}")));
         };
-        let reader = open(content, file, isa)?;
-        match arch {
-            Architecture::Llama => super::llama::load(reader, isa),
-            Architecture::Qwen2 => super::qwen2::load(reader, isa),
-            Architecture::Qwen3 => super::qwen3::load(reader, isa),
-            Architecture::Phi3 => super::phi3::load(reader, isa),
-            Architecture::Gemma3 => super::gemma3::load(reader, isa),
-        }
+        load(
+            arch,
+            open(Reader::new(GgufFile { content, file }), isa)?,
+            isa,
+        )
+    }
+
+    /// Reads a Hugging Face safetensors checkpoint (its `.safetensors` files, shards too, and
+    /// the numbers of its `config.json`) of a Llama, Mistral, Qwen2 or Qwen3 model whose matrices
+    /// are F16 or BF16; [`Error::NotCovered`] for any other.
+    pub fn from_safetensors(files: &[PathBuf], config: &HfConfig, isa: Isa) -> Result<Self> {
+        let (folder, arch) = HfFolder::open(files, config)?;
+        load(arch, open(Reader::new(folder), isa)?, isa)
     }
 
     pub fn architecture(&self) -> Architecture {

@@ -12,9 +12,9 @@
 
 use super::decoder::{Architecture, Block, Gate, Hyper, Model};
 use crate::error::{Error, Result};
-use crate::gguf::Reader;
 use crate::isa::Isa;
 use crate::layers::{Rope, RopeStyle};
+use crate::reader::Reader;
 
 /// One global layer in this many (`attention.sliding_window_type` where the file gives it).
 const SLIDING_PATTERN: u32 = 6;
@@ -29,7 +29,7 @@ pub(crate) fn load(mut reader: Reader<'_>, isa: Isa) -> Result<Model> {
         ));
     }
     let f32_or = |key: &str, default: f32| -> Result<f32> {
-        match reader.content.metadata.get(&format!("gemma3.{key}")) {
+        match reader.get(&format!("gemma3.{key}")) {
             Some(v) => Ok(v.to_f32()?),
             None => Ok(default),
         }
@@ -51,11 +51,7 @@ pub(crate) fn load(mut reader: Reader<'_>, isa: Isa) -> Result<Model> {
         f32_or("rope.local_freq_base", LOCAL_BASE)?,
         RopeStyle::Neox,
     );
-    let softcap = match reader
-        .content
-        .metadata
-        .get("gemma3.final_logit_softcapping")
-    {
+    let softcap = match reader.get("gemma3.final_logit_softcapping") {
         Some(v) => Some(v.to_f32()?).filter(|cap| *cap > 0.0),
         None => None,
     };

@@ -7,9 +7,9 @@
 
 use super::decoder::{Architecture, Block, Gate, Hyper, Model};
 use crate::error::Result;
-use crate::gguf::Reader;
 use crate::isa::Isa;
 use crate::layers::{Rope, RopeStyle};
+use crate::reader::Reader;
 
 pub(crate) fn load(mut reader: Reader<'_>, isa: Isa) -> Result<Model> {
     let h = Hyper::read(&reader, Architecture::Qwen3, true)?;
