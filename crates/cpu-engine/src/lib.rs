@@ -46,7 +46,9 @@ mod x86;
 
 pub use error::{Error, Result};
 pub use isa::Isa;
+pub use matmul::matmul;
 pub use models::{ARCHITECTURES, Architecture, KvCache, Model, load_gguf, load_safetensors};
-pub use quant::WeightFormat;
+pub use packing::QMatrix;
+pub use quant::{GgufRows, QActs, WeightFormat};
 pub use safetensors::HfConfig;
 pub use stepper::DecodeStepper;

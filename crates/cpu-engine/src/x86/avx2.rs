@@ -338,53 +338,76 @@ unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool>(
                     _mm256_and_si256(scales, low16),
                     _mm256_srli_epi32(scales, 16),
                 );
-                let mut low = [_mm256_setzero_si256(); 8];
-                let mut high = [_mm256_setzero_si256(); 8];
-                for c in 0..8 {
+                // Word c's values: low nibbles (sub-block 2p), high nibbles (2p + 1).
+                let values = |c: usize| {
                     // SAFETY: half h of word c of pair p lies inside the nibbles.
                     let raw = unsafe {
                         _mm256_loadu_si256(sb.add(q4_k::QS + 512 * p + 64 * c + 32 * h).cast())
                     };
-                    low[c] = _mm256_and_si256(raw, mask);
-                    high[c] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-                    if FIVE {
-                        // SAFETY: half h of fifth-bit word 2p + c/4 lies inside the super-block.
-                        let hi = unsafe {
-                            _mm256_loadu_si256(
-                                sb.add(q5_k::HI + 64 * (2 * p + c / 4) + 32 * h).cast(),
-                            )
-                        };
-                        let (l, hb) = fifth_bits_256(hi, c % 4);
-                        low[c] = _mm256_or_si256(low[c], l);
-                        high[c] = _mm256_or_si256(high[c], hb);
+                    let low = _mm256_and_si256(raw, mask);
+                    let high = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+                    if !FIVE {
+                        return (low, high);
+                    }
+                    // SAFETY: half h of fifth-bit word 2p + c/4 lies inside the super-block.
+                    let hi = unsafe {
+                        _mm256_loadu_si256(sb.add(q5_k::HI + 64 * (2 * p + c / 4) + 32 * h).cast())
+                    };
+                    let (l, hb) = fifth_bits_256(hi, c % 4);
+                    (_mm256_or_si256(low, l), _mm256_or_si256(high, hb))
+                };
+                // Token k's word c: its 16-bit pair sums, widened into `dot` every eight words
+                // (every four for Q5_K).
+                let feed = |k: usize,
+                            c: usize,
+                            (low, high): (__m256i, __m256i),
+                            pair: &mut [__m256i; 2],
+                            dot: &mut [__m256i; 2]| {
+                    // SAFETY: the activation row holds super-block b (checked by the caller);
+                    // words c and 8 + c of these 64 values.
+                    let (xl, xh) = unsafe {
+                        let x = acts[k].qs.as_ptr().add(b * SUPER + 64 * p);
+                        (broadcast_word(x, c), broadcast_word(x, 8 + c))
+                    };
+                    pair[0] = _mm256_add_epi16(pair[0], _mm256_maddubs_epi16(low, xl));
+                    pair[1] = _mm256_add_epi16(pair[1], _mm256_maddubs_epi16(high, xh));
+                    if c == 7 || (FIVE && c == 3) {
+                        dot[0] = _mm256_add_epi32(dot[0], _mm256_madd_epi16(pair[0], ones));
+                        dot[1] = _mm256_add_epi32(dot[1], _mm256_madd_epi16(pair[1], ones));
+                        *pair = [_mm256_setzero_si256(); 2];
+                    }
+                };
+                let mut pairs = [[_mm256_setzero_si256(); 2]; N];
+                let mut dots = [[_mm256_setzero_si256(); 2]; N];
+                if FIVE && N > 1 {
+                    // Two tokens of Q5_K: the words' values once, then token by token (measured:
+                    // rebuilding the fifth bits in the token loop costs more than the spills).
+                    let words: [_; 8] = std::array::from_fn(values);
+                    for (k, (pair, dot)) in pairs.iter_mut().zip(&mut dots).enumerate() {
+                        for (c, &word) in words.iter().enumerate() {
+                            feed(k, c, word, pair, dot);
+                        }
+                    }
+                } else {
+                    // Each word's values used at once: sixteen words do not fit in the registers.
+                    for c in 0..8 {
+                        let word = values(c);
+                        for (k, (pair, dot)) in pairs.iter_mut().zip(&mut dots).enumerate() {
+                            feed(k, c, word, pair, dot);
+                        }
                     }
                 }
                 for (k, (isum, msum)) in isum.iter_mut().zip(&mut msum).enumerate() {
-                    let a = &acts[k];
                     // SAFETY: the activation row holds super-block b (checked by the caller).
-                    let (x, sums) = unsafe {
-                        (
-                            a.qs.as_ptr().add(b * SUPER + 64 * p),
-                            a.sums32
-                                .as_ptr()
-                                .add(8 * b + 2 * p)
-                                .cast::<i32>()
-                                .read_unaligned(),
-                        )
+                    let sums = unsafe {
+                        acts[k]
+                            .sums32
+                            .as_ptr()
+                            .add(8 * b + 2 * p)
+                            .cast::<i32>()
+                            .read_unaligned()
                     };
-                    let (mut pl, mut ph) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-                    let (mut dl, mut dh) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-                    for c in 0..8 {
-                        // SAFETY: words c and 8 + c of these 64 values.
-                        let (xl, xh) = unsafe { (broadcast_word(x, c), broadcast_word(x, 8 + c)) };
-                        pl = _mm256_add_epi16(pl, _mm256_maddubs_epi16(low[c], xl));
-                        ph = _mm256_add_epi16(ph, _mm256_maddubs_epi16(high[c], xh));
-                        if c == 7 || (FIVE && c == 3) {
-                            dl = _mm256_add_epi32(dl, _mm256_madd_epi16(pl, ones));
-                            dh = _mm256_add_epi32(dh, _mm256_madd_epi16(ph, ones));
-                            (pl, ph) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-                        }
-                    }
+                    let [dl, dh] = dots[k];
                     let scaled = _mm256_add_epi32(
                         _mm256_mullo_epi32(dl, sc_low),
                         _mm256_mullo_epi32(dh, sc_high),
@@ -412,9 +435,11 @@ unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool>(
     store_halves(&acc, out);
 }
 
-/// Q6_K with AVX2: as the VNNI kernel, in two halves of eight rows; each `maddubs` (at most
-/// 2 × 63 × 128 = 16128) widened at once by `madd`, as four words of 6-bit values would overflow
-/// 16 bits.
+/// Q6_K with AVX2: as the VNNI kernel, in two halves of eight rows. The values are rebuilt one
+/// pair of nibble words at a time and used at once (sixteen words of them do not fit in the
+/// registers); the `maddubs` pairs of two words are summed in 16 bits (at most 2 × 2 × 63 × 128
+/// = 32256, no saturation) before `madd` widens them, and each 16-value group's sum is scaled
+/// once, by `mullo`.
 ///
 /// # Safety
 /// As for [`q4_k_avx2`], with Q6_K super-blocks.
@@ -440,6 +465,59 @@ pub(super) unsafe fn q6_k_avx2<const N: usize>(
         for (h, acc) in acc.iter_mut().enumerate() {
             let mut isum = [_mm256_setzero_si256(); N];
             for p in 0..4 {
+                // Per token, the sums of groups 4p + u (words 4u..4u + 4 of these 64 values).
+                let mut dot = [[_mm256_setzero_si256(); N]; 4];
+                for e in 0..4 {
+                    // SAFETY: half h of high-bit word 4p + e and of nibble words 8p + 2e and
+                    // 8p + 2e + 1 lie inside the super-block.
+                    let (hb, raw0, raw1) = unsafe {
+                        (
+                            _mm256_loadu_si256(sb.add(q6_k::HI + 64 * (4 * p + e) + 32 * h).cast()),
+                            _mm256_loadu_si256(
+                                sb.add(q6_k::LO + 64 * (8 * p + 2 * e) + 32 * h).cast(),
+                            ),
+                            _mm256_loadu_si256(
+                                sb.add(q6_k::LO + 64 * (8 * p + 2 * e + 1) + 32 * h).cast(),
+                            ),
+                        )
+                    };
+                    let with_high = |nibbles: __m256i, bits: __m256i| {
+                        _mm256_or_si256(
+                            _mm256_and_si256(nibbles, nibble),
+                            _mm256_and_si256(bits, high_bits),
+                        )
+                    };
+                    // Words 2e and 2e + 1 (low nibbles) and 8 + 2e, 9 + 2e (high nibbles).
+                    let low0 = with_high(raw0, _mm256_slli_epi16(hb, 4));
+                    let high0 = with_high(_mm256_srli_epi16(raw0, 4), _mm256_slli_epi16(hb, 2));
+                    let low1 = with_high(raw1, hb);
+                    let high1 = with_high(_mm256_srli_epi16(raw1, 4), _mm256_srli_epi16(hb, 2));
+                    for (k, a) in acts.iter().take(N).enumerate() {
+                        // SAFETY: the activation row holds super-block b (checked by the caller);
+                        // words 2e..2e + 2 and 8 + 2e..10 + 2e of these 64 values.
+                        let (x0, x1, x8, x9) = unsafe {
+                            let x = a.qs.as_ptr().add(b * SUPER + 64 * p);
+                            (
+                                broadcast_word(x, 2 * e),
+                                broadcast_word(x, 2 * e + 1),
+                                broadcast_word(x, 8 + 2 * e),
+                                broadcast_word(x, 9 + 2 * e),
+                            )
+                        };
+                        let low = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(low0, x0),
+                            _mm256_maddubs_epi16(low1, x1),
+                        );
+                        let high = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(high0, x8),
+                            _mm256_maddubs_epi16(high1, x9),
+                        );
+                        dot[e / 2][k] =
+                            _mm256_add_epi32(dot[e / 2][k], _mm256_madd_epi16(low, ones));
+                        dot[2 + e / 2][k] =
+                            _mm256_add_epi32(dot[2 + e / 2][k], _mm256_madd_epi16(high, ones));
+                    }
+                }
                 // SAFETY: half h of the scale pairs of groups 4p..4p+4 lies inside.
                 let (first, second) = unsafe {
                     (
@@ -458,52 +536,14 @@ pub(super) unsafe fn q6_k_avx2<const N: usize>(
                     )
                 };
                 let ((s0, s1), (s2, s3)) = (split(first), split(second));
-                let mut values = [_mm256_setzero_si256(); 16];
-                for e in 0..4 {
-                    // SAFETY: half h of high-bit word 4p + e lies inside.
-                    let hb = unsafe {
-                        _mm256_loadu_si256(sb.add(q6_k::HI + 64 * (4 * p + e) + 32 * h).cast())
-                    };
-                    let fields = [
-                        _mm256_slli_epi16(hb, 4),
-                        _mm256_slli_epi16(hb, 2),
-                        hb,
-                        _mm256_srli_epi16(hb, 2),
-                    ];
-                    for t in 0..2 {
-                        let c = 2 * e + t;
-                        // SAFETY: half h of nibble word 8p + c lies inside.
-                        let raw = unsafe {
-                            _mm256_loadu_si256(sb.add(q6_k::LO + 64 * (8 * p + c) + 32 * h).cast())
-                        };
-                        let low = _mm256_and_si256(raw, nibble);
-                        let high = _mm256_and_si256(_mm256_srli_epi16(raw, 4), nibble);
-                        values[c] =
-                            _mm256_or_si256(low, _mm256_and_si256(fields[2 * t], high_bits));
-                        values[8 + c] =
-                            _mm256_or_si256(high, _mm256_and_si256(fields[2 * t + 1], high_bits));
-                    }
-                }
                 for (k, isum) in isum.iter_mut().enumerate() {
-                    let a = &acts[k];
-                    // SAFETY: the activation row holds super-block b (checked by the caller).
-                    let (x, sums) = unsafe {
-                        (
-                            a.qs.as_ptr().add(b * SUPER + 64 * p),
-                            a.sums16.as_ptr().add(16 * b + 4 * p),
-                        )
-                    };
+                    // SAFETY: the activation row's four group sums of these 64 values.
+                    let sums = unsafe { acts[k].sums16.as_ptr().add(16 * b + 4 * p) };
                     for (u, sc) in [s0, s1, s2, s3].into_iter().enumerate() {
                         // SAFETY: u < 4 sums of this chunk.
                         let sum = i32::from(unsafe { *sums.add(u) });
-                        let mut dot = _mm256_set1_epi32(-32 * sum);
-                        for i in 0..4 {
-                            // SAFETY: word 4u + i of these 64 values.
-                            let xw = unsafe { broadcast_word(x, 4 * u + i) };
-                            let pairs = _mm256_maddubs_epi16(values[4 * u + i], xw);
-                            dot = _mm256_add_epi32(dot, _mm256_madd_epi16(pairs, ones));
-                        }
-                        *isum = _mm256_add_epi32(*isum, _mm256_mullo_epi32(dot, sc));
+                        let shifted = _mm256_add_epi32(dot[u][k], _mm256_set1_epi32(-32 * sum));
+                        *isum = _mm256_add_epi32(*isum, _mm256_mullo_epi32(shifted, sc));
                     }
                 }
             }
