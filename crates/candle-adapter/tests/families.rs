@@ -5,7 +5,8 @@
 //! each on the CPU engine (the default) and on candle's model (`Kernels::Reference`). An
 //! unknown architecture is refused with the list of supported ones. And every tensor type candle
 //! reads loads and runs on a Llama file, on the CPU engine where it covers the type and on
-//! candle's `quantized_llama` otherwise, the adapter saying which.
+//! candle's `quantized_llama` otherwise, the adapter saying which. A Qwen3 safetensors checkpoint
+//! runs on the CPU engine, and is refused where only candle's `llama` could run it.
 
 use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::Value;
@@ -324,4 +325,51 @@ async fn an_unknown_architecture_is_refused_with_the_supported_list() {
         assert!(err.to_string().contains(name), "{err}");
     }
     support::remove(&path);
+}
+
+/// A Qwen3 safetensors checkpoint (written by the generator, F16): on the CPU engine by default;
+/// under `Kernels::Reference`, where only candle's `llama` could run it (without Qwen3's Q/K
+/// norms), refused as unsupported with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qwen3_checkpoint_runs_on_the_cpu_engine_and_is_refused_on_candles_llama() {
+    static SHAPE: rigger_model_gen::Shape = rigger_model_gen::Shape {
+        family: rigger_model_gen::Family::Qwen3,
+        name: "tiny-qwen3",
+        vocab_size: 512,
+        hidden_size: 64,
+        intermediate_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        max_position_embeddings: 512,
+        rope_theta: 10_000.0,
+        rms_norm_eps: 1e-5,
+        tie_word_embeddings: false,
+    };
+    let dir = std::env::temp_dir().join(format!("rigger-qwen3-st-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = rigger_model_gen::GenOptions {
+        formats: vec![rigger_model_gen::Format::Safetensors],
+        ..rigger_model_gen::GenOptions::new(&SHAPE)
+    };
+    rigger_model_gen::generate(&dir, &opts, &|_| {}).expect("generate the checkpoint");
+    if rigger_cpu_engine::Isa::detect() == rigger_cpu_engine::Isa::Portable {
+        rigger_model_gen::declare_skip(
+            "a qwen3 checkpoint on the CPU engine",
+            "no SIMD kernels here, so the engine is not the default",
+        );
+    } else {
+        exercise(&dir, Kernels::Auto, "rigger-cpu qwen3 F16 ").await;
+    }
+    let config = CandleConfig {
+        kernels: Kernels::Reference,
+        ..CandleConfig::new(dir.display().to_string())
+    };
+    let err = match CandleAdapter::connect(config).await {
+        Ok(_) => panic!("candle's llama loaded a qwen3 checkpoint"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(err.to_string().contains("\"qwen3\""), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
 }
