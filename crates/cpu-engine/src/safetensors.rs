@@ -155,6 +155,17 @@ impl HfFolder {
                 }
             )));
         }
+        let heads = config.num_attention_heads.max(1);
+        if let Some(width) = config.head_dim
+            && arch == Architecture::Llama
+            && width * heads != config.hidden_size
+        {
+            // The engine's Llama takes its heads as `hidden_size / heads` wide, as GGUF's does.
+            return Err(Error::NotCovered(format!(
+                "Llama heads {width} wide in a {}-wide model of {heads} heads",
+                config.hidden_size
+            )));
+        }
         if files.is_empty() {
             return Err(Error::InvalidInput("no safetensors files".into()));
         }

@@ -233,6 +233,12 @@ fn what_the_engine_does_not_run_is_not_covered_and_says_why() {
     };
     assert!(not_covered(load_safetensors(&files, &scaled, isa)).contains("rotary"));
 
+    let wide_heads = HfConfig {
+        head_dim: Some(32),
+        ..config(&TINY_LLAMA)
+    };
+    assert!(not_covered(load_safetensors(&files, &wide_heads, isa)).contains("heads"));
+
     let biased = HfConfig {
         attention_bias: true,
         ..config(&TINY_LLAMA)
