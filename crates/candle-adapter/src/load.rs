@@ -14,6 +14,7 @@ use candle_transformers::models::{
 };
 use rigger_cpu_engine::Isa;
 use rigger_ports::{ErrorKind, InferenceError};
+use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use crate::gguf_tokenizer;
@@ -449,7 +450,7 @@ fn cpu_engine_isa(kernels: Kernels) -> Result<Option<Isa>, InferenceError> {
 }
 
 /// The numbers of a `config.json` the CPU engine reads.
-#[derive(serde::Deserialize)]
+#[derive(Deserialize)]
 struct EngineConfig {
     #[serde(default = "llama_type")]
     model_type: String,
@@ -509,9 +510,7 @@ fn load_safetensors(
         )
     };
     let engine_config: rigger_cpu_engine::HfConfig =
-        serde_json::from_value::<EngineConfig>(json.clone())
-            .map_err(not_llama)?
-            .into();
+        EngineConfig::deserialize(&json).map_err(not_llama)?.into();
     let raw: llama::LlamaConfig = serde_json::from_value(json).map_err(not_llama)?;
     let config = raw.into_config(false);
     let eos = match &config.eos_token_id {

@@ -333,18 +333,8 @@ async fn an_unknown_architecture_is_refused_with_the_supported_list() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qwen3_checkpoint_runs_on_the_cpu_engine_and_is_refused_on_candles_llama() {
     static SHAPE: rigger_model_gen::Shape = rigger_model_gen::Shape {
-        family: rigger_model_gen::Family::Qwen3,
-        name: "tiny-qwen3",
-        vocab_size: 512,
-        hidden_size: 64,
-        intermediate_size: 128,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
         max_position_embeddings: 512,
-        rope_theta: 10_000.0,
-        rms_norm_eps: 1e-5,
-        tie_word_embeddings: false,
+        ..rigger_model_gen::tiny_shape(rigger_model_gen::Family::Qwen3, "tiny-qwen3")
     };
     let dir = std::env::temp_dir().join(format!("rigger-qwen3-st-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::llama;
 use rigger_cpu_engine::{Error, HfConfig, Isa, Model, WeightFormat, load_gguf, load_safetensors};
-use rigger_model_gen::{Family, Format, GenOptions, Shape, generate};
+use rigger_model_gen::{Family, Format, GenOptions, Shape, generate, tiny_shape};
 
 mod support;
 
@@ -23,27 +23,9 @@ const PROMPT: &[u32] = &[1, 50, 60, 70, 80, 90, 300, 7];
 /// Tokens fed one at a time after the prompt.
 const STEPS: [u32; 4] = [3, 30, 300, 451];
 
-/// The tiny shape in another family.
-const fn tiny(family: Family, name: &'static str) -> Shape {
-    Shape {
-        family,
-        name,
-        vocab_size: 512,
-        hidden_size: 64,
-        intermediate_size: 128,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        max_position_embeddings: 2048,
-        rope_theta: 10_000.0,
-        rms_norm_eps: 1e-5,
-        tie_word_embeddings: false,
-    }
-}
-
-static TINY_LLAMA: Shape = tiny(Family::Llama, "tiny");
-static TINY_QWEN2: Shape = tiny(Family::Qwen2, "tiny-qwen2");
-static TINY_QWEN3: Shape = tiny(Family::Qwen3, "tiny-qwen3");
+static TINY_LLAMA: Shape = tiny_shape(Family::Llama, "tiny");
+static TINY_QWEN2: Shape = tiny_shape(Family::Qwen2, "tiny-qwen2");
+static TINY_QWEN3: Shape = tiny_shape(Family::Qwen3, "tiny-qwen3");
 
 /// `shape` written as a checkpoint of `dtype` and a GGUF F16 twin, in a folder of the test's own.
 fn checkpoint(shape: &'static Shape, dtype: DType, test: &str) -> PathBuf {
@@ -102,13 +84,18 @@ fn supported() -> Vec<Isa> {
         .collect()
 }
 
-#[test]
-fn a_llama_checkpoint_gives_its_gguf_f16_twins_logits_bit_for_bit() {
-    let dir = checkpoint(&TINY_LLAMA, DType::F16, "llama");
-    for isa in supported() {
-        let model = open(&dir, &TINY_LLAMA, isa);
+/// A checkpoint of `shape` gives its GGUF F16 twin's logits, bit for bit, on each of `isas`.
+fn equals_its_gguf_twin(shape: &'static Shape, isas: &[Isa], test: &str) {
+    let dir = checkpoint(shape, DType::F16, test);
+    for &isa in isas {
+        let model = open(&dir, shape, isa);
         assert_eq!(model.weight_format(), WeightFormat::F16);
-        assert!(model.describe().starts_with("rigger-cpu llama F16"));
+        let expected = format!("rigger-cpu {} F16", shape.family.gguf_name());
+        assert!(
+            model.describe().starts_with(&expected),
+            "{}",
+            model.describe()
+        );
         let twin = load_gguf(&dir.join("model-f16.gguf"), isa).expect("the GGUF twin");
         assert_eq!(logits(&model), logits(&twin), "{isa:?}");
     }
@@ -116,14 +103,13 @@ fn a_llama_checkpoint_gives_its_gguf_f16_twins_logits_bit_for_bit() {
 }
 
 #[test]
+fn a_llama_checkpoint_gives_its_gguf_f16_twins_logits_bit_for_bit() {
+    equals_its_gguf_twin(&TINY_LLAMA, &supported(), "llama");
+}
+
+#[test]
 fn a_qwen3_checkpoint_gives_its_gguf_f16_twins_logits_bit_for_bit() {
-    let dir = checkpoint(&TINY_QWEN3, DType::F16, "qwen3");
-    let isa = Isa::detect();
-    let model = open(&dir, &TINY_QWEN3, isa);
-    assert!(model.describe().starts_with("rigger-cpu qwen3 F16"));
-    let twin = load_gguf(&dir.join("model-f16.gguf"), isa).expect("the GGUF twin");
-    assert_eq!(logits(&model), logits(&twin));
-    std::fs::remove_dir_all(&dir).ok();
+    equals_its_gguf_twin(&TINY_QWEN3, &[Isa::detect()], "qwen3");
 }
 
 #[test]

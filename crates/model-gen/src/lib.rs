@@ -24,7 +24,7 @@ pub use fixture::{
 };
 pub use generate::{Format, GenEvent, GenOptions, Manifest, ManifestFile, generate, use_more_bits};
 pub use mlx_server::MlxServer;
-pub use shapes::{Family, SHAPES, Shape, shape};
+pub use shapes::{Family, SHAPES, Shape, shape, tiny as tiny_shape};
 pub use tokenizer::CHAT_TEMPLATE;
 
 /// The byte-level BPE tokenizer of `vocab_size` tokens the generated models carry (for benches

@@ -71,11 +71,12 @@ impl Shape {
     }
 }
 
-pub const SHAPES: &[Shape] = &[
-    // A few MB: for tests. Every row length is a multiple of 32 (the q4_0/q8_0 block).
+/// The tiny test shape in `family`, named `name` (tests of other families write their own
+/// files with it).
+pub const fn tiny(family: Family, name: &'static str) -> Shape {
     Shape {
-        family: Family::Llama,
-        name: "tiny",
+        family,
+        name,
         vocab_size: 512,
         hidden_size: 64,
         intermediate_size: 128,
@@ -88,7 +89,12 @@ pub const SHAPES: &[Shape] = &[
         rope_theta: 10_000.0,
         rms_norm_eps: 1e-5,
         tie_word_embeddings: false,
-    },
+    }
+}
+
+pub const SHAPES: &[Shape] = &[
+    // A few MB: for tests. Every row length is a multiple of 32 (the q4_0/q8_0 block).
+    tiny(Family::Llama, "tiny"),
     // The tiny model at 256 wide: the narrowest shape whose rows are whole 256-value K-quant
     // super-blocks, for tests of Q4_K_M, Q5_K_M and Q6_K files on the CPU engine's fast path.
     Shape {
