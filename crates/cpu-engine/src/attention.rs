@@ -5,6 +5,8 @@
 
 use rayon::prelude::*;
 
+use crate::parallel::{DisjointWrites, zeroed};
+
 /// The attention's shape: query heads, KV heads (fewer under grouped-query attention) and the
 /// width of one head.
 #[derive(Debug, Clone, Copy)]
@@ -41,33 +43,27 @@ pub(crate) fn causal_attention(
     let qkv_width = dim + 2 * kv_dim;
     let group = shape.heads / shape.kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
-    let per_head: Vec<Vec<f32>> = (0..shape.heads)
-        .into_par_iter()
-        .map(|h| {
-            let mut out = vec![0f32; t * hd];
-            let mut scores = Vec::with_capacity(start + t);
-            for (i, o) in out.chunks_exact_mut(hd).enumerate() {
-                let seen = start + i + 1;
-                let first = window.map_or(0, |w| seen.saturating_sub(w));
-                let head = HeadCache {
-                    keys: &keys[first * kv_dim..],
-                    values: &values[first * kv_dim..],
-                    kv_dim,
-                    offset: (h / group) * hd,
-                };
-                let q = &qkv[i * qkv_width + h * hd..][..hd];
-                attend(q, head, seen - first, scale, &mut scores, o);
-            }
-            out
-        })
-        .collect();
-    let mut out = vec![0f32; t * dim];
-    for (h, head) in per_head.iter().enumerate() {
-        for (i, values) in head.chunks_exact(hd).enumerate() {
-            out[i * dim + h * hd..][..hd].copy_from_slice(values);
+    let mut attended = zeroed(t * dim);
+    let writes = DisjointWrites::new(&mut attended);
+    (0..shape.heads).into_par_iter().for_each(|h| {
+        let mut out = vec![0f32; hd];
+        let mut scores = Vec::with_capacity(start + t);
+        for i in 0..t {
+            let seen = start + i + 1;
+            let first = window.map_or(0, |w| seen.saturating_sub(w));
+            let head = HeadCache {
+                keys: &keys[first * kv_dim..],
+                values: &values[first * kv_dim..],
+                kv_dim,
+                offset: (h / group) * hd,
+            };
+            let q = &qkv[i * qkv_width + h * hd..][..hd];
+            attend(q, head, seen - first, scale, &mut scores, &mut out);
+            // SAFETY: head h alone writes columns h·hd..(h + 1)·hd of each row.
+            unsafe { writes.write(i * dim + h * hd, &out) };
         }
-    }
-    out
+    });
+    attended
 }
 
 /// One head's view of a layer's KV cache: one row of `kv_dim` per position in `keys` and

@@ -8,6 +8,8 @@
 
 use rayon::prelude::*;
 
+use crate::parallel::{copied, zeroed};
+
 /// Calls `f(row index, row)` on each `width`-wide row of `x`; rows across the pool when there
 /// are several (one row, a decode step, stays on the calling thread: no dispatch to pay).
 pub(crate) fn each_row<F>(x: &mut [f32], width: usize, f: F)
@@ -27,7 +29,7 @@ where
 
 /// Each `dim`-wide row of `x`, normalised by its root mean square and scaled by `weight`.
 pub(crate) fn rms_norm(x: &[f32], weight: &[f32], dim: usize, eps: f32) -> Vec<f32> {
-    let mut out = x.to_vec();
+    let mut out = copied(x);
     each_row(&mut out, dim, |_, row| rms_norm_row(row, weight, eps));
     out
 }
@@ -141,7 +143,7 @@ pub(crate) fn gelu_tanh_gate(gate_up: &[f32], ffn: usize) -> Vec<f32> {
 
 /// `activation(gate) × up` on rows of `[gate | up]`.
 fn gated(gate_up: &[f32], ffn: usize, activation: impl Fn(f32) -> f32 + Send + Sync) -> Vec<f32> {
-    let mut out = vec![0f32; gate_up.len() / 2];
+    let mut out = zeroed(gate_up.len() / 2);
     each_row(&mut out, ffn, |i, row| {
         let (gate, up) = gate_up[2 * ffn * i..2 * ffn * (i + 1)].split_at(ffn);
         for ((o, &g), u) in row.iter_mut().zip(gate).zip(up) {

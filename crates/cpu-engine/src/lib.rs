@@ -37,6 +37,7 @@ mod matmul;
 mod memory;
 mod models;
 mod packing;
+mod parallel;
 mod quant;
 mod reader;
 mod safetensors;

@@ -21,6 +21,7 @@ use crate::packing::{
     Group, QMatrix, ROWS, float_weight, q4_k_quant, q4_k_scales, q5_k_quant, q6_k_quant,
     q6_k_scales, weight,
 };
+use crate::parallel::{DisjointWrites, zeroed};
 use crate::quant::{ActRow, BLOCK, GgufRows, QActs, SUPER, SuperRow, WeightFormat};
 #[cfg(target_arch = "x86_64")]
 use crate::x86;
@@ -31,8 +32,19 @@ pub(crate) const MAX_TILE: usize = 8;
 /// `out[t * w.rows() + r]` = row `r` of `w` · activation row `t`, row groups split across the
 /// rayon pool in force.
 pub fn matmul(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32]) {
-    assert_eq!(w.cols, a.cols, "matmul: inner dimensions differ");
     assert_eq!(out.len(), a.rows * w.rows, "matmul: output size");
+    matmul_into(isa, w, a, out, w.rows, 0);
+}
+
+/// `out[t * stride + offset + r]` = row `r` of `w` · activation row `t`: each chunk of row
+/// groups writes its rows of every token's output in place, so no pass reorders them after.
+#[allow(unsafe_code)] // the chunks' writes into one buffer, at places that do not overlap
+fn matmul_into(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32], stride: usize, offset: usize) {
+    assert_eq!(w.cols, a.cols, "matmul: inner dimensions differ");
+    assert!(
+        offset + w.rows <= stride && out.len() == a.rows * stride,
+        "matmul: output size"
+    );
     assert!(isa.is_supported(), "matmul: {isa:?} is not available here");
     // The activations' form for this format, quantized now (once) rather than in the pool.
     if w.format().is_k_quant() {
@@ -47,50 +59,36 @@ pub fn matmul(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32]) {
     let chunk_groups = groups.div_ceil(threads * 8).clamp(1, 256 / ROWS);
     let tokens = a.rows;
     let tile = isa.tokens_per_tile();
-    // Results land group by group, token by token ([group][token][row]) so each chunk owns one
-    // contiguous slice; a single token over whole groups is already `out`'s order.
-    let direct = tokens == 1 && w.rows.is_multiple_of(ROWS);
-    let mut by_group = if direct {
-        Vec::new()
-    } else {
-        vec![0f32; groups * tokens * ROWS]
-    };
-    let target: &mut [f32] = if direct { out } else { &mut by_group };
-    target
-        .par_chunks_mut(chunk_groups * tokens * ROWS)
-        .enumerate()
-        .for_each(|(c, out)| {
-            let first_group = c * chunk_groups;
+    let out = DisjointWrites::new(out);
+    (0..groups.div_ceil(chunk_groups))
+        .into_par_iter()
+        .for_each(|c| {
+            let chunk = c * chunk_groups..((c + 1) * chunk_groups).min(groups);
             let mut results = [[0f32; ROWS]; MAX_TILE];
             // Token tiles outside, row groups inside: one tile's activations stay in L1 while
             // the chunk's weights stay in L2.
             let mut t = 0;
             while t < tokens {
                 let n = (tokens - t).min(tile);
-                for (i, group_out) in out.chunks_mut(tokens * ROWS).enumerate() {
-                    let group = w.group(first_group + i);
-                    group_tile(isa, group, a, t, n, &mut results);
-                    for (o, r) in group_out[t * ROWS..(t + n) * ROWS]
-                        .chunks_exact_mut(ROWS)
-                        .zip(&results)
-                    {
-                        o.copy_from_slice(r);
+                for g in chunk.clone() {
+                    group_tile(isa, w.group(g), a, t, n, &mut results);
+                    let rows = (w.rows - g * ROWS).min(ROWS);
+                    for (k, r) in results.iter().take(n).enumerate() {
+                        // SAFETY: chunks hold different row groups, so rows g·16.. of each
+                        // token's output are this task's alone.
+                        unsafe { out.write((t + k) * stride + offset + g * ROWS, &r[..rows]) };
                     }
                 }
                 t += n;
             }
         });
-    if !direct {
-        // Back to `[token][row]`, tokens across the pool (a prompt's outputs are megabytes).
-        out.par_chunks_mut(w.rows)
-            .enumerate()
-            .for_each(|(t, token_out)| {
-                for (g, rows) in token_out.chunks_mut(ROWS).enumerate() {
-                    let values = &by_group[(g * tokens + t) * ROWS..][..rows.len()];
-                    rows.copy_from_slice(values);
-                }
-            });
-    }
+}
+
+/// `w · a` for every token of `a`, `[token][row]`, in a new buffer.
+pub(crate) fn product(isa: Isa, w: &QMatrix, a: &QActs) -> Vec<f32> {
+    let mut out = zeroed(a.rows * w.rows);
+    matmul(isa, w, a, &mut out);
+    out
 }
 
 /// Matrices that take the same input and whose outputs sit side by side (Q | K | V, gate |
@@ -126,22 +124,16 @@ impl Stacked {
         self.parts[0].format()
     }
 
-    /// `out[t * rows + r]`: as [`matmul`] on the parts stacked.
-    pub fn matmul(&self, isa: Isa, a: &QActs, out: &mut [f32]) {
-        if let [whole] = self.parts.as_slice() {
-            return matmul(isa, whole, a, out);
-        }
+    /// `[token][row]` of the parts stacked, as [`matmul`] on them, in a new buffer.
+    pub fn product(&self, isa: Isa, a: &QActs) -> Vec<f32> {
         let width: usize = self.parts.iter().map(QMatrix::rows).sum();
-        assert_eq!(out.len(), a.rows * width, "matmul: output size");
+        let mut out = zeroed(a.rows * width);
         let mut offset = 0;
         for part in &self.parts {
-            let mut part_out = vec![0f32; a.rows * part.rows];
-            matmul(isa, part, a, &mut part_out);
-            for (t, row) in part_out.chunks_exact(part.rows).enumerate() {
-                out[t * width + offset..][..part.rows].copy_from_slice(row);
-            }
+            matmul_into(isa, part, a, &mut out, width, offset);
             offset += part.rows;
         }
+        out
     }
 }
 
@@ -677,8 +669,7 @@ mod tests {
         .unwrap();
         assert_eq!(stacked.parts.len(), 2);
         let a = QActs::quantize(&values(3 * cols, 14), cols);
-        let mut got = vec![0f32; 3 * 60];
-        stacked.matmul(Isa::detect(), &a, &mut got);
+        let got = stacked.product(Isa::detect(), &a);
         let (mut first, mut second) = (vec![0f32; 3 * 40], vec![0f32; 3 * 20]);
         matmul(Isa::detect(), &q4, &a, &mut first);
         matmul(Isa::detect(), &q6, &a, &mut second);

@@ -7,7 +7,7 @@
 use std::sync::OnceLock;
 
 use half::f16;
-use rayon::iter::{ParallelBridge, ParallelIterator};
+use rayon::prelude::*;
 
 /// Values per quantization block of Q4_0, Q8_0, Q4_1, Q5_0 and their activations.
 pub const BLOCK: usize = 32;
@@ -152,18 +152,32 @@ impl GgufRows {
     }
 }
 
-/// Runs `row` on each item of `rows`, across the rayon pool when `parallel` (a prompt's
-/// rows; a single decode row stays on the calling thread).
-fn for_rows<I, F>(parallel: bool, rows: I, row: F)
-where
-    I: Iterator + Send,
-    I::Item: Send,
-    F: Fn(I::Item) + Send + Sync,
-{
-    if parallel {
-        rows.par_bridge().for_each(row);
+/// Runs `$row` on each row of `$x` (`$cols` wide) zipped with the matching chunks of each
+/// output buffer (`$width` each): across the rayon pool when there are several rows (a prompt's;
+/// a decode step's one row stays on the calling thread).
+macro_rules! for_rows {
+    ($row:expr, $x:expr, $cols:expr, $($out:expr => $width:expr),+) => {
+        if $x.len() > $cols {
+            $x.par_chunks_exact($cols)$(.zip($out.par_chunks_exact_mut($width)))+.for_each($row)
+        } else {
+            $x.chunks_exact($cols)$(.zip($out.chunks_exact_mut($width)))+.for_each($row)
+        }
+    };
+}
+
+/// `x` rounded to the nearest integer, halves away from zero: `f32::round`'s result for
+/// |x| < 2^31, NaN to 0, without its call into libm (a value at a time, it was a tenth of
+/// a prompt's quantization). The integer part is exact, so is the fraction left.
+#[inline(always)]
+fn round_half_away(x: f32) -> f32 {
+    let whole = x as i32 as f32;
+    let fraction = x - whole;
+    if fraction >= 0.5 {
+        whole + 1.0
+    } else if fraction <= -0.5 {
+        whole - 1.0
     } else {
-        rows.for_each(row);
+        whole
     }
 }
 
@@ -182,11 +196,16 @@ pub struct QActs {
 impl QActs {
     /// Takes `x` (rows of `cols` values; `cols` a multiple of 32) for quantization.
     pub fn quantize(x: &[f32], cols: usize) -> Self {
+        Self::from_rows(x.to_vec(), cols)
+    }
+
+    /// As [`QActs::quantize`], keeping `x` rather than a copy of it.
+    pub fn from_rows(x: Vec<f32>, cols: usize) -> Self {
         assert!(cols.is_multiple_of(BLOCK) && x.len().is_multiple_of(cols));
         Self {
             rows: x.len() / cols,
             cols,
-            values: x.to_vec(),
+            values: x,
             blocks: OnceLock::new(),
             supers: OnceLock::new(),
         }
@@ -233,11 +252,6 @@ impl Q8Blocks {
             sums: vec![0; blocks],
         };
         let per_row = cols / BLOCK;
-        let rows = x
-            .chunks_exact(cols)
-            .zip(out.qs.chunks_exact_mut(cols))
-            .zip(out.scale.chunks_exact_mut(per_row))
-            .zip(out.sums.chunks_exact_mut(per_row));
         type Row<'a> = (((&'a [f32], &'a mut [i8]), &'a mut [f32]), &'a mut [i32]);
         let row = |(((x, qs), scale), sums): Row<'_>| {
             for (((values, qs), scale), sum) in x
@@ -250,13 +264,13 @@ impl Q8Blocks {
                 let d = amax / 127.0;
                 let id = if d != 0.0 { 1.0 / d } else { 0.0 };
                 for (q, v) in qs.iter_mut().zip(values) {
-                    *q = (v * id).round() as i8;
+                    *q = round_half_away(v * id) as i8;
                 }
                 *scale = f16::from_f32(d).to_f32();
                 *sum = qs.iter().map(|&q| i32::from(q)).sum();
             }
         };
-        for_rows(x.len() > cols, rows, row);
+        for_rows!(row, x, cols, out.qs => cols, out.scale => per_row, out.sums => per_row);
         out
     }
 
@@ -304,12 +318,6 @@ impl Q8Supers {
             sums32: vec![0; supers * SUPER / 32],
         };
         let per_row = cols / SUPER;
-        let rows = x
-            .chunks_exact(cols)
-            .zip(out.qs.chunks_exact_mut(cols))
-            .zip(out.scale.chunks_exact_mut(per_row))
-            .zip(out.sums16.chunks_exact_mut(per_row * SUPER / 16))
-            .zip(out.sums32.chunks_exact_mut(per_row * SUPER / 32));
         type Row<'a> = (
             (((&'a [f32], &'a mut [i8]), &'a mut [f32]), &'a mut [i16]),
             &'a mut [i16],
@@ -332,7 +340,7 @@ impl Q8Supers {
                 } else {
                     let iscale = -127.0 / max;
                     for (q, v) in qs.iter_mut().zip(values) {
-                        *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
+                        *q = round_half_away(iscale * v).clamp(-128.0, 127.0) as i8;
                     }
                     scale[b] = 1.0 / iscale;
                 }
@@ -351,7 +359,15 @@ impl Q8Supers {
                 }
             }
         };
-        for_rows(x.len() > cols, rows, row);
+        for_rows!(
+            row,
+            x,
+            cols,
+            out.qs => cols,
+            out.scale => per_row,
+            out.sums16 => per_row * SUPER / 16,
+            out.sums32 => per_row * SUPER / 32
+        );
         out
     }
 
@@ -373,4 +389,33 @@ pub(crate) struct SuperRow<'a> {
     pub(crate) scale: &'a [f32],
     pub(crate) sums16: &'a [i16],
     pub(crate) sums32: &'a [i16],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_matches_f32_round_where_activations_land() {
+        // Every float in ±(2^-3 .. 2^9) at a stride that visits every fraction pattern class,
+        // the halves and their neighbours exactly, and the specials.
+        let mut cases: Vec<f32> = (0x3E00_0000u32..0x4400_0000)
+            .step_by(61)
+            .map(f32::from_bits)
+            .collect();
+        for k in -300..300 {
+            let half = k as f32 + 0.5;
+            cases.extend([half, half.next_up(), half.next_down()]);
+        }
+        cases.extend([0.0, -0.0, 1e-30, 0.499_999_97, 127.5, 128.0, 2e9]);
+        for x in cases.iter().flat_map(|&x| [x, -x]) {
+            let want = x.round();
+            let got = round_half_away(x);
+            assert!(
+                got.to_bits() == want.to_bits() || (got == 0.0 && want == 0.0),
+                "{x}: {got} vs {want}"
+            );
+        }
+        assert_eq!(round_half_away(f32::NAN), 0.0);
+    }
 }

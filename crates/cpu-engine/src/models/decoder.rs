@@ -18,8 +18,7 @@ use crate::isa::Isa;
 use crate::layers::{
     Rope, add, add_bias, each_row, gelu_tanh_gate, rms_norm, rms_norm_row, swiglu,
 };
-use crate::matmul::Stacked;
-use crate::matmul::matmul;
+use crate::matmul::{Stacked, product};
 use crate::packing::QMatrix;
 use crate::quant::{GgufRows, QActs, WeightFormat};
 use crate::reader::Reader;
@@ -478,9 +477,8 @@ impl Model {
         let start = cache.len;
         for (l, layer) in self.layers.iter().enumerate() {
             // Attention.
-            let acts = QActs::quantize(&rms_norm(&x, &layer.attn_norm, dim, self.eps), dim);
-            let mut qkv = vec![0f32; t * qkv_width];
-            layer.qkv.matmul(self.isa, &acts, &mut qkv);
+            let acts = QActs::from_rows(rms_norm(&x, &layer.attn_norm, dim, self.eps), dim);
+            let mut qkv = layer.qkv.product(self.isa, &acts);
             if let Some(bias) = &layer.qkv_bias {
                 add_bias(&mut qkv, bias);
             }
@@ -510,31 +508,19 @@ impl Model {
                 t,
                 layer.window,
             );
-            let mut out = vec![0f32; t * dim];
-            matmul(
-                self.isa,
-                &layer.wo,
-                &QActs::quantize(&attended, q_dim),
-                &mut out,
-            );
+            let mut out = product(self.isa, &layer.wo, &QActs::from_rows(attended, q_dim));
             if let Some(norm) = &layer.post_attn_norm {
                 out = rms_norm(&out, norm, dim, self.eps);
             }
             add(&mut x, &out, dim);
             // Gated feed-forward.
-            let acts = QActs::quantize(&rms_norm(&x, &layer.ffn_norm, dim, self.eps), dim);
-            let mut gate_up = vec![0f32; t * 2 * self.ffn];
-            layer.gate_up.matmul(self.isa, &acts, &mut gate_up);
+            let acts = QActs::from_rows(rms_norm(&x, &layer.ffn_norm, dim, self.eps), dim);
+            let gate_up = layer.gate_up.product(self.isa, &acts);
             let hidden = match self.gate {
                 Gate::Silu => swiglu(&gate_up, self.ffn),
                 Gate::GeluTanh => gelu_tanh_gate(&gate_up, self.ffn),
             };
-            matmul(
-                self.isa,
-                &layer.down,
-                &QActs::quantize(&hidden, self.ffn),
-                &mut out,
-            );
+            out = product(self.isa, &layer.down, &QActs::from_rows(hidden, self.ffn));
             if let Some(norm) = &layer.post_ffn_norm {
                 out = rms_norm(&out, norm, dim, self.eps);
             }
@@ -542,13 +528,7 @@ impl Model {
         }
         cache.len += t;
         let last = rms_norm(&x[(t - 1) * dim..], &self.norm, dim, self.eps);
-        let mut logits = vec![0f32; self.vocab()];
-        matmul(
-            self.isa,
-            &self.output,
-            &QActs::quantize(&last, dim),
-            &mut logits,
-        );
+        let mut logits = product(self.isa, &self.output, &QActs::from_rows(last, dim));
         if let Some(cap) = self.logit_softcap {
             logits.iter_mut().for_each(|v| *v = (*v / cap).tanh() * cap);
         }
