@@ -1,6 +1,6 @@
 //! The CPU engine's matrix kernels alone, per weight format and instruction set: one 1024 × 2048
 //! matrix (small enough to stay in the last-level cache, so this times the arithmetic and the
-//! unpacking, not the memory) times 1 token (a decode step's product) and 16 tokens (a prompt's),
+//! unpacking, not the memory) times 1 token (a decode step's product), 16 and 128 tokens (a prompt's),
 //! on a 1-thread pool. Compare instruction sets and kernel changes here (`--save-baseline` /
 //! `--baseline`); whole-model speed against llama.cpp is `cargo xtask bench`'s.
 
@@ -46,14 +46,14 @@ fn kernels(c: &mut Criterion) {
         (GgmlDType::Q6K, WeightFormat::Q6_K),
         (GgmlDType::F16, WeightFormat::F16),
     ];
-    let isas: Vec<Isa> = [Isa::Avx2, Isa::Avx512Vnni]
+    let isas: Vec<Isa> = [Isa::Avx2, Isa::Avx512Vnni, Isa::Amx]
         .into_iter()
         .filter(|isa| isa.is_supported())
         .collect();
     let mut group = c.benchmark_group("kernels_1024x2048");
     for (dtype, format) in formats {
         let w = matrix(dtype, format);
-        for tokens in [1, 16] {
+        for tokens in [1, 16, 128] {
             let x = values(tokens * COLS, 11);
             let mut out = vec![0f32; tokens * ROWS];
             group.throughput(Throughput::Elements((tokens * ROWS * COLS) as u64));

@@ -18,7 +18,7 @@ pub const TOKENIZER_VAR: &str = "CANDLE_TOKENIZER";
 pub const DEVICE_VAR: &str = "CANDLE_DEVICE";
 /// Compute threads (a positive number).
 pub const THREADS_VAR: &str = "CANDLE_THREADS";
-/// `auto`, `reference`, `avx2` or `portable` ([`Kernels`]).
+/// `auto`, `reference`, `avx512`, `avx2` or `portable` ([`Kernels`]).
 pub const KERNELS_VAR: &str = "CANDLE_KERNELS";
 /// A positive penalty on recently seen tokens (1.0 = off).
 pub const REPEAT_PENALTY_VAR: &str = "CANDLE_REPEAT_PENALTY";
@@ -62,6 +62,9 @@ pub enum Kernels {
     /// otherwise (said in the log).
     #[default]
     Auto,
+    /// The engine's kernels limited to AVX-512 VNNI: no AMX tiles for prompts (what an AVX-512
+    /// processor without AMX runs). Refused where the processor lacks AVX-512 VNNI.
+    Avx512,
     /// Always candle's models (`quantized_llama`, `quantized_qwen2`, … per GGUF architecture,
     /// `llama` for safetensors: the reference path).
     Reference,
@@ -86,11 +89,12 @@ impl std::str::FromStr for Kernels {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(Kernels::Auto),
             "reference" | "candle" => Ok(Kernels::Reference),
+            "avx512" | "avx512-vnni" => Ok(Kernels::Avx512),
             "avx2" => Ok(Kernels::Avx2),
             "portable" => Ok(Kernels::Portable),
             _ => Err(InferenceError::invalid_request(
                 BACKEND,
-                format!("unknown kernels {s:?}; use auto, reference, avx2 or portable"),
+                format!("unknown kernels {s:?}; use auto, reference, avx512, avx2 or portable"),
             )),
         }
     }
@@ -139,7 +143,7 @@ impl CandleConfig {
     /// [`CANDLE_MODEL`](MODEL_VAR) (required), [`CANDLE_TOKENIZER`](TOKENIZER_VAR),
     /// [`CANDLE_DEVICE`](DEVICE_VAR) (`cpu`, `cuda`, `cuda:N`, `metal`),
     /// [`CANDLE_THREADS`](THREADS_VAR), [`CANDLE_KERNELS`](KERNELS_VAR) (auto | reference |
-    /// avx2 | portable), [`CANDLE_REPEAT_PENALTY`](REPEAT_PENALTY_VAR), and the hub's variables
+    /// avx512 | avx2 | portable), [`CANDLE_REPEAT_PENALTY`](REPEAT_PENALTY_VAR), and the hub's variables
     /// ([`HubSettings::from_vars`]), read through `get`
     /// (tests pass a map). Blank values count as unset; a malformed one is an
     /// `InvalidRequest` naming the variable. The model is not looked up here: the adapter
@@ -216,6 +220,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.kernels, Kernels::Reference);
         assert_eq!("AVX2".parse::<Kernels>().unwrap(), Kernels::Avx2);
+        assert_eq!("avx512".parse::<Kernels>().unwrap(), Kernels::Avx512);
         assert_eq!("portable".parse::<Kernels>().unwrap(), Kernels::Portable);
         for bad in [
             [("CANDLE_MODEL", "m"), ("CANDLE_DEVICE", "tpu")],

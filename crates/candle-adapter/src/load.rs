@@ -432,6 +432,7 @@ fn cpu_engine_isa(kernels: Kernels) -> Result<Option<Isa>, InferenceError> {
         // Without SIMD kernels (e.g. on ARM, for now) candle's own path, which has NEON
         // kernels, is the faster one.
         Kernels::Auto => Some(Isa::detect()).filter(|isa| *isa != Isa::Portable),
+        Kernels::Avx512 => Some(Isa::Avx512Vnni),
         Kernels::Avx2 => Some(Isa::Avx2),
         Kernels::Portable => Some(Isa::Portable),
         Kernels::Reference => None,

@@ -6,12 +6,15 @@ pub enum Isa {
     Portable,
     Avx2,
     Avx512Vnni,
+    /// AVX-512 VNNI, with AMX int8 tiles for prompts' products (Intel Xeon since Sapphire
+    /// Rapids, where the OS grants the tiles).
+    Amx,
 }
 
 impl Isa {
     /// The fastest set this processor has.
     pub fn detect() -> Self {
-        [Isa::Avx512Vnni, Isa::Avx2]
+        [Isa::Amx, Isa::Avx512Vnni, Isa::Avx2]
             .into_iter()
             .find(|isa| isa.is_supported())
             .unwrap_or(Isa::Portable)
@@ -34,6 +37,8 @@ impl Isa {
                     && is_x86_feature_detected!("avx512vl")
                     && is_x86_feature_detected!("avx512vnni")
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx => Isa::Avx512Vnni.is_supported() && crate::x86::amx::available(),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -44,6 +49,16 @@ impl Isa {
             Isa::Portable => "portable",
             Isa::Avx2 => "avx2",
             Isa::Avx512Vnni => "avx512-vnni",
+            Isa::Amx => "amx",
+        }
+    }
+
+    /// The vector kernels this set runs (AMX's tiles take only prompts' products in some
+    /// formats; the AVX-512 kernels the rest).
+    pub(crate) fn vector(self) -> Self {
+        match self {
+            Isa::Amx => Isa::Avx512Vnni,
+            other => other,
         }
     }
 
@@ -51,7 +66,7 @@ impl Isa {
     /// registers for AVX2, 32 for AVX-512: per token one float and one integer accumulator).
     pub(crate) fn tokens_per_tile(self) -> usize {
         match self {
-            Isa::Avx512Vnni => 8,
+            Isa::Avx512Vnni | Isa::Amx => 8,
             _ => 2,
         }
     }

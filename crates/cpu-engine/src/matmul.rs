@@ -29,6 +29,11 @@ use crate::x86;
 /// The most tokens one kernel call takes.
 pub(crate) const MAX_TILE: usize = 8;
 
+/// From how many tokens a product goes to AMX tiles (where the ISA has them): one tile's worth
+/// (fewer would leave most of each tile product padding).
+#[cfg(target_arch = "x86_64")]
+const AMX_FROM_TOKENS: usize = 16;
+
 /// `out[t * w.rows() + r]` = row `r` of `w` · activation row `t`, row groups split across the
 /// rayon pool in force.
 pub fn matmul(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32]) {
@@ -58,8 +63,28 @@ fn matmul_into(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32], stride: usize,
     // per chunk, whose weights stay in L2 while the token tiles pass over them.
     let chunk_groups = groups.div_ceil(threads * 8).clamp(1, 256 / ROWS);
     let tokens = a.rows;
-    let tile = isa.tokens_per_tile();
     let out = DisjointWrites::new(out);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Amx && tokens >= AMX_FROM_TOKENS && x86::amx::covers(w.format()) {
+        let acts = x86::amx::TileActs::new(a, w.format());
+        (0..groups.div_ceil(chunk_groups))
+            .into_par_iter()
+            .for_each_init(x86::amx::Tiles::new, |tiles, c| {
+                for g in c * chunk_groups..((c + 1) * chunk_groups).min(groups) {
+                    let rows = (w.rows - g * ROWS).min(ROWS);
+                    tiles.group_product(w.group(g), &acts, |t0, n, results| {
+                        for (m, r) in results.iter().take(n).enumerate() {
+                            // SAFETY: chunks hold different row groups, so rows g·16.. of each
+                            // token's output are this task's alone.
+                            unsafe { out.write((t0 + m) * stride + offset + g * ROWS, &r[..rows]) };
+                        }
+                    });
+                }
+            });
+        return;
+    }
+    let isa = isa.vector();
+    let tile = isa.tokens_per_tile();
     (0..groups.div_ceil(chunk_groups))
         .into_par_iter()
         .for_each(|c| {
@@ -361,11 +386,12 @@ mod tests {
         .flat_map(|f| [(f, (37, 256)), (f, (21, 96))])
         {
             let w = quantize_weights(format, &values(rows * cols, 1), cols);
-            for tokens in [1, 2, 3, 4, 5, 6, 7, 8, 9, 17] {
+            // 16 and up: AMX's tiles, whole and partial.
+            for tokens in [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 33] {
                 let a = QActs::quantize(&values(tokens * cols, 2), cols);
                 let mut reference = vec![0f32; rows * tokens];
                 matmul(Isa::Portable, &w, &a, &mut reference);
-                for isa in [Isa::Avx2, Isa::Avx512Vnni] {
+                for isa in [Isa::Avx2, Isa::Avx512Vnni, Isa::Amx] {
                     if !isa.is_supported() {
                         rigger_model_gen::declare_skip(
                             "cpu-engine matmul: every ISA equals the portable kernel",
@@ -485,12 +511,13 @@ mod tests {
             .flat_map(|f| [(f, (37, 768)), (f, (21, 256))])
         {
             let (w, _) = candle_quantized(format, &values(rows * cols, 7), cols);
-            for tokens in [1, 2, 3, 4, 5, 6, 7, 8, 9, 17] {
+            // 16 and up: AMX's tiles, whole and partial.
+            for tokens in [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 33] {
                 let a = QActs::quantize(&values(tokens * cols, 8), cols);
                 let mut reference = vec![0f32; rows * tokens];
                 matmul(Isa::Portable, &w, &a, &mut reference);
                 assert!(reference.iter().any(|v| *v != 0.0), "degenerate products");
-                for isa in [Isa::Avx2, Isa::Avx512Vnni] {
+                for isa in [Isa::Avx2, Isa::Avx512Vnni, Isa::Amx] {
                     if !isa.is_supported() {
                         rigger_model_gen::declare_skip(
                             "cpu-engine matmul: every ISA equals the portable kernel",

@@ -78,7 +78,7 @@ fn logits(model: &Model) -> Vec<Vec<f32>> {
 }
 
 fn supported() -> Vec<Isa> {
-    [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni]
+    [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni, Isa::Amx]
         .into_iter()
         .filter(|isa| isa.is_supported())
         .collect()

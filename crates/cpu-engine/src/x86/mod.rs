@@ -4,6 +4,7 @@
 
 #![allow(unsafe_code)] // SIMD loads; each unsafe block says why it stays inside its slices.
 
+pub(crate) mod amx;
 mod avx2;
 mod avx512;
 
