@@ -13,12 +13,12 @@ use rayon::prelude::*;
 const SERIAL_BELOW: usize = 1 << 15;
 
 /// `n` zeros, written across the pool when there are many.
-pub(crate) fn zeroed(n: usize) -> Vec<f32> {
+pub(crate) fn zeroed<T: Copy + Default + Send + Sync>(n: usize) -> Vec<T> {
     if n < SERIAL_BELOW {
-        return vec![0.0; n];
+        return vec![T::default(); n];
     }
     let mut v = Vec::with_capacity(n);
-    v.par_extend(rayon::iter::repeat_n(0.0, n));
+    v.par_extend(rayon::iter::repeat_n(T::default(), n));
     v
 }
 
@@ -81,7 +81,7 @@ mod tests {
     #[test]
     fn buffers_hold_what_they_say_on_either_side_of_the_threshold() {
         for n in [0, 5, SERIAL_BELOW - 1, SERIAL_BELOW, 3 * SERIAL_BELOW + 7] {
-            assert!(zeroed(n).iter().all(|v| *v == 0.0) && zeroed(n).len() == n);
+            assert!(zeroed::<f32>(n).iter().all(|v| *v == 0.0) && zeroed::<f32>(n).len() == n);
             let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
             assert_eq!(copied(&x), x);
         }

@@ -24,6 +24,7 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use crate::packing::{Group, ROWS, payloads_at, q4_k, q6_k, scales_at};
+use crate::parallel::zeroed;
 use crate::quant::{BLOCK, QActs, SUPER, WeightFormat};
 
 /// Tokens per A tile (a tile's 16 rows).
@@ -138,7 +139,7 @@ impl<'a> TileActs<'a> {
             (&b.qs, &b.scale, &[])
         };
         let (rows, cols, depth) = (a.rows, a.cols, depth(format));
-        let mut tiles = vec![0i8; rows.div_ceil(TOKENS) * TOKENS * cols];
+        let mut tiles = zeroed::<i8>(rows.div_ceil(TOKENS) * TOKENS * cols);
         tiles
             .par_chunks_mut(TOKENS * cols)
             .enumerate()
