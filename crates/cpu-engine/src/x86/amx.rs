@@ -305,6 +305,47 @@ unsafe fn tile_product<const SET: usize>(a: *const i8, a_stride: usize, b: *cons
     }
 }
 
+/// Tile products `first..first + count` of a tile of tokens into `c` (product `first` at `c`,
+/// the others 1024 bytes on): A tiles at `a`, B tiles at `weights`, `16 × depth` bytes each,
+/// product k in tile set k % 2 so that one product's store waits while the next runs.
+///
+/// # Safety
+/// As for [`tile_product`], for each of these products.
+#[inline(always)]
+unsafe fn tile_products(
+    a: *const i8,
+    weights: *const i8,
+    depth: usize,
+    first: usize,
+    count: usize,
+    c: *mut i32,
+) {
+    for (i, k) in (first..first + count).enumerate() {
+        // SAFETY: the caller's promise.
+        unsafe {
+            let (at, to, into) = (
+                a.add(16 * depth * k),
+                weights.add(16 * depth * k),
+                c.add(256 * i),
+            );
+            if k % 2 == 0 {
+                tile_product::<0>(at, depth, to, into);
+            } else {
+                tile_product::<1>(at, depth, to, into);
+            }
+        }
+    }
+}
+
+/// Sixteen tokens' results, as the kernels hold them, into `out`.
+#[target_feature(enable = "avx512f")]
+fn store(total: [__m512; TOKENS], out: &mut [[f32; ROWS]; TOKENS]) {
+    for (o, total) in out.iter_mut().zip(total) {
+        // SAFETY: `o` holds sixteen floats.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), total) };
+    }
+}
+
 /// The group's weights as signed bytes in B tiles, one per tile product in order (`depth` / 4
 /// rows of 64 bytes each): Q8_0 as stored less its +128, Q4_0 nibbles − 8, Q4_K nibbles − 8 per
 /// 32-value sub-block, Q6_K values − 32 per 16-value group.
@@ -421,21 +462,16 @@ unsafe fn block_tile(
     out: &mut [[f32; ROWS]; TOKENS],
 ) {
     let blocks = group.blocks;
-    let (a, stride) = (acts.tile(t0), 32);
+    let (a, w) = (acts.tile(t0), weights.as_ptr());
     let mut total = [_mm512_setzero_ps(); TOKENS];
     // SAFETY: block b's activations (its 512-byte A tile), weights (512 bytes)
-    // and scales lie inside their buffers (the caller's bounds); `products` holds two tiles.
+    // and scales lie inside their buffers (the caller's bounds); `c` holds two tiles.
     unsafe {
-        tile_product::<0>(a, stride, weights.as_ptr(), c);
+        tile_products(a, w, 32, 0, 1, c);
         for b in 0..blocks {
             // The next block's product runs while this one's is scaled.
             if b + 1 < blocks {
-                let (at, to) = (a.add(512 * (b + 1)), weights.as_ptr().add(512 * (b + 1)));
-                if b % 2 == 0 {
-                    tile_product::<1>(at, stride, to, c.add(256));
-                } else {
-                    tile_product::<0>(at, stride, to, c);
-                }
+                tile_products(a, w, 32, b + 1, 1, c.add(256 * ((b + 1) % 2)));
             }
             let dw = _mm512_cvtph_ps(_mm256_loadu_si256(
                 group.bytes.as_ptr().add(scales_at(group.format, b)).cast(),
@@ -447,9 +483,7 @@ unsafe fn block_tile(
                 *total = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(dx)), dot, *total);
             }
         }
-        for (o, total) in out.iter_mut().zip(total) {
-            _mm512_storeu_ps(o.as_mut_ptr(), total);
-        }
+        store(total, out);
     }
 }
 
@@ -471,7 +505,7 @@ unsafe fn q4_k_tile(
     out: &mut [[f32; ROWS]; TOKENS],
 ) {
     let supers = group.blocks;
-    let (a, stride) = (acts.tile(t0), acts.depth);
+    let (a, w) = (acts.tile(t0), weights.as_ptr());
     let low16 = _mm512_set1_epi32(0xffff);
     let mut total = [_mm512_setzero_ps(); TOKENS];
     // SAFETY: super-block b's activations, weights, scales and sums lie inside their buffers
@@ -479,21 +513,7 @@ unsafe fn q4_k_tile(
     unsafe {
         // Super-block b's eight products go to half b % 2 of the buffer, issued before
         // super-block b − 1's are scaled, so the tiles and the vector units overlap.
-        let products = |b: usize| {
-            for s in 0..8 {
-                let k = 8 * b + s;
-                let (at, to, into) = (
-                    a.add(512 * k),
-                    weights.as_ptr().add(512 * k),
-                    c.add(2048 * (b % 2) + 256 * s),
-                );
-                if s % 2 == 0 {
-                    tile_product::<0>(at, stride, to, into);
-                } else {
-                    tile_product::<1>(at, stride, to, into);
-                }
-            }
-        };
+        let products = |b: usize| tile_products(a, w, 32, 8 * b, 8, c.add(2048 * (b % 2)));
         products(0);
         for b in 0..supers {
             if b + 1 < supers {
@@ -539,9 +559,7 @@ unsafe fn q4_k_tile(
                     _mm512_fnmadd_ps(_mm512_mul_ps(dmin, dx), _mm512_cvtepi32_ps(msum), *total);
             }
         }
-        for (o, total) in out.iter_mut().zip(total) {
-            _mm512_storeu_ps(o.as_mut_ptr(), total);
-        }
+        store(total, out);
     }
 }
 
@@ -561,23 +579,13 @@ unsafe fn q6_k_tile(
     out: &mut [[f32; ROWS]; TOKENS],
 ) {
     let supers = group.blocks;
-    let (a, stride) = (acts.tile(t0), acts.depth);
+    let (a, w) = (acts.tile(t0), weights.as_ptr());
     let mut total = [_mm512_setzero_ps(); TOKENS];
     // SAFETY: super-block b's activations, weights and scales lie inside their buffers (the
-    // caller's bounds); `products` holds sixteen tiles.
+    // caller's bounds); `c` holds sixteen tiles.
     unsafe {
         for b in 0..supers {
-            for g in 0..16 {
-                let (at, to) = (
-                    a.add(256 * (16 * b + g)),
-                    weights.as_ptr().add(256 * (16 * b + g)),
-                );
-                if g % 2 == 0 {
-                    tile_product::<0>(at, stride, to, c.add(256 * g));
-                } else {
-                    tile_product::<1>(at, stride, to, c.add(256 * g));
-                }
-            }
+            tile_products(a, w, 16, 16 * b, 16, c);
             let sb = group.bytes.as_ptr().add(b * q6_k::BYTES);
             let mut scale = [_mm512_setzero_si512(); 16];
             for q in 0..8 {
@@ -598,8 +606,6 @@ unsafe fn q6_k_tile(
                 *total = _mm512_fmadd_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(isum), *total);
             }
         }
-        for (o, total) in out.iter_mut().zip(total) {
-            _mm512_storeu_ps(o.as_mut_ptr(), total);
-        }
+        store(total, out);
     }
 }
