@@ -70,6 +70,23 @@ fn kernels(c: &mut Criterion) {
         }
     }
     group.finish();
+
+    // The activations' quantization alone (it is inside every product above): a prompt's
+    // 128 tokens per form.
+    let mut group = c.benchmark_group("quantize_128x2048");
+    let x = values(128 * COLS, 11);
+    group.throughput(Throughput::Elements(x.len() as u64));
+    for (form, format) in [("q8_0", WeightFormat::Q8_0), ("q8_k", WeightFormat::Q4_K)] {
+        for &isa in [Isa::Portable]
+            .iter()
+            .chain(isas.iter().filter(|i| **i != Isa::Amx))
+        {
+            group.bench_function(format!("{form}/{}", isa.name()), |b| {
+                b.iter(|| pool.install(|| QActs::quantize(&x, COLS).prepare(isa, format)))
+            });
+        }
+    }
+    group.finish();
 }
 
 criterion_group!(benches, kernels);

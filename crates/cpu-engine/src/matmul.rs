@@ -52,11 +52,7 @@ fn matmul_into(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32], stride: usize,
     );
     assert!(isa.is_supported(), "matmul: {isa:?} is not available here");
     // The activations' form for this format, quantized now (once) rather than in the pool.
-    if w.format().is_k_quant() {
-        a.supers();
-    } else if !w.format().is_float() {
-        a.blocks();
-    }
+    a.prepare(isa, w.format());
     let threads = rayon::current_num_threads().max(1);
     let groups = w.rows.div_ceil(ROWS);
     // Several chunks per thread so a slow core does not hold the others back; at most 256 rows
@@ -66,7 +62,7 @@ fn matmul_into(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32], stride: usize,
     let out = DisjointWrites::new(out);
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Amx && tokens >= AMX_FROM_TOKENS && x86::amx::covers(w.format()) {
-        let acts = x86::amx::TileActs::new(a, w.format());
+        let acts = x86::amx::TileActs::new(a, w.format(), isa);
         (0..groups.div_ceil(chunk_groups))
             .into_par_iter()
             .for_each_init(x86::amx::Tiles::new, |tiles, c| {
@@ -181,7 +177,7 @@ fn group_tile(
             _ => portable_tile(group, &acts, n, out, portable_float_dot),
         }
     } else if group.format.is_k_quant() {
-        let supers = a.supers();
+        let supers = a.supers(isa);
         let acts: [SuperRow<'_>; MAX_TILE] = std::array::from_fn(|k| supers.row(token(k)));
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -189,7 +185,7 @@ fn group_tile(
             _ => portable_tile(group, &acts, n, out, portable_k_dot),
         }
     } else {
-        let blocks = a.blocks();
+        let blocks = a.blocks(isa);
         let acts: [ActRow<'_>; MAX_TILE] = std::array::from_fn(|k| blocks.row(token(k)));
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -455,7 +451,8 @@ mod tests {
             let mut xq = vec![0f32; cols];
             for (b, chunk) in xq.chunks_exact_mut(BLOCK).enumerate() {
                 for (j, v) in chunk.iter_mut().enumerate() {
-                    *v = f32::from(a.blocks().qs[b * BLOCK + j]) * a.blocks().scale[b];
+                    *v = f32::from(a.blocks(Isa::Portable).qs[b * BLOCK + j])
+                        * a.blocks(Isa::Portable).scale[b];
                 }
             }
             let expected: f32 = row.iter().zip(&xq).map(|(a, b)| a * b).sum();
@@ -652,7 +649,7 @@ mod tests {
             .unwrap()
             .into_owned();
         let ours = QActs::quantize(&x, 512);
-        let ours = ours.supers();
+        let ours = ours.supers(Isa::Portable);
         for (b, block) in theirs.chunks_exact(4 + 256 + 32).enumerate() {
             let d = f32::from_le_bytes([block[0], block[1], block[2], block[3]]);
             assert_eq!(d, ours.scale[b]);

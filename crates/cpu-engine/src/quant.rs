@@ -9,6 +9,10 @@ use std::sync::OnceLock;
 use half::f16;
 use rayon::prelude::*;
 
+use crate::isa::Isa;
+#[cfg(target_arch = "x86_64")]
+use crate::x86;
+
 /// Values per quantization block of Q4_0, Q8_0, Q4_1, Q5_0 and their activations.
 pub const BLOCK: usize = 32;
 
@@ -86,7 +90,7 @@ impl WeightFormat {
 /// `values` (a whole number of 32-value blocks) as GGUF Q8_0 blocks, by ggml's rule: the scale is
 /// the largest magnitude / 127, stored as f16.
 pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
-    let q = Q8Blocks::quantize(values, BLOCK);
+    let q = Q8Blocks::quantize(Isa::detect(), values, BLOCK);
     let mut bytes = Vec::with_capacity(values.len() / BLOCK * WeightFormat::Q8_0.block_bytes());
     for (scale, qs) in q.scale.iter().zip(q.qs.chunks_exact(BLOCK)) {
         bytes.extend(f16::from_f32(*scale).to_le_bytes());
@@ -165,29 +169,17 @@ macro_rules! for_rows {
     };
 }
 
-/// Calls `$body` compiled for AVX2 where the processor has it (the same operations, so the
-/// same bits: Rust does not fuse or reorder float arithmetic), as compiled for the baseline
-/// otherwise. The activation quantizers run once per matrix input and token; 4-wide they were
-/// a fifth of a prompt's kernel time.
-macro_rules! with_avx2 {
-    ($name:ident($($arg:ident: $ty:ty),*) $body:block) => {
-        #[allow(unsafe_code)] // calling the AVX2 build after checking the processor has AVX2
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) $body
-                if is_x86_feature_detected!("avx2") {
-                    // SAFETY: the processor has AVX2 (checked just above).
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $body
-        }
-    };
+/// One row's Q8_0 form (per 32 values: scale, bytes, their sum) by `isa`'s quantizer: the
+/// vector ones do the portable one's operations lane by lane, so every one gives the same bits.
+fn q8_0_row(isa: Isa, x: &[f32], qs: &mut [i8], scale: &mut [f32], sums: &mut [i32]) {
+    match isa.vector() {
+        #[cfg(target_arch = "x86_64")]
+        isa @ (Isa::Avx2 | Isa::Avx512Vnni) => x86::quantize::q8_0_row(isa, x, qs, scale, sums),
+        _ => portable_q8_0_row(x, qs, scale, sums),
+    }
 }
 
-with_avx2!(q8_0_row(x: &[f32], qs: &mut [i8], scale: &mut [f32], sums: &mut [i32]) {
+fn portable_q8_0_row(x: &[f32], qs: &mut [i8], scale: &mut [f32], sums: &mut [i32]) {
     for (((values, qs), scale), sum) in x
         .chunks_exact(BLOCK)
         .zip(qs.chunks_exact_mut(BLOCK))
@@ -198,52 +190,83 @@ with_avx2!(q8_0_row(x: &[f32], qs: &mut [i8], scale: &mut [f32], sums: &mut [i32
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         for (q, v) in qs.iter_mut().zip(values) {
-            // |v × id| ≤ 127 (NaN: 0): through i32, which vectorizes.
-            *q = round_half_away(v * id) as i32 as i8;
+            // |v × id| ≤ 127 but where d is subnormal (then 1/d overflows): clamped as
+            // `f32 as i8` would (NaN: 0).
+            *q = round_half_away(v * id).clamp(-128.0, 127.0) as i32 as i8;
         }
         *scale = f16::from_f32(d).to_f32();
         *sum = qs.iter().map(|&q| i32::from(q)).sum();
     }
-});
+}
 
-with_avx2!(q8_k_row(
+/// One row's Q8_K form (per 256 values: scale, bytes, their sums per 16 and per 32) by `isa`'s
+/// quantizer, each giving the same bits (as [`q8_0_row`]).
+fn q8_k_row(
+    isa: Isa,
     x: &[f32],
     qs: &mut [i8],
     scale: &mut [f32],
     sums16: &mut [i16],
-    sums32: &mut [i16]
+    sums32: &mut [i16],
+) {
+    match isa.vector() {
+        #[cfg(target_arch = "x86_64")]
+        isa @ (Isa::Avx2 | Isa::Avx512Vnni) => {
+            x86::quantize::q8_k_row(isa, x, qs, scale, sums16, sums32);
+        }
+        _ => portable_q8_k_row(x, qs, scale, sums16, sums32),
+    }
+}
+
+fn portable_q8_k_row(
+    x: &[f32],
+    qs: &mut [i8],
+    scale: &mut [f32],
+    sums16: &mut [i16],
+    sums32: &mut [i16],
 ) {
     for (b, (values, qs)) in x
         .chunks_exact(SUPER)
         .zip(qs.chunks_exact_mut(SUPER))
         .enumerate()
     {
-        // The first value of largest magnitude, sign kept (candle's rule): the magnitude in a
-        // form that vectorizes, then the first value that has it.
+        // The first value of largest magnitude, sign kept (candle's rule); none (all zero or
+        // NaN): every byte 0 and a scale of 0.
         let amax = largest_magnitude(values);
-        let max = values.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0);
-        if amax == 0.0 {
+        let iscale = if amax == 0.0 {
             scale[b] = 0.0;
+            0.0
         } else {
+            let max = values
+                .iter()
+                .copied()
+                .find(|v| v.abs() == amax)
+                .unwrap_or(0.0);
             let iscale = -127.0 / max;
-            for (q, v) in qs.iter_mut().zip(values) {
-                // A whole number in i8's range already: through i32, which vectorizes.
-                *q = round_half_away(iscale * v).clamp(-128.0, 127.0) as i32 as i8;
-            }
             scale[b] = 1.0 / iscale;
+            iscale
+        };
+        for (q, v) in qs.iter_mut().zip(values) {
+            *q = round_half_away(iscale * v).clamp(-128.0, 127.0) as i32 as i8;
         }
         let sum = |c: &[i8]| c.iter().map(|&q| i16::from(q)).sum::<i16>();
-        for (s, c) in sums16[16 * b..16 * (b + 1)].iter_mut().zip(qs.chunks_exact(16)) {
+        for (s, c) in sums16[16 * b..16 * (b + 1)]
+            .iter_mut()
+            .zip(qs.chunks_exact(16))
+        {
             *s = sum(c);
         }
-        for (s, c) in sums32[8 * b..8 * (b + 1)].iter_mut().zip(qs.chunks_exact(32)) {
+        for (s, c) in sums32[8 * b..8 * (b + 1)]
+            .iter_mut()
+            .zip(qs.chunks_exact(32))
+        {
             *s = sum(c);
         }
     }
-});
+}
 
-/// The largest |v| (NaN ignored, 0 for none), as `f32::max` folds it, in eight lanes so that
-/// it vectorizes (a maximum is the same in any order); `values` a multiple of 8 long.
+/// The largest |v| (NaN ignored, 0 for none), in eight lanes (a maximum is the same in any
+/// order); `values` a multiple of 8 long.
 #[inline(always)]
 fn largest_magnitude(values: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
@@ -258,8 +281,8 @@ fn largest_magnitude(values: &[f32]) -> f32 {
 }
 
 /// `x` rounded to the nearest integer, halves away from zero: `f32::round`'s result for
-/// |x| < 2^31, NaN to 0, without its call into libm (a value at a time, it was a tenth of
-/// a prompt's quantization). The integer part is exact, so is the fraction left.
+/// |x| < 2^31, NaN to 0, without its call into libm, in operations that vector sets have
+/// (the integer part is exact, so is the fraction left).
 #[inline(always)]
 fn round_half_away(x: f32) -> f32 {
     let whole = x as i32 as f32;
@@ -308,16 +331,27 @@ impl QActs {
         &self.values[t * self.cols..(t + 1) * self.cols]
     }
 
-    /// The Q8_0 form (per 32 values).
-    pub(crate) fn blocks(&self) -> &Q8Blocks {
-        self.blocks
-            .get_or_init(|| Q8Blocks::quantize(&self.values, self.cols))
+    /// Quantizes now, with `isa`'s quantizer, the form that `format`'s matrices meet (none for
+    /// float weights); a product does so before it splits across the pool.
+    pub fn prepare(&self, isa: Isa, format: WeightFormat) {
+        if format.is_k_quant() {
+            self.supers(isa);
+        } else if !format.is_float() {
+            self.blocks(isa);
+        }
     }
 
-    /// The Q8_K form (per 256 values); `cols` must be a multiple of 256.
-    pub(crate) fn supers(&self) -> &Q8Supers {
+    /// The Q8_0 form (per 32 values), quantized by `isa`'s quantizer the first time (every
+    /// set's quantizer gives the same bits).
+    pub(crate) fn blocks(&self, isa: Isa) -> &Q8Blocks {
+        self.blocks
+            .get_or_init(|| Q8Blocks::quantize(isa, &self.values, self.cols))
+    }
+
+    /// The Q8_K form (per 256 values; `cols` must be a multiple of 256), as [`QActs::blocks`].
+    pub(crate) fn supers(&self, isa: Isa) -> &Q8Supers {
         self.supers
-            .get_or_init(|| Q8Supers::quantize(&self.values, self.cols))
+            .get_or_init(|| Q8Supers::quantize(isa, &self.values, self.cols))
     }
 }
 
@@ -333,8 +367,9 @@ pub struct Q8Blocks {
 }
 
 impl Q8Blocks {
-    /// Quantizes `x` (rows of `cols` values; `cols` a multiple of 32), rows across the pool.
-    pub fn quantize(x: &[f32], cols: usize) -> Self {
+    /// Quantizes `x` (rows of `cols` values; `cols` a multiple of 32) with `isa`'s quantizer,
+    /// rows across the pool.
+    pub fn quantize(isa: Isa, x: &[f32], cols: usize) -> Self {
         assert!(cols.is_multiple_of(BLOCK) && x.len().is_multiple_of(cols));
         let blocks = x.len() / BLOCK;
         let mut out = Self {
@@ -345,7 +380,7 @@ impl Q8Blocks {
         };
         let per_row = cols / BLOCK;
         type Row<'a> = (((&'a [f32], &'a mut [i8]), &'a mut [f32]), &'a mut [i32]);
-        let row = |(((x, qs), scale), sums): Row<'_>| q8_0_row(x, qs, scale, sums);
+        let row = |(((x, qs), scale), sums): Row<'_>| q8_0_row(isa, x, qs, scale, sums);
         for_rows!(row, x, cols, out.qs => cols, out.scale => per_row, out.sums => per_row);
         out
     }
@@ -383,7 +418,7 @@ pub struct Q8Supers {
 }
 
 impl Q8Supers {
-    pub(crate) fn quantize(x: &[f32], cols: usize) -> Self {
+    pub(crate) fn quantize(isa: Isa, x: &[f32], cols: usize) -> Self {
         assert!(cols.is_multiple_of(SUPER) && x.len().is_multiple_of(cols));
         let supers = x.len() / SUPER;
         let mut out = Self {
@@ -399,7 +434,7 @@ impl Q8Supers {
             &'a mut [i16],
         );
         let row = |((((x, qs), scale), sums16), sums32): Row<'_>| {
-            q8_k_row(x, qs, scale, sums16, sums32);
+            q8_k_row(isa, x, qs, scale, sums16, sums32);
         };
         for_rows!(
             row,
@@ -461,6 +496,99 @@ mod tests {
         assert_eq!(round_half_away(f32::NAN), 0.0);
     }
 
+    /// Rows that reach every branch of the quantizers: seeded values at several magnitudes,
+    /// values whose scaled form lands on a half (and beside it), zeros, NaN and infinities,
+    /// a largest magnitude that is negative or repeated, and one so small that 1/scale
+    /// overflows.
+    fn awkward_rows(cols: usize) -> Vec<f32> {
+        let mut state = 0x2545_f491_u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let mut rows = Vec::new();
+        for magnitude in [1.0f32, 3e-3, 250.0, 1e-30] {
+            rows.extend((0..cols).map(|_| magnitude * next()));
+        }
+        // 127 first in every block, so the scale is 1 (Q8_K: −1) and the scaled values are
+        // the values: halves, and the floats beside them.
+        let halves = |k: usize| {
+            if k.is_multiple_of(32) {
+                127.0
+            } else {
+                (k % 61) as f32 - 30.5
+            }
+        };
+        rows.extend((0..cols).map(halves));
+        rows.extend((0..cols).map(|k| halves(k).next_up()));
+        rows.extend((0..cols).map(|k| halves(k).next_down()));
+        rows.extend(std::iter::repeat_n(0.0, cols));
+        rows.extend((0..cols).map(|k| [f32::NAN, 1.0, -2.0, 0.5][k % 4]));
+        rows.extend((0..cols).map(|k| [f32::INFINITY, 1.0, f32::NEG_INFINITY, -0.0][k % 4]));
+        rows.extend((0..cols).map(|k| if k % 7 == 3 { -5.0 } else { next() }));
+        rows.extend((0..cols).map(|k| if k % 64 == 0 { 1e-39 } else { 1e-41 * next() }));
+        rows.extend((0..cols).map(|_| f32::NAN));
+        rows
+    }
+
+    /// Fails at the first place where `got` and `want` differ, naming it.
+    fn same<T: PartialEq + std::fmt::Debug>(got: &[T], want: &[T], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        if let Some(i) = got.iter().zip(want).position(|(g, w)| g != w) {
+            panic!("{what} differ first at {i}: {:?} vs {:?}", got[i], want[i]);
+        }
+    }
+
+    #[test]
+    fn every_isa_quantizes_activations_as_the_portable_code_does() {
+        let cols = 2 * SUPER;
+        let x = awkward_rows(cols);
+        let blocks = Q8Blocks::quantize(Isa::Portable, &x, cols);
+        let supers = Q8Supers::quantize(Isa::Portable, &x, cols);
+        // The cases the rows are there for do occur: halves rounded away from zero.
+        assert!(blocks.qs.contains(&127) && blocks.qs.contains(&-127));
+        let halves = &blocks.qs[4 * cols..5 * cols];
+        assert_eq!((halves[1], halves[2], halves[61]), (-30, -29, -31));
+        assert!(blocks.scale.contains(&0.0) && supers.scale.contains(&0.0));
+        for isa in [Isa::Avx2, Isa::Avx512Vnni] {
+            if !isa.is_supported() {
+                rigger_model_gen::declare_skip(
+                    "cpu-engine quant: every ISA quantizes as the portable code does",
+                    &format!("{isa:?} is not available on this processor"),
+                );
+                continue;
+            }
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            let got = Q8Blocks::quantize(isa, &x, cols);
+            same(&got.qs, &blocks.qs, &format!("{isa:?} Q8_0 bytes"));
+            same(&got.sums, &blocks.sums, &format!("{isa:?} Q8_0 sums"));
+            same(
+                &bits(&got.scale),
+                &bits(&blocks.scale),
+                &format!("{isa:?} Q8_0 scales"),
+            );
+            let got = Q8Supers::quantize(isa, &x, cols);
+            same(&got.qs, &supers.qs, &format!("{isa:?} Q8_K bytes"));
+            same(
+                &got.sums16,
+                &supers.sums16,
+                &format!("{isa:?} Q8_K sums per 16"),
+            );
+            same(
+                &got.sums32,
+                &supers.sums32,
+                &format!("{isa:?} Q8_K sums per 32"),
+            );
+            same(
+                &bits(&got.scale),
+                &bits(&supers.scale),
+                &format!("{isa:?} Q8_K scales"),
+            );
+        }
+    }
+
     #[test]
     fn q8_k_bytes_stay_within_127_in_magnitude() {
         // AMX's Q4_K kernel keeps each 32-value dot of (nibble − 8) × byte in 16 bits, which
@@ -473,7 +601,7 @@ mod tests {
             rows.extend((0..SUPER).map(|k| if k == 100 { pattern } else { -pattern / 3.0 }));
             rows.extend((0..SUPER).map(|k| if k % 2 == 0 { -pattern } else { pattern }));
         }
-        let supers = Q8Supers::quantize(&rows, SUPER);
+        let supers = Q8Supers::quantize(Isa::Portable, &rows, SUPER);
         assert!(supers.qs.iter().all(|&q| q != i8::MIN));
         assert!(supers.qs.contains(&-127) && supers.qs.contains(&127));
     }

@@ -23,6 +23,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
+use crate::isa::Isa;
 use crate::packing::{Group, ROWS, payloads_at, q4_k, q6_k, scales_at};
 use crate::parallel::zeroed;
 use crate::quant::{BLOCK, QActs, SUPER, WeightFormat};
@@ -130,12 +131,12 @@ pub(crate) struct TileActs<'a> {
 }
 
 impl<'a> TileActs<'a> {
-    pub(crate) fn new(a: &'a QActs, format: WeightFormat) -> Self {
+    pub(crate) fn new(a: &'a QActs, format: WeightFormat, isa: Isa) -> Self {
         let (qs, scale, sums32): (&[i8], &[f32], &[i16]) = if format.is_k_quant() {
-            let s = a.supers();
+            let s = a.supers(isa);
             (&s.qs, &s.scale, &s.sums32)
         } else {
-            let b = a.blocks();
+            let b = a.blocks(isa);
             (&b.qs, &b.scale, &[])
         };
         let (rows, cols, depth) = (a.rows, a.cols, depth(format));

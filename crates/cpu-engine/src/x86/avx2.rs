@@ -319,10 +319,19 @@ unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool>(
         if N == 1 {
             prefetch(sb.wrapping_add(stride), stride);
         }
-        for (h, acc) in acc.iter_mut().enumerate() {
-            let mut isum = [_mm256_setzero_si256(); N];
-            let mut msum = [_mm256_setzero_si256(); N];
-            for p in 0..4 {
+        let mut isums = [[_mm256_setzero_si256(); N]; 2];
+        let mut msums = [[_mm256_setzero_si256(); N]; 2];
+        // One half of the rows (h) over the 64 values p. One token (decode, the weights
+        // streaming from memory): both halves of each 64 values before the next, so the two
+        // 32-byte halves of every cache line are read together (halves outermost, each line
+        // was fetched for one half and again for the other; measured on AMD Zen 5,
+        // TinyLlama-1.1B, 2 threads: Q6_K decode 34 → 45 t/s, Q5_K_M 33 → 42). Two tokens
+        // (prompts, the weights in cache): half by half, which keeps fewer sums live (the other
+        // order cost their prompts 4–12%).
+        macro_rules! step {
+            ($p:expr, $h:expr) => {{
+                let (p, h) = ($p, $h);
+                let (isum, msum) = (&mut isums[h], &mut msums[h]);
                 // SAFETY: half h of pair p's scales and mins lies inside the super-block.
                 let (scales, mins) = unsafe {
                     (
@@ -397,7 +406,7 @@ unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool>(
                         }
                     }
                 }
-                for (k, (isum, msum)) in isum.iter_mut().zip(&mut msum).enumerate() {
+                for (k, (isum, msum)) in isum.iter_mut().zip(msum.iter_mut()).enumerate() {
                     // SAFETY: the activation row holds super-block b (checked by the caller).
                     let sums = unsafe {
                         acts[k]
@@ -416,7 +425,22 @@ unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool>(
                     *msum =
                         _mm256_add_epi32(*msum, _mm256_madd_epi16(mins, _mm256_set1_epi32(sums)));
                 }
+            }};
+        }
+        if N == 1 {
+            for p in 0..4 {
+                step!(p, 0);
+                step!(p, 1);
             }
+        } else {
+            for p in 0..4 {
+                step!(p, 0);
+            }
+            for p in 0..4 {
+                step!(p, 1);
+            }
+        }
+        for (h, (acc, (isum, msum))) in acc.iter_mut().zip(isums.iter().zip(&msums)).enumerate() {
             // SAFETY: half h of the f16 scales and min scales lies at the super-block's start.
             let (d, dmin) = unsafe {
                 (
@@ -462,9 +486,12 @@ pub(super) unsafe fn q6_k_avx2<const N: usize>(
         if N == 1 {
             prefetch(sb.wrapping_add(q6_k::BYTES), q6_k::BYTES);
         }
-        for (h, acc) in acc.iter_mut().enumerate() {
-            let mut isum = [_mm256_setzero_si256(); N];
-            for p in 0..4 {
+        let mut isums = [[_mm256_setzero_si256(); N]; 2];
+        // One half of the rows (h) over the 64 values p, in the order of the Q4_K kernel's.
+        macro_rules! step {
+            ($p:expr, $h:expr) => {{
+                let (p, h) = ($p, $h);
+                let isum = &mut isums[h];
                 // Per token, the sums of groups 4p + u (words 4u..4u + 4 of these 64 values).
                 let mut dot = [[_mm256_setzero_si256(); N]; 4];
                 for e in 0..4 {
@@ -546,7 +573,22 @@ pub(super) unsafe fn q6_k_avx2<const N: usize>(
                         *isum = _mm256_add_epi32(*isum, _mm256_mullo_epi32(shifted, sc));
                     }
                 }
+            }};
+        }
+        if N == 1 {
+            for p in 0..4 {
+                step!(p, 0);
+                step!(p, 1);
             }
+        } else {
+            for p in 0..4 {
+                step!(p, 0);
+            }
+            for p in 0..4 {
+                step!(p, 1);
+            }
+        }
+        for (h, (acc, isum)) in acc.iter_mut().zip(&isums).enumerate() {
             // SAFETY: half h of the f16 scales lies at the super-block's start.
             let d = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(sb.add(q6_k::D + 16 * h).cast()) });
             for (k, acc) in acc.iter_mut().enumerate() {

@@ -7,6 +7,7 @@
 pub(crate) mod amx;
 mod avx2;
 mod avx512;
+pub(crate) mod quantize;
 
 use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
 
