@@ -288,7 +288,10 @@ fn prefetch_blocks_ahead(group: &Group<'_>, format: WeightFormat, b: usize) {
     if b.is_multiple_of(2) {
         let pair = group_stride(format, 2);
         let ahead = 2 * PREFETCH_AHEAD_BYTES.div_ceil(pair);
-        let at = group.bytes.as_ptr().wrapping_add(scales_at(format, b + ahead));
+        let at = group
+            .bytes
+            .as_ptr()
+            .wrapping_add(scales_at(format, b + ahead));
         prefetch(at, pair);
     }
 }
