@@ -12,7 +12,8 @@ use rigger_model_gen::{Format, GenError, GenOptions, generate, shape};
 #[derive(Parser)]
 #[command(name = "cargo xtask gen-model", bin_name = "cargo xtask gen-model")]
 struct Args {
-    /// Architecture shape (tiny, tinyllama-1.1b, llama-3.2-1b).
+    /// Architecture shape (tiny, tiny-256, tinyllama-1.1b, llama-3.2-1b, qwen2.5-0.5b,
+    /// qwen3-1.7b).
     #[arg(long, default_value = "tiny")]
     shape: String,
     /// Output folder.
@@ -20,7 +21,8 @@ struct Args {
     out: PathBuf,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Comma-separated: safetensors, gguf-f16, gguf-q8_0, gguf-q4_0.
+    /// Comma-separated: safetensors, gguf-f16, gguf-q8_0, gguf-q4_0, gguf-q4_1, gguf-q4_k_m,
+    /// gguf-q5_k_m, gguf-q6_k (the K-quant mixes need rows of whole 256-value super-blocks).
     #[arg(
         long,
         value_delimiter = ',',
