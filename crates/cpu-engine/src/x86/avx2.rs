@@ -325,7 +325,7 @@ unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool>(
         // streaming from memory): both halves of each 64 values before the next, so the two
         // 32-byte halves of every cache line are read together (halves outermost, each line
         // was fetched for one half and again for the other; measured on AMD Zen 5,
-        // TinyLlama-1.1B, 2 threads: Q6_K decode 34 → 45 t/s, Q5_K_M 33 → 42). Two tokens
+        // TinyLlama-1.1B, 2 threads: Q6_K decode 34.5 → 41.5 t/s, Q5_K_M 33 → 43). Two tokens
         // (prompts, the weights in cache): half by half, which keeps fewer sums live (the other
         // order cost their prompts 4–12%).
         macro_rules! step {

@@ -1,5 +1,5 @@
 //! The activation quantizers in AVX-512 and AVX2: the portable rows' operations lane by lane
-//! (`quant::q8_0_row`, `quant::q8_k_row`), so the same bytes, scales and sums. Compiled
+//! (`quant::portable_q8_0_row`, `quant::portable_q8_k_row`), so the same bytes, scales and sums. Compiled
 //! loops left the rounding, the packing to bytes and the block sums scalar: a prompt's
 //! quantization took more than half as long as its products on AMX.
 
@@ -152,7 +152,7 @@ unsafe fn bytes_256(q: [__m256i; 4]) -> __m256i {
     _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
 }
 
-/// `quant::q8_0_row` in AVX-512: per 32 values, the scale from the largest magnitude, the
+/// `quant::portable_q8_0_row` in AVX-512: per 32 values, the scale from the largest magnitude, the
 /// bytes, their sum.
 ///
 /// # Safety
@@ -188,7 +188,7 @@ unsafe fn q8_0_row_avx512(x: &[f32], qs: &mut [i8], scale: &mut [f32], sums: &mu
     }
 }
 
-/// `quant::q8_0_row` in AVX2.
+/// `quant::portable_q8_0_row` in AVX2.
 ///
 /// # Safety
 /// The processor has AVX2; the slices as for [`q8_0_row_avx512`].
@@ -230,7 +230,7 @@ fn first_of_magnitude(values: &[f32], amax: f32) -> f32 {
         .unwrap_or(0.0)
 }
 
-/// `quant::q8_k_row` in AVX-512: per 256 values, the scale from the first value of largest
+/// `quant::portable_q8_k_row` in AVX-512: per 256 values, the scale from the first value of largest
 /// magnitude, the bytes, their sums per 16 and per 32.
 ///
 /// # Safety
@@ -277,7 +277,7 @@ unsafe fn q8_k_row_avx512(
     }
 }
 
-/// `quant::q8_k_row` in AVX2.
+/// `quant::portable_q8_k_row` in AVX2.
 ///
 /// # Safety
 /// The processor has AVX2; the slices as for [`q8_k_row_avx512`].
