@@ -230,22 +230,8 @@ fn portable_q8_k_row(
         .zip(qs.chunks_exact_mut(SUPER))
         .enumerate()
     {
-        // The first value of largest magnitude, sign kept (candle's rule); none (all zero or
-        // NaN): every byte 0 and a scale of 0.
-        let amax = largest_magnitude(values);
-        let iscale = if amax == 0.0 {
-            scale[b] = 0.0;
-            0.0
-        } else {
-            let max = values
-                .iter()
-                .copied()
-                .find(|v| v.abs() == amax)
-                .unwrap_or(0.0);
-            let iscale = -127.0 / max;
-            scale[b] = 1.0 / iscale;
-            iscale
-        };
+        let (iscale, row_scale) = q8_k_scales(values, largest_magnitude(values));
+        scale[b] = row_scale;
         for (q, v) in qs.iter_mut().zip(values) {
             *q = round_half_away(iscale * v).clamp(-128.0, 127.0) as i32 as i8;
         }
@@ -263,6 +249,23 @@ fn portable_q8_k_row(
             *s = sum(c);
         }
     }
+}
+
+/// A Q8_K super-block's multiplier into bytes and its scale, from `values` and their largest
+/// magnitude `amax`: −127 / the first value of that magnitude, sign kept (candle's rule), and
+/// its inverse; none (all zero or NaN): 0 and 0, so every byte is 0. Every ISA's quantizer
+/// takes them from here.
+pub(crate) fn q8_k_scales(values: &[f32], amax: f32) -> (f32, f32) {
+    if amax == 0.0 {
+        return (0.0, 0.0);
+    }
+    let max = values
+        .iter()
+        .copied()
+        .find(|v| v.abs() == amax)
+        .unwrap_or(0.0);
+    let iscale = -127.0 / max;
+    (iscale, 1.0 / iscale)
 }
 
 /// The largest |v| (NaN ignored, 0 for none), in eight lanes (a maximum is the same in any

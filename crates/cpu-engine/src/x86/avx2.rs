@@ -262,6 +262,32 @@ unsafe fn broadcast_word(at: *const i8, c: usize) -> __m256i {
     _mm256_set1_epi32(unsafe { at.add(4 * c).cast::<i32>().read_unaligned() })
 }
 
+/// Runs a K-quant kernel's `$step!(p, h)` (half `h` of the rows over the super-block's 64
+/// values `p`) for every p and h, in the order that suits `$n` tokens. One token (decode, the
+/// weights streaming from memory): both halves of each 64 values before the next, so the two
+/// 32-byte halves of every cache line are read together (halves outermost, each line was
+/// fetched for one half and again for the other; measured on AMD Zen 5, TinyLlama-1.1B, 2
+/// threads: Q6_K decode 34.5 → 41.5 t/s, Q5_K_M 33 → 43). Two tokens (prompts, the weights in
+/// cache): half by half, which keeps fewer sums live (the other order cost their prompts
+/// 4–12%). Each `h` is a constant, so the sums it indexes stay in registers.
+macro_rules! halves_in_line_order {
+    ($n:expr, $step:ident) => {
+        if $n == 1 {
+            for p in 0..4 {
+                $step!(p, 0);
+                $step!(p, 1);
+            }
+        } else {
+            for p in 0..4 {
+                $step!(p, 0);
+            }
+            for p in 0..4 {
+                $step!(p, 1);
+            }
+        }
+    };
+}
+
 /// Q4_K with AVX2: as the VNNI kernel, in two halves of eight rows; `maddubs` pairs summed in
 /// 16 bits over a sub-block's eight words (at most 8 × 2 × 15 × 128 = 30720, no saturation),
 /// widened by `madd`; the mins by `madd` on 16-bit pairs.
@@ -321,13 +347,7 @@ unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool>(
         }
         let mut isums = [[_mm256_setzero_si256(); N]; 2];
         let mut msums = [[_mm256_setzero_si256(); N]; 2];
-        // One half of the rows (h) over the 64 values p. One token (decode, the weights
-        // streaming from memory): both halves of each 64 values before the next, so the two
-        // 32-byte halves of every cache line are read together (halves outermost, each line
-        // was fetched for one half and again for the other; measured on AMD Zen 5,
-        // TinyLlama-1.1B, 2 threads: Q6_K decode 34.5 → 41.5 t/s, Q5_K_M 33 → 43). Two tokens
-        // (prompts, the weights in cache): half by half, which keeps fewer sums live (the other
-        // order cost their prompts 4–12%).
+        // One half of the rows (h) over the 64 values p; see `halves_in_line_order`.
         macro_rules! step {
             ($p:expr, $h:expr) => {{
                 let (p, h) = ($p, $h);
@@ -427,19 +447,7 @@ unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool>(
                 }
             }};
         }
-        if N == 1 {
-            for p in 0..4 {
-                step!(p, 0);
-                step!(p, 1);
-            }
-        } else {
-            for p in 0..4 {
-                step!(p, 0);
-            }
-            for p in 0..4 {
-                step!(p, 1);
-            }
-        }
+        halves_in_line_order!(N, step);
         for (h, (acc, (isum, msum))) in acc.iter_mut().zip(isums.iter().zip(&msums)).enumerate() {
             // SAFETY: half h of the f16 scales and min scales lies at the super-block's start.
             let (d, dmin) = unsafe {
@@ -487,7 +495,7 @@ pub(super) unsafe fn q6_k_avx2<const N: usize>(
             prefetch(sb.wrapping_add(q6_k::BYTES), q6_k::BYTES);
         }
         let mut isums = [[_mm256_setzero_si256(); N]; 2];
-        // One half of the rows (h) over the 64 values p, in the order of the Q4_K kernel's.
+        // One half of the rows (h) over the 64 values p; see `halves_in_line_order`.
         macro_rules! step {
             ($p:expr, $h:expr) => {{
                 let (p, h) = ($p, $h);
@@ -575,19 +583,7 @@ pub(super) unsafe fn q6_k_avx2<const N: usize>(
                 }
             }};
         }
-        if N == 1 {
-            for p in 0..4 {
-                step!(p, 0);
-                step!(p, 1);
-            }
-        } else {
-            for p in 0..4 {
-                step!(p, 0);
-            }
-            for p in 0..4 {
-                step!(p, 1);
-            }
-        }
+        halves_in_line_order!(N, step);
         for (h, (acc, isum)) in acc.iter_mut().zip(&isums).enumerate() {
             // SAFETY: half h of the f16 scales lies at the super-block's start.
             let d = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(sb.add(q6_k::D + 16 * h).cast()) });

@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use crate::isa::Isa;
-use crate::quant::{BLOCK, SUPER};
+use crate::quant::{BLOCK, SUPER, q8_k_scales};
 
 /// `quant::q8_0_row` by `isa` (AVX2 or AVX-512 VNNI).
 pub(crate) fn q8_0_row(isa: Isa, x: &[f32], qs: &mut [i8], scale: &mut [f32], sums: &mut [i32]) {
@@ -221,15 +221,6 @@ unsafe fn q8_0_row_avx2(x: &[f32], qs: &mut [i8], scale: &mut [f32], sums: &mut 
     }
 }
 
-/// The first value of `values` whose magnitude is `amax` (0 for none).
-fn first_of_magnitude(values: &[f32], amax: f32) -> f32 {
-    values
-        .iter()
-        .copied()
-        .find(|v| v.abs() == amax)
-        .unwrap_or(0.0)
-}
-
 /// `quant::portable_q8_k_row` in AVX-512: per 256 values, the scale from the first value of largest
 /// magnitude, the bytes, their sums per 16 and per 32.
 ///
@@ -250,14 +241,8 @@ unsafe fn q8_k_row_avx512(
         .enumerate()
     {
         // SAFETY: AVX-512 F (the caller's promise).
-        let amax = unsafe { largest_magnitude_512(values) };
-        let (iscale, s) = if amax == 0.0 {
-            (0.0, 0.0)
-        } else {
-            let iscale = -127.0 / first_of_magnitude(values, amax);
-            (iscale, 1.0 / iscale)
-        };
-        scale[b] = s;
+        let (iscale, row_scale) = q8_k_scales(values, unsafe { largest_magnitude_512(values) });
+        scale[b] = row_scale;
         let iscale = _mm512_set1_ps(iscale);
         for k in 0..SUPER / 16 {
             // SAFETY: values and qs hold 256 each: 16 at 16 × k.
@@ -295,14 +280,8 @@ unsafe fn q8_k_row_avx2(
         .enumerate()
     {
         // SAFETY: AVX2 (the caller's promise).
-        let amax = unsafe { largest_magnitude_256(values) };
-        let (iscale, s) = if amax == 0.0 {
-            (0.0, 0.0)
-        } else {
-            let iscale = -127.0 / first_of_magnitude(values, amax);
-            (iscale, 1.0 / iscale)
-        };
-        scale[b] = s;
+        let (iscale, row_scale) = q8_k_scales(values, unsafe { largest_magnitude_256(values) });
+        scale[b] = row_scale;
         let iscale = _mm256_set1_ps(iscale);
         for k in 0..SUPER / 32 {
             // SAFETY: values and qs hold 256 each: four loads of 8 and one store of 32 at
