@@ -7,7 +7,7 @@
 //! channel; dropping the stream stops generation at the next token. Adapters for the same model
 //! file share one loaded copy. On the CPU, GGUF files of the architectures the CPU engine
 //! (`rigger-cpu-engine`) runs (llama, qwen2, qwen3, phi3, gemma3) whose matrices are Q4_0, Q8_0,
-//! Q4_1, Q5_0, Q4_K, Q5_K, Q6_K, F16 or BF16 run on it, and so do safetensors checkpoints
+//! Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, F16 or BF16 run on it, and so do safetensors checkpoints
 //! (llama, mistral, qwen2, qwen3) in F16 or BF16; everything else runs on candle's models
 //! (safetensors: candle's `llama`, f32 on the CPU, f16 on accelerators; [`Kernels`]).
 //!

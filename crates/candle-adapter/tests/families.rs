@@ -291,7 +291,7 @@ async fn every_tensor_type_loads_and_runs_on_the_path_that_covers_it() {
         let engine = model.engine().unwrap_or_default().to_owned();
         let on_cpu_engine = matches!(
             dtype,
-            Q4_0 | Q4_1 | Q5_0 | Q8_0 | Q4K | Q5K | Q6K | F16 | BF16
+            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4K | Q5K | Q6K | F16 | BF16
         ) && rigger_cpu_engine::Isa::detect()
             != rigger_cpu_engine::Isa::Portable;
         if on_cpu_engine {

@@ -17,6 +17,7 @@ fn weight_format(dtype: GgmlDType) -> Option<WeightFormat> {
         GgmlDType::Q8_0 => Some(WeightFormat::Q8_0),
         GgmlDType::Q4_1 => Some(WeightFormat::Q4_1),
         GgmlDType::Q5_0 => Some(WeightFormat::Q5_0),
+        GgmlDType::Q5_1 => Some(WeightFormat::Q5_1),
         GgmlDType::Q4K => Some(WeightFormat::Q4_K),
         GgmlDType::Q5K => Some(WeightFormat::Q5_K),
         GgmlDType::Q6K => Some(WeightFormat::Q6_K),

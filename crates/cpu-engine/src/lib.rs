@@ -1,4 +1,4 @@
-//! Rigger's CPU inference engine: GGUF models (Q4_0, Q8_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K — so
+//! Rigger's CPU inference engine: GGUF models (Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K — so
 //! llama.cpp's Q4_K_M and Q5_K_M files — and F16/BF16; architectures llama, qwen2, qwen3, phi3,
 //! gemma3) and F16/BF16 safetensors checkpoints (llama, mistral, qwen2, qwen3) run on kernels of
 //! our own. candle-core reads the file; the engine repacks the

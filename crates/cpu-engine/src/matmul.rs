@@ -227,7 +227,7 @@ fn portable_dot(group: Group<'_>, j: usize, a: ActRow<'_>) -> f32 {
             .map(|(k, &x)| weight(group.format, payloads, j, k) * i32::from(x))
             .sum();
         total = (dw * a.scale[b]).mul_add(dot as f32, total);
-        if group.format == WeightFormat::Q4_1 {
+        if group.format.has_min() {
             let m = f16_at(group.mins(b));
             total = (m * a.scale[b]).mul_add(a.sums[b] as f32, total);
         }
@@ -320,9 +320,9 @@ mod tests {
     }
 
     /// Quantizes rows the way ggml does, for weights (the activation rule, stored as blocks;
-    /// Q4_1, Q5_0 and the floats by candle itself).
+    /// Q4_1, Q5_0, Q5_1 and the floats by candle itself).
     fn quantize_weights(format: WeightFormat, x: &[f32], cols: usize) -> QMatrix {
-        if matches!(format, WeightFormat::Q4_1 | WeightFormat::Q5_0) || format.is_float() {
+        if format.has_min() || format.has_fifth_bit() || format.is_float() {
             return candle_quantized(format, x, cols).0;
         }
         let mut bytes = Vec::new();
@@ -334,6 +334,7 @@ mod tests {
                 | WeightFormat::Q6_K
                 | WeightFormat::Q4_1
                 | WeightFormat::Q5_0
+                | WeightFormat::Q5_1
                 | WeightFormat::F16
                 | WeightFormat::BF16 => {
                     unreachable!("see candle_quantized")
@@ -375,6 +376,7 @@ mod tests {
             WeightFormat::Q8_0,
             WeightFormat::Q4_1,
             WeightFormat::Q5_0,
+            WeightFormat::Q5_1,
             WeightFormat::F16,
             WeightFormat::BF16,
         ]
@@ -473,6 +475,7 @@ mod tests {
             WeightFormat::Q8_0 => GgmlDType::Q8_0,
             WeightFormat::Q4_1 => GgmlDType::Q4_1,
             WeightFormat::Q5_0 => GgmlDType::Q5_0,
+            WeightFormat::Q5_1 => GgmlDType::Q5_1,
             WeightFormat::Q4_K => GgmlDType::Q4K,
             WeightFormat::Q5_K => GgmlDType::Q5K,
             WeightFormat::Q6_K => GgmlDType::Q6K,
@@ -546,6 +549,7 @@ mod tests {
             WeightFormat::Q6_K,
             WeightFormat::Q4_1,
             WeightFormat::Q5_0,
+            WeightFormat::Q5_1,
             WeightFormat::F16,
             WeightFormat::BF16,
         ] {
@@ -591,6 +595,7 @@ mod tests {
             WeightFormat::Q6_K,
             WeightFormat::Q4_1,
             WeightFormat::Q5_0,
+            WeightFormat::Q5_1,
         ] {
             let dtype = candle_dtype(format);
             let wf = values(rows * cols, 15);
@@ -612,14 +617,14 @@ mod tests {
             matmul(Isa::detect(), &w, &QActs::quantize(&xf, cols), &mut got);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 let (t, r) = (i / rows, i % rows);
-                // Q4_1 against candle's Q8_1, which keeps each block's activation sum times its
+                // Q4_1 and Q5_1 against candle's Q8_1, which keeps each block's activation sum times its
                 // scale in f16: each block's min term m × Σx is off by up to 2^-11 of itself
                 // (2^-10 here, for the rounding of the scale too); the K-quants share our
                 // integer sums, only the float order differs.
-                let min_terms: f32 = if format == WeightFormat::Q4_1 {
+                let min_terms: f32 = if format.has_min() {
                     (0..cols / BLOCK)
                         .map(|b| {
-                            let block = &bytes[(r * cols / BLOCK + b) * 20..];
+                            let block = &bytes[(r * cols / BLOCK + b) * format.block_bytes()..];
                             let m = f16::from_le_bytes([block[2], block[3]]).to_f32();
                             let sum: f32 = xf[t * cols + b * BLOCK..][..BLOCK].iter().sum();
                             (m * sum).abs() / 1024.0

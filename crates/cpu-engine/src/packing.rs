@@ -17,8 +17,8 @@ pub const ROWS: usize = 16;
 /// as ggml's repacked CPU layouts do): the floating-point work is one convert and one
 /// multiply-add per sixteen rows per block. Q8_0 payloads are stored + 128 (unsigned, what
 /// `dpbusd` multiplies); Q5_0 payloads are Q4_0's with a 64-byte word of fifth bits after
-/// them. Q4_1 blocks carry sixteen f16 mins after their sixteen scales, so each
-/// block's header is one cache line and no pairing is needed. F16 and BF16 weights go column
+/// them. Q4_1 and Q5_1 blocks carry sixteen f16 mins after their sixteen scales, so each
+/// block's header is one cache line and no pairing is needed (Q5_1's payloads are Q5_0's). F16 and BF16 weights go column
 /// by column: the sixteen rows' values of column k (32 bytes), then of k + 1. The last group is
 /// padded with zero rows.
 #[derive(Debug)]
@@ -32,7 +32,7 @@ pub struct QMatrix {
 /// Bytes of a file block before its payload: the f16 scale (and Q4_1's f16 min).
 const fn header(format: WeightFormat) -> usize {
     match format {
-        WeightFormat::Q4_1 => 4,
+        WeightFormat::Q4_1 | WeightFormat::Q5_1 => 4,
         _ => 2,
     }
 }
@@ -62,7 +62,7 @@ pub(crate) const fn group_stride(format: WeightFormat, blocks: usize) -> usize {
         WeightFormat::Q4_0 | WeightFormat::Q8_0 | WeightFormat::Q5_0 => {
             blocks.div_ceil(2) * pair_bytes(format)
         }
-        WeightFormat::Q4_1 => blocks * Q4_1_BLOCK_BYTES,
+        WeightFormat::Q4_1 | WeightFormat::Q5_1 => blocks * min_block_bytes(format),
         WeightFormat::Q4_K => blocks * q4_k::BYTES,
         WeightFormat::Q5_K => blocks * q5_k::BYTES,
         WeightFormat::Q6_K => blocks * q6_k::BYTES,
@@ -117,13 +117,15 @@ pub(crate) mod q6_k {
     pub(crate) const BYTES: usize = HI + 16 * 64;
 }
 
-/// A Q4_1 block of a row group: the sixteen scales, the sixteen mins, the payloads.
-const Q4_1_BLOCK_BYTES: usize = 2 * GROUP_SCALE_BYTES + group_payload_bytes(WeightFormat::Q4_1);
+/// A Q4_1 or Q5_1 block of a row group: the sixteen scales, the sixteen mins, the payloads.
+const fn min_block_bytes(format: WeightFormat) -> usize {
+    2 * GROUP_SCALE_BYTES + group_payload_bytes(format)
+}
 
 /// Where block `b`'s sixteen scales lie in its group (Q4_1's sixteen mins follow them).
 pub(crate) const fn scales_at(format: WeightFormat, b: usize) -> usize {
     match format {
-        WeightFormat::Q4_1 => b * Q4_1_BLOCK_BYTES,
+        WeightFormat::Q4_1 | WeightFormat::Q5_1 => b * min_block_bytes(format),
         _ => (b / 2) * pair_bytes(format) + (b % 2) * GROUP_SCALE_BYTES,
     }
 }
@@ -131,7 +133,9 @@ pub(crate) const fn scales_at(format: WeightFormat, b: usize) -> usize {
 /// Where block `b`'s sixteen payloads lie in its group (on a 64-byte boundary).
 pub(crate) const fn payloads_at(format: WeightFormat, b: usize) -> usize {
     match format {
-        WeightFormat::Q4_1 => b * Q4_1_BLOCK_BYTES + 2 * GROUP_SCALE_BYTES,
+        WeightFormat::Q4_1 | WeightFormat::Q5_1 => {
+            b * min_block_bytes(format) + 2 * GROUP_SCALE_BYTES
+        }
         _ => {
             (b / 2) * pair_bytes(format)
                 + 2 * GROUP_SCALE_BYTES
@@ -203,7 +207,7 @@ impl QMatrix {
         let blocks = cols / BLOCK;
         let (bb, hl, pl) = (format.block_bytes(), header(format), payload(format));
         let offset = match format {
-            WeightFormat::Q4_0 | WeightFormat::Q4_1 | WeightFormat::Q5_0 => 0,
+            WeightFormat::Q4_0 | WeightFormat::Q4_1 | WeightFormat::Q5_0 | WeightFormat::Q5_1 => 0,
             WeightFormat::Q8_0 => Q8_0_OFFSET,
             WeightFormat::Q4_K
             | WeightFormat::Q5_K
@@ -220,13 +224,14 @@ impl QMatrix {
             for b in 0..blocks {
                 let src = &bytes[(r * blocks + b) * bb..][..bb];
                 group[scales_at(format, b) + 2 * j..][..2].copy_from_slice(&src[..2]);
-                if format == WeightFormat::Q4_1 {
+                if format.has_min() {
                     group[scales_at(format, b) + MINS_AFTER_SCALES + 2 * j..][..2]
                         .copy_from_slice(&src[2..4]);
                 }
                 let dst = &mut group[payloads_at(format, b)..];
-                if format == WeightFormat::Q5_0 {
-                    pack_q5_0_payload(src, j, dst);
+                if format.has_fifth_bit() {
+                    // Past the scale (and Q5_1's min), the blocks are alike.
+                    pack_q5_payload(&src[hl - 2..], j, dst);
                     continue;
                 }
                 for (w, word) in src[hl..hl + pl].chunks_exact(4).enumerate() {
@@ -337,7 +342,7 @@ impl QMatrix {
         for (b, values) in out.chunks_exact_mut(BLOCK).enumerate().take(group.blocks) {
             let (scales, payloads) = (group.scales(b), group.payloads(b));
             let d = f16_at(scales, 2 * j);
-            let m = if self.format == WeightFormat::Q4_1 {
+            let m = if self.format.has_min() {
                 f16_at(group.mins(b), 2 * j)
             } else {
                 0.0
@@ -350,9 +355,10 @@ impl QMatrix {
     }
 }
 
-/// Row `j`'s Q5_0 block `src` (f16 scale, 4 bytes of fifth bits, 16 of nibbles) into the
-/// block's payloads `dst`: the nibbles as Q4_0's, the fifth bits at [`Q5_0_HI`].
-fn pack_q5_0_payload(src: &[u8], j: usize, dst: &mut [u8]) {
+/// Row `j`'s Q5_0 block `src` (f16 scale, 4 bytes of fifth bits, 16 of nibbles; a Q5_1 block
+/// from its min on) into the block's payloads `dst`: the nibbles as Q4_0's, the fifth bits at
+/// [`Q5_0_HI`].
+fn pack_q5_payload(src: &[u8], j: usize, dst: &mut [u8]) {
     let high = u32::from_le_bytes([src[2], src[3], src[4], src[5]]);
     for (i, &q) in src[6..22].iter().enumerate() {
         dst[payload_offset(j, i)] = q;
@@ -369,7 +375,7 @@ fn pack_q5_0_payload(src: &[u8], j: usize, dst: &mut [u8]) {
 }
 
 /// Weight `k` (0..32) of row `j` in a group's block payload, as the integer it stands for
-/// (Q4_1's before its min is added).
+/// (Q4_1's and Q5_1's before the min is added).
 pub(crate) fn weight(format: WeightFormat, payloads: &[u8], j: usize, k: usize) -> i32 {
     match format {
         WeightFormat::Q4_0 | WeightFormat::Q4_1 => {
@@ -381,12 +387,17 @@ pub(crate) fn weight(format: WeightFormat, payloads: &[u8], j: usize, k: usize) 
                 nibble
             }
         }
-        WeightFormat::Q5_0 => {
+        WeightFormat::Q5_0 | WeightFormat::Q5_1 => {
             let (i, c) = (k % 16, (k % 16) / 4);
             let q = payloads[payload_offset(j, i)];
             let nibble = if k < 16 { q & 0x0f } else { q >> 4 };
             let fifth = (payloads[Q5_0_HI + payload_offset(j, i % 4)] >> (2 * c + k / 16)) & 1;
-            i32::from(nibble | (fifth << 4)) - 16
+            let value = i32::from(nibble | (fifth << 4));
+            if format == WeightFormat::Q5_0 {
+                value - 16
+            } else {
+                value
+            }
         }
         WeightFormat::Q8_0 => i32::from((payloads[payload_offset(j, k)] ^ Q8_0_OFFSET) as i8),
         WeightFormat::Q4_K

@@ -1,4 +1,4 @@
-//! The weight formats the kernels read (ggml's Q4_0, Q8_0, Q4_1, Q5_0, Q4_K, Q5_K and Q6_K
+//! The weight formats the kernels read (ggml's Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K
 //! blocks and F16/BF16 floats, byte for byte as GGUF stores them) and the 8-bit quantization of
 //! activations: per 32 values (ggml's Q8_0 rule) for the 32-value formats, per 256 values
 //! (ggml's Q8_K rule) for the K-quants, each computed when a matrix of its kind first meets the
@@ -13,7 +13,7 @@ use crate::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use crate::x86;
 
-/// Values per quantization block of Q4_0, Q8_0, Q4_1, Q5_0 and their activations.
+/// Values per quantization block of Q4_0, Q8_0, Q4_1, Q5_0, Q5_1 and their activations.
 pub const BLOCK: usize = 32;
 
 /// Values per K-quant super-block (Q4_K, Q5_K, Q6_K and their Q8_K activations).
@@ -31,6 +31,9 @@ pub enum WeightFormat {
     Q4_1,
     /// f16 scale, 32 fifth bits, 32 four-bit values: values 0..31 stand for −16..15.
     Q5_0,
+    /// f16 scale, f16 min, 32 fifth bits, 32 four-bit values: values 0..31 (the min supplies
+    /// the offset). What llama.cpp's Q5_K_M writes for rows that are not whole super-blocks.
+    Q5_1,
     /// Per 256 values: f16 scale and min scale, a 6-bit scale and min per 32 values (12 bytes),
     /// 256 four-bit values (0..15; the min supplies the offset).
     Q4_K,
@@ -52,6 +55,7 @@ impl WeightFormat {
             WeightFormat::Q8_0 => 34,
             WeightFormat::Q4_1 => 20,
             WeightFormat::Q5_0 => 22,
+            WeightFormat::Q5_1 => 24,
             WeightFormat::Q4_K => 144,
             WeightFormat::Q5_K => 176,
             WeightFormat::Q6_K => 210,
@@ -66,6 +70,7 @@ impl WeightFormat {
             | WeightFormat::Q8_0
             | WeightFormat::Q4_1
             | WeightFormat::Q5_0
+            | WeightFormat::Q5_1
             | WeightFormat::F16
             | WeightFormat::BF16 => BLOCK,
             WeightFormat::Q4_K | WeightFormat::Q5_K | WeightFormat::Q6_K => SUPER,
@@ -78,6 +83,16 @@ impl WeightFormat {
             self,
             WeightFormat::Q4_K | WeightFormat::Q5_K | WeightFormat::Q6_K
         )
+    }
+
+    /// Whether each block carries a min added to its values (Q4_1, Q5_1), besides its scale.
+    pub const fn has_min(self) -> bool {
+        matches!(self, WeightFormat::Q4_1 | WeightFormat::Q5_1)
+    }
+
+    /// Whether each value has a fifth bit stored apart from its nibble (Q5_0, Q5_1).
+    pub const fn has_fifth_bit(self) -> bool {
+        matches!(self, WeightFormat::Q5_0 | WeightFormat::Q5_1)
     }
 
     /// Whether the weights are floats, multiplied by the activations as they are (no

@@ -63,11 +63,11 @@ fn the_stepper_reports_what_runs_and_counts_positions() {
 
 #[test]
 fn what_the_engine_does_not_run_is_not_covered() {
-    // Q5_1 (llama.cpp's Q5_K_M fallback for rows that are not whole super-blocks).
-    let path = support::k_quant_gguf("q5_1.gguf", 1, &|_, _, _| GgmlDType::Q5_1);
+    // Q3_K (llama.cpp's Q3_K_M files): no kernel of ours.
+    let path = support::k_quant_gguf("q3_k.gguf", 1, &|_, _, _| GgmlDType::Q3K);
     match load_gguf(&path, Isa::Portable) {
-        Err(Error::NotCovered(why)) => assert!(why.contains("Q5_1"), "{why}"),
-        other => panic!("q5_1 weights: {:?}", other.err()),
+        Err(Error::NotCovered(why)) => assert!(why.contains("Q3K"), "{why}"),
+        other => panic!("q3_k weights: {:?}", other.err()),
     }
     support::remove(&path);
     // F16 rows that are not whole 32-value blocks (the kernels count floats in blocks too).

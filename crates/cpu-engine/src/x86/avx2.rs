@@ -57,6 +57,21 @@ pub(super) unsafe fn q5_0_avx2<const N: usize>(
     unsafe { q4_avx2::<N, false, true>(group, acts, blocks, out) }
 }
 
+/// Q5_1 with AVX2.
+///
+/// # Safety
+/// As for [`q4_avx2`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q5_1_avx2<const N: usize>(
+    group: Group<'_>,
+    acts: &[ActRow<'_>; MAX_TILE],
+    blocks: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    // SAFETY: the caller's promise.
+    unsafe { q4_avx2::<N, true, true>(group, acts, blocks, out) }
+}
+
 /// The fifth bits of nibble word `c` (`hi`: half of a Q5_0 block's fifth-bit word, or of a Q5_K
 /// word's, where `c` counts within its four nibble words) moved to bit 4 of each byte: for the
 /// low nibbles, for the high nibbles ([`crate::packing::Q5_0_HI`], [`crate::packing::q5_k`]).
@@ -73,15 +88,15 @@ pub(super) fn fifth_bits_256(hi: __m256i, c: usize) -> (__m256i, __m256i) {
     (_mm256_and_si256(low, bit), _mm256_and_si256(high, bit))
 }
 
-/// Q4_0 (nibbles stored + 8), Q4_1 (`MIN`: the block's min added) and Q5_0 (`FIVE`: each
-/// nibble's fifth bit put back, values stored + 16) with AVX2: the sixteen rows as two halves
+/// Q4_0 (nibbles stored + 8), Q4_1 (`MIN`: the block's min added), Q5_0 (`FIVE`: each
+/// nibble's fifth bit put back, values stored + 16) and Q5_1 (both) with AVX2: the sixteen rows as two halves
 /// of eight lanes; `maddubs` pairs summed in 16 bits (four-bit values across the block, at most
 /// 8 × 2 × 15 × 127 = 30480; five-bit ones across two words, at most 4 × 2 × 31 × 127 = 31496:
 /// no saturation), then widened.
 ///
 /// # Safety
-/// The processor has AVX2, FMA and F16C; `group` holds `blocks` packed Q4_0 (Q4_1, Q5_0) blocks and
-/// each activation row at least `blocks` blocks.
+/// The processor has AVX2, FMA and F16C; `group` holds `blocks` packed Q4_0 (Q4_1, Q5_0, Q5_1)
+/// blocks and each activation row at least `blocks` blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn q4_avx2<const N: usize, const MIN: bool, const FIVE: bool>(
@@ -91,7 +106,8 @@ unsafe fn q4_avx2<const N: usize, const MIN: bool, const FIVE: bool>(
     out: &mut [[f32; ROWS]; MAX_TILE],
 ) {
     let (format, offset) = match (MIN, FIVE) {
-        (true, _) => (WeightFormat::Q4_1, 0),
+        (true, false) => (WeightFormat::Q4_1, 0),
+        (true, true) => (WeightFormat::Q5_1, 0),
         (false, true) => (WeightFormat::Q5_0, 16),
         (false, false) => (WeightFormat::Q4_0, 8),
     };

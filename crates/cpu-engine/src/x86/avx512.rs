@@ -199,13 +199,10 @@ vnni_one_kernel!(q4_1_vnni_one, Q4_1, 0, true, 4, |block, c, words, dots| {
     q4_one_body!(block, c, words, dots)
 });
 
-vnni_one_kernel!(
-    q5_0_vnni_one,
-    Q5_0,
-    16,
-    false,
-    4,
-    |block, c, words, dots| {
+/// Q5_0 (stored + 16) and Q5_1 (the min added per block): the same five-bit values.
+macro_rules! q5_one_body {
+    ($block:ident, $c:ident, $words:ident, $dots:ident) => {{
+        let (block, c, words, dots) = ($block, $c, $words, &mut $dots);
         let mask = _mm256_set1_epi8(0x0f);
         // SAFETY: c + 4 < 8 words of the activation block.
         let (xl, xh) = unsafe { (word(words, c), word(words, c + 4)) };
@@ -223,8 +220,20 @@ vnni_one_kernel!(
             let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), mask), fh);
             *dot = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(*dot, lo, xl), hi, xh);
         }
-    }
+    }};
+}
+
+vnni_one_kernel!(
+    q5_0_vnni_one,
+    Q5_0,
+    16,
+    false,
+    4,
+    |block, c, words, dots| { q5_one_body!(block, c, words, dots) }
 );
+vnni_one_kernel!(q5_1_vnni_one, Q5_1, 0, true, 4, |block, c, words, dots| {
+    q5_one_body!(block, c, words, dots)
+});
 
 vnni_one_kernel!(
     q8_0_vnni_one,
@@ -247,6 +256,7 @@ vnni_kernel!(q4_0_vnni, q4_0_weights, Q4_0, 8, false);
 vnni_kernel!(q4_1_vnni, q4_0_weights, Q4_1, 0, true);
 vnni_kernel!(q8_0_vnni, q8_0_weights, Q8_0, 128, false);
 vnni_kernel!(q5_0_vnni, q5_0_weights, Q5_0, 16, false);
+vnni_kernel!(q5_1_vnni, q5_0_weights, Q5_1, 0, true);
 
 /// Four activation bytes (word `c` from `at`) in every 32-bit lane.
 ///

@@ -17,11 +17,12 @@ use crate::packing::{FLOAT_COLUMN_BYTES, Group, ROWS, group_stride, payloads_at,
 use crate::quant::{ActRow, BLOCK, SUPER, SuperRow, WeightFormat};
 
 use avx2::{
-    float_avx2, q4_0_avx2, q4_1_avx2, q4_k_avx2, q5_0_avx2, q5_k_avx2, q6_k_avx2, q8_0_avx2,
+    float_avx2, q4_0_avx2, q4_1_avx2, q4_k_avx2, q5_0_avx2, q5_1_avx2, q5_k_avx2, q6_k_avx2,
+    q8_0_avx2,
 };
 use avx512::{
     float_vnni, q4_0_vnni, q4_0_vnni_one, q4_1_vnni, q4_1_vnni_one, q4_k_vnni, q5_0_vnni,
-    q5_0_vnni_one, q5_k_vnni, q6_k_vnni, q8_0_vnni, q8_0_vnni_one,
+    q5_0_vnni_one, q5_1_vnni, q5_1_vnni_one, q5_k_vnni, q6_k_vnni, q8_0_vnni, q8_0_vnni_one,
 };
 
 /// Calls `$kernel::<N>(args)` with `N` the tile's token count `$n`: up to 8 (`tile`) or up to 2
@@ -144,7 +145,7 @@ pub(crate) fn group_tile(
     // activations' blocks.
     if let Some(last) = blocks.checked_sub(1) {
         let _ = (group.scales(last), group.payloads(last));
-        if format == WeightFormat::Q4_1 {
+        if format.has_min() {
             let _ = group.mins(last);
         }
     }
@@ -169,6 +170,15 @@ pub(crate) fn group_tile(
             // SAFETY: the caller checked (Isa::is_supported) that this processor has the
             // kernel's features; the slice bounds were asserted above.
             unsafe { tile!(q5_0_vnni, n, group, acts, blocks, out) }
+        }
+        // SAFETY: as above.
+        (Isa::Avx512Vnni, WeightFormat::Q5_1) if n == 1 => unsafe {
+            q5_1_vnni_one(group, &acts[0], &mut out[0])
+        },
+        (Isa::Avx512Vnni, WeightFormat::Q5_1) => {
+            // SAFETY: the caller checked (Isa::is_supported) that this processor has the
+            // kernel's features; the slice bounds were asserted above.
+            unsafe { tile!(q5_1_vnni, n, group, acts, blocks, out) }
         }
         // SAFETY: as above.
         (Isa::Avx512Vnni, WeightFormat::Q4_1) if n == 1 => unsafe {
@@ -208,6 +218,11 @@ pub(crate) fn group_tile(
             // SAFETY: the caller checked (Isa::is_supported) that this processor has the
             // kernel's features; the slice bounds were asserted above.
             unsafe { pair!(q5_0_avx2, n, group, acts, blocks, out) }
+        }
+        (_, WeightFormat::Q5_1) => {
+            // SAFETY: the caller checked (Isa::is_supported) that this processor has the
+            // kernel's features; the slice bounds were asserted above.
+            unsafe { pair!(q5_1_avx2, n, group, acts, blocks, out) }
         }
         (
             _,
