@@ -1,6 +1,6 @@
-//! Rigger's CPU inference engine: GGUF models (Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K — so
-//! llama.cpp's Q4_K_M and Q5_K_M files — and F16/BF16; architectures llama, qwen2, qwen3, phi3,
-//! gemma3) and F16/BF16 safetensors checkpoints (llama, mistral, qwen2, qwen3) run on kernels of
+//! Rigger's CPU inference engine: GGUF models (Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K,
+//! Q6_K — so llama.cpp's Q4_K_M and Q5_K_M files — and F16/BF16; architectures llama, qwen2,
+//! qwen3, phi3, gemma3) and F16/BF16 safetensors checkpoints (llama, mistral, qwen2, qwen3) run on kernels of
 //! our own. candle-core reads the file; the engine repacks the
 //! weights so that sixteen rows sit in the sixteen lanes of a SIMD register, quantizes
 //! activations to 8 bits as ggml does (per 32 values for Q4_0/Q8_0/Q4_1/Q5_0, per 256 for the

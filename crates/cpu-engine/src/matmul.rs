@@ -1,8 +1,8 @@
-//! Quantized matrix products: ggml's Q4_0, Q8_0, Q4_1 and Q5_0 weight blocks against activations
-//! quantized to 8 bits per 32-value block, and its Q4_K, Q5_K and Q6_K super-blocks against
-//! activations quantized per 256 values (Q8_K), the schemes llama.cpp uses, on the repacked
-//! layout ([`QMatrix`]). Per block an exact integer dot product per row, then one convert and
-//! one fused multiply-add per sixteen rows. F16 and BF16 weights meet the activations
+//! Quantized matrix products: ggml's Q4_0, Q8_0, Q4_1, Q5_0 and Q5_1 weight blocks against
+//! activations quantized to 8 bits per 32-value block, and its Q4_K, Q5_K and Q6_K super-blocks
+//! against activations quantized per 256 values (Q8_K), the schemes llama.cpp uses, on the
+//! repacked layout ([`QMatrix`]). Per block an exact integer dot product per row, then one
+//! convert and one fused multiply-add per sixteen rows. F16 and BF16 weights meet the activations
 //! unquantized: per row two chains of fused multiply-adds (even and odd columns). Weights stream
 //! from memory once per call whatever the number of tokens.
 //!

@@ -18,9 +18,9 @@ pub const ROWS: usize = 16;
 /// multiply-add per sixteen rows per block. Q8_0 payloads are stored + 128 (unsigned, what
 /// `dpbusd` multiplies); Q5_0 payloads are Q4_0's with a 64-byte word of fifth bits after
 /// them. Q4_1 and Q5_1 blocks carry sixteen f16 mins after their sixteen scales, so each
-/// block's header is one cache line and no pairing is needed (Q5_1's payloads are Q5_0's). F16 and BF16 weights go column
-/// by column: the sixteen rows' values of column k (32 bytes), then of k + 1. The last group is
-/// padded with zero rows.
+/// block's header is one cache line and no pairing is needed (Q5_1's payloads are Q5_0's).
+/// F16 and BF16 weights go column by column: the sixteen rows' values of column k (32 bytes),
+/// then of k + 1. The last group is padded with zero rows.
 #[derive(Debug)]
 pub struct QMatrix {
     format: WeightFormat,
