@@ -56,8 +56,8 @@ impl std::str::FromStr for DeviceKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Kernels {
     /// The CPU engine's kernels (`rigger-cpu-engine`) where they cover the model (GGUF llama,
-    /// qwen2, qwen3, phi3 or gemma3 whose matrices are Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K,
-    /// F16 or BF16; safetensors llama, mistral, qwen2 or qwen3 in F16 or BF16) and the
+    /// qwen2, qwen3, phi3 or gemma3 whose matrices are Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K,
+    /// Q6_K, F16 or BF16; safetensors llama, mistral, qwen2 or qwen3 in F16 or BF16) and the
     /// processor has their SIMD instructions (x86-64 with AVX2 or AVX-512 VNNI), candle's models
     /// otherwise (said in the log).
     #[default]

@@ -1,12 +1,11 @@
 //! Rigger's CPU inference engine: GGUF models (Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K,
 //! Q6_K — so llama.cpp's Q4_K_M and Q5_K_M files — and F16/BF16; architectures llama, qwen2,
-//! qwen3, phi3, gemma3) and F16/BF16 safetensors checkpoints (llama, mistral, qwen2, qwen3) run on kernels of
-//! our own. candle-core reads the file; the engine repacks the
-//! weights so that sixteen rows sit in the sixteen lanes of a SIMD register, quantizes
-//! activations to 8 bits as ggml does (per 32 values for Q4_0/Q8_0/Q4_1/Q5_0, per 256 for the
-//! K-quants; float weights meet f32 activations), and runs the same order of operations on every
-//! instruction set (portable Rust, AVX2, AVX-512 VNNI, picked at run time), so they give the
-//! same bits.
+//! qwen3, phi3, gemma3) and F16/BF16 safetensors checkpoints (llama, mistral, qwen2, qwen3) run
+//! on kernels of our own. candle-core reads the file; the engine repacks the weights so that
+//! sixteen rows sit in the sixteen lanes of a SIMD register, quantizes activations to 8 bits as
+//! ggml does (per 32 values for Q4_0/Q8_0/Q4_1/Q5_0/Q5_1, per 256 for the K-quants; float
+//! weights meet f32 activations), and runs the same order of operations on every instruction set
+//! (portable Rust, AVX2, AVX-512 VNNI, picked at run time), so they give the same bits.
 //!
 //! Invariant: depends on candle-core (GGUF and safetensors reading), half, rayon and libc only — no async
 //! runtime, no Rigger port, no tokenizer (`cargo xtask tidy` checks it). Frontends (the Candle

@@ -617,8 +617,8 @@ mod tests {
             matmul(Isa::detect(), &w, &QActs::quantize(&xf, cols), &mut got);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 let (t, r) = (i / rows, i % rows);
-                // Q4_1 and Q5_1 against candle's Q8_1, which keeps each block's activation sum times its
-                // scale in f16: each block's min term m × Σx is off by up to 2^-11 of itself
+                // Q4_1 and Q5_1 against candle's Q8_1, which keeps each block's activation sum
+                // times its scale in f16: each block's min term m × Σx is off by up to 2^-11 of itself
                 // (2^-10 here, for the rounding of the scale too); the K-quants share our
                 // integer sums, only the float order differs.
                 let min_terms: f32 = if format.has_min() {

@@ -89,8 +89,8 @@ pub(super) fn fifth_bits_256(hi: __m256i, c: usize) -> (__m256i, __m256i) {
 }
 
 /// Q4_0 (nibbles stored + 8), Q4_1 (`MIN`: the block's min added), Q5_0 (`FIVE`: each
-/// nibble's fifth bit put back, values stored + 16) and Q5_1 (both) with AVX2: the sixteen rows as two halves
-/// of eight lanes; `maddubs` pairs summed in 16 bits (four-bit values across the block, at most
+/// nibble's fifth bit put back, values stored + 16) and Q5_1 (both) with AVX2: the sixteen rows
+/// as two halves of eight lanes; `maddubs` pairs summed in 16 bits (four-bit values across the block, at most
 /// 8 × 2 × 15 × 127 = 30480; five-bit ones across two words, at most 4 × 2 × 31 × 127 = 31496:
 /// no saturation), then widened.
 ///
