@@ -1,6 +1,6 @@
-//! The weight formats the kernels read (ggml's Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K
-//! blocks and F16/BF16 floats, byte for byte as GGUF stores them) and the 8-bit quantization of
-//! activations: per 32 values (ggml's Q8_0 rule) for the 32-value formats, per 256 values
+//! The weight formats the kernels read (ggml's Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and
+//! Q6_K blocks and F16/BF16 floats, byte for byte as GGUF stores them) and the 8-bit
+//! quantization of activations: per 32 values (ggml's Q8_0 rule) for the 32-value formats, per 256 values
 //! (ggml's Q8_K rule) for the K-quants, each computed when a matrix of its kind first meets the
 //! activations (float weights meet the activations as they are).
 

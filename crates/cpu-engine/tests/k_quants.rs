@@ -1,5 +1,5 @@
-//! K-quant files (llama.cpp's Q4_K_M and Q5_K_M mixes, pure Q4_K, pure Q6_K), Q4_1, Q5_0, Q5_1 and
-//! F16/BF16 on the engine against candle's `quantized_llama`, which quantizes activations by the
+//! K-quant files (llama.cpp's Q4_K_M and Q5_K_M mixes, pure Q4_K, pure Q6_K), Q4_1, Q5_0, Q5_1
+//! and F16/BF16 on the engine against candle's `quantized_llama`, which quantizes activations by the
 //! same rules (Q8_K for the K-quants, Q8_0/Q8_1 per 32 values for the others; float weights are
 //! multiplied in f32, as the engine does) and computes the same integer sums per block; the float sums differ in order, so the logits differ in the last
 //! bits (measured: about 1e-6), and where that moves an 8-bit activation rounding, which the KV

@@ -90,9 +90,9 @@ pub(super) fn fifth_bits_256(hi: __m256i, c: usize) -> (__m256i, __m256i) {
 
 /// Q4_0 (nibbles stored + 8), Q4_1 (`MIN`: the block's min added), Q5_0 (`FIVE`: each
 /// nibble's fifth bit put back, values stored + 16) and Q5_1 (both) with AVX2: the sixteen rows
-/// as two halves of eight lanes; `maddubs` pairs summed in 16 bits (four-bit values across the block, at most
-/// 8 × 2 × 15 × 127 = 30480; five-bit ones across two words, at most 4 × 2 × 31 × 127 = 31496:
-/// no saturation), then widened.
+/// as two halves of eight lanes; `maddubs` pairs summed in 16 bits (four-bit values across the
+/// block, at most 8 × 2 × 15 × 127 = 30480; five-bit ones across two words, at most
+/// 4 × 2 × 31 × 127 = 31496: no saturation), then widened.
 ///
 /// # Safety
 /// The processor has AVX2, FMA and F16C; `group` holds `blocks` packed Q4_0 (Q4_1, Q5_0, Q5_1)
@@ -423,8 +423,8 @@ unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool>(
                     let (l, hb) = fifth_bits_256(hi, c % 4);
                     (_mm256_or_si256(low, l), _mm256_or_si256(high, hb))
                 };
-                // Token k's word c: its 16-bit pair sums, scaled and widened into `isum` every
-                // eight words (every four for Q5_K).
+                // Token k's word c: its 16-bit pair sums, widened (Q4_K: and scaled) into `dot`
+                // every eight words (every four for Q5_K).
                 let feed = |k: usize,
                             c: usize,
                             (low, high): (__m256i, __m256i),
@@ -464,12 +464,13 @@ unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool>(
                         }
                     }
                 }
+                // Q5_K's scales of sub-blocks 2p and 2p + 1, one 32-bit lane per row.
+                let (sc_low, sc_high) = (
+                    _mm256_and_si256(scales, low16),
+                    _mm256_srli_epi32(scales, 16),
+                );
                 for (isum, [dl, dh]) in isum.iter_mut().zip(dots) {
                     let scaled = if FIVE {
-                        let (sc_low, sc_high) = (
-                            _mm256_and_si256(scales, low16),
-                            _mm256_srli_epi32(scales, 16),
-                        );
                         _mm256_add_epi32(
                             _mm256_mullo_epi32(dl, sc_low),
                             _mm256_mullo_epi32(dh, sc_high),

@@ -152,8 +152,8 @@ unsafe fn bytes_256(q: [__m256i; 4]) -> __m256i {
     _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
 }
 
-/// `quant::portable_q8_0_row` in AVX-512: per 32 values, the scale from the largest magnitude, the
-/// bytes, their sum.
+/// `quant::portable_q8_0_row` in AVX-512: per 32 values, the scale from the largest magnitude,
+/// the bytes, their sum.
 ///
 /// # Safety
 /// The processor has AVX-512 F, BW and VL; `x` and `qs` are as long, a multiple of 32, and
@@ -221,8 +221,8 @@ unsafe fn q8_0_row_avx2(x: &[f32], qs: &mut [i8], scale: &mut [f32], sums: &mut 
     }
 }
 
-/// `quant::portable_q8_k_row` in AVX-512: per 256 values, the scale from the first value of largest
-/// magnitude, the bytes, their sums per 16 and per 32.
+/// `quant::portable_q8_k_row` in AVX-512: per 256 values, the scale from the first value of
+/// largest magnitude, the bytes, their sums per 16 and per 32.
 ///
 /// # Safety
 /// The processor has AVX-512 F, BW and VL; `x` and `qs` are as long, a multiple of 256,
