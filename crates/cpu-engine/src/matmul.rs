@@ -81,6 +81,33 @@ fn matmul_into(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32], stride: usize,
     }
     let isa = isa.vector();
     let tile = isa.tokens_per_tile();
+    #[cfg(target_arch = "x86_64")]
+    if tokens > tile && x86::UnpackedGroup::pays_for(isa, w.format()) {
+        let supers = a.supers(isa);
+        (0..groups.div_ceil(chunk_groups))
+            .into_par_iter()
+            .for_each_init(x86::UnpackedGroup::new, |unpacked, c| {
+                let mut results = [[0f32; ROWS]; MAX_TILE];
+                // Row groups outside, token tiles inside: each group unpacked once, its values
+                // in L1 while every tile passes.
+                for g in c * chunk_groups..((c + 1) * chunk_groups).min(groups) {
+                    let group = w.group(g);
+                    unpacked.unpack(group);
+                    let rows = (w.rows - g * ROWS).min(ROWS);
+                    for t in (0..tokens).step_by(tile) {
+                        let n = (tokens - t).min(tile);
+                        let acts = std::array::from_fn(|k| supers.row((t + k).min(tokens - 1)));
+                        x86::k_unpacked_tile(isa, group, unpacked, &acts, n, &mut results);
+                        for (k, r) in results.iter().take(n).enumerate() {
+                            // SAFETY: chunks hold different row groups, so rows g·16.. of each
+                            // token's output are this task's alone.
+                            unsafe { out.write((t + k) * stride + offset + g * ROWS, &r[..rows]) };
+                        }
+                    }
+                }
+            });
+        return;
+    }
     (0..groups.div_ceil(chunk_groups))
         .into_par_iter()
         .for_each(|c| {
@@ -511,7 +538,8 @@ mod tests {
             .flat_map(|f| [(f, (37, 768)), (f, (21, 256))])
         {
             let (w, _) = candle_quantized(format, &values(rows * cols, 7), cols);
-            // 16 and up: AMX's tiles, whole and partial.
+            // 3 and up: AVX2's Q5_K and Q6_K on unpacked groups; 16 and up: AMX's tiles,
+            // whole and partial.
             for tokens in [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 33] {
                 let a = QActs::quantize(&values(tokens * cols, 8), cols);
                 let mut reference = vec![0f32; rows * tokens];

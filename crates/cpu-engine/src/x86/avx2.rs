@@ -5,10 +5,12 @@
 
 use std::arch::x86_64::*;
 
-use super::{act_block, block_at, prefetch, prefetch_blocks_ahead, word};
+use super::{
+    UNPACKED_SUPER_BYTES, act_block, block_at, prefetch, prefetch_blocks_ahead, unpacked_at, word,
+};
 use crate::matmul::MAX_TILE;
 use crate::packing::{
-    FLOAT_COLUMN_BYTES, Group, MINS_AFTER_SCALES, Q5_0_HI, ROWS, q4_k, q5_k, q6_k,
+    FLOAT_COLUMN_BYTES, Group, MINS_AFTER_SCALES, Q5_0_HI, ROWS, group_stride, q4_k, q5_k, q6_k,
 };
 use crate::quant::{ActRow, SUPER, SuperRow, WeightFormat};
 
@@ -290,6 +292,138 @@ fn scale_picks() -> (__m256i, __m256i) {
     (first, _mm256_add_epi8(first, _mm256_set1_epi8(2)))
 }
 
+/// Half `h` of nibble word `c` of pair `p` of the Q4_K (`FIVE`: Q5_K) super-block at `sb`, one
+/// value a byte: sub-block 2p's (the low nibbles), sub-block 2p + 1's (the high ones).
+///
+/// # Safety
+/// `sb` points at a packed Q4_K (Q5_K) super-block; p < 4, c < 8, h < 2.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn q4_q5_k_word<const FIVE: bool>(
+    sb: *const u8,
+    p: usize,
+    c: usize,
+    h: usize,
+) -> (__m256i, __m256i) {
+    let mask = _mm256_set1_epi8(0x0f);
+    // SAFETY: half h of word c of pair p lies inside the nibbles.
+    let raw = unsafe { _mm256_loadu_si256(sb.add(q4_k::QS + 512 * p + 64 * c + 32 * h).cast()) };
+    let low = _mm256_and_si256(raw, mask);
+    let high = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+    if !FIVE {
+        return (low, high);
+    }
+    // SAFETY: half h of fifth-bit word 2p + c/4 lies inside the super-block.
+    let hi = unsafe { _mm256_loadu_si256(sb.add(q5_k::HI + 64 * (2 * p + c / 4) + 32 * h).cast()) };
+    let (l, hb) = fifth_bits_256(hi, c % 4);
+    (_mm256_or_si256(low, l), _mm256_or_si256(high, hb))
+}
+
+/// Half `h` of nibble words 8p + 2e and 8p + 2e + 1 of the Q6_K super-block at `sb`, their six
+/// bits rebuilt (+ 32 as stored), one value a byte: per word the low nibbles' values (64p + 4c..),
+/// the high nibbles' (32 further).
+///
+/// # Safety
+/// `sb` points at a packed Q6_K super-block; p < 4, e < 4, h < 2.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn q6_k_words(sb: *const u8, p: usize, e: usize, h: usize) -> [(__m256i, __m256i); 2] {
+    let (nibble, high_bits) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
+    // SAFETY: half h of high-bit word 4p + e and of nibble words 8p + 2e and 8p + 2e + 1 lie
+    // inside the super-block.
+    let (hb, raw0, raw1) = unsafe {
+        (
+            _mm256_loadu_si256(sb.add(q6_k::HI + 64 * (4 * p + e) + 32 * h).cast()),
+            _mm256_loadu_si256(sb.add(q6_k::LO + 64 * (8 * p + 2 * e) + 32 * h).cast()),
+            _mm256_loadu_si256(sb.add(q6_k::LO + 64 * (8 * p + 2 * e + 1) + 32 * h).cast()),
+        )
+    };
+    let with_high = |nibbles: __m256i, bits: __m256i| {
+        _mm256_or_si256(
+            _mm256_and_si256(nibbles, nibble),
+            _mm256_and_si256(bits, high_bits),
+        )
+    };
+    [
+        (
+            with_high(raw0, _mm256_slli_epi16(hb, 4)),
+            with_high(_mm256_srli_epi16(raw0, 4), _mm256_slli_epi16(hb, 2)),
+        ),
+        (
+            with_high(raw1, hb),
+            with_high(_mm256_srli_epi16(raw1, 4), _mm256_srli_epi16(hb, 2)),
+        ),
+    ]
+}
+
+/// Half `h` of word `c` of pair `p` of an unpacked super-block (at `ub`,
+/// [`super::UnpackedGroup`]): the low nibbles' values, the high nibbles'.
+///
+/// # Safety
+/// `ub` points at an unpacked super-block; p < 4, c < 8, h < 2.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn unpacked_word(ub: *const u8, p: usize, c: usize, h: usize) -> (__m256i, __m256i) {
+    let at = unpacked_at(p, c, h);
+    // SAFETY: both halves lie inside the unpacked super-block.
+    unsafe {
+        (
+            _mm256_loadu_si256(ub.add(at).cast()),
+            _mm256_loadu_si256(ub.add(at + 64).cast()),
+        )
+    }
+}
+
+/// The K-quant values of a row group, one byte each, into `out` ([`super::UnpackedGroup`]'s
+/// layout): the kernels' own rebuilding, done once for all of a prompt's token tiles.
+///
+/// # Safety
+/// The processor has AVX2; `group` holds `group.blocks` packed Q5_K or Q6_K super-blocks and
+/// `out` at least `group.blocks * UNPACKED_SUPER_BYTES` bytes.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn unpack_k_avx2(group: Group<'_>, out: &mut [u8]) {
+    let format = group.format;
+    let stride = group_stride(format, 1);
+    for b in 0..group.blocks {
+        // SAFETY: super-block b lies inside the group, and its unpacked form inside `out` (the
+        // caller's promise).
+        let (sb, ub) = unsafe {
+            (
+                group.bytes.as_ptr().add(b * stride),
+                out.as_mut_ptr().add(b * UNPACKED_SUPER_BYTES),
+            )
+        };
+        let store = |p: usize, c: usize, h: usize, (low, high): (__m256i, __m256i)| {
+            let at = unpacked_at(p, c, h);
+            // SAFETY: both halves lie inside the unpacked super-block.
+            unsafe {
+                _mm256_storeu_si256(ub.add(at).cast(), low);
+                _mm256_storeu_si256(ub.add(at + 64).cast(), high);
+            }
+        };
+        for p in 0..4 {
+            for h in 0..2 {
+                match format {
+                    WeightFormat::Q6_K => {
+                        for e in 0..4 {
+                            // SAFETY: a Q6_K super-block (the caller's promise).
+                            let [w0, w1] = unsafe { q6_k_words(sb, p, e, h) };
+                            store(p, 2 * e, h, w0);
+                            store(p, 2 * e + 1, h, w1);
+                        }
+                    }
+                    _ => {
+                        for c in 0..8 {
+                            // SAFETY: a Q5_K super-block (the caller's promise).
+                            store(p, c, h, unsafe { q4_q5_k_word::<true>(sb, p, c, h) });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Runs a K-quant kernel's `$step!(p, h)` (half `h` of the rows over the super-block's 64
 /// values `p`) for every p and h, in the order that suits `$n` tokens. One token (decode, the
 /// weights streaming from memory): both halves of each 64 values before the next, so the two
@@ -332,7 +466,7 @@ pub(super) unsafe fn q4_k_avx2<const N: usize>(
     out: &mut [[f32; ROWS]; MAX_TILE],
 ) {
     // SAFETY: the caller's promise.
-    unsafe { q4_q5_k_avx2::<N, false>(group, acts, blocks, out) }
+    unsafe { q4_q5_k_avx2::<N, false, false>(group, &[], acts, blocks, out) }
 }
 
 /// Q5_K with AVX2: the Q4_K kernel with the fifth bits put back; values to 31 overflow 16 bits
@@ -348,30 +482,46 @@ pub(super) unsafe fn q5_k_avx2<const N: usize>(
     out: &mut [[f32; ROWS]; MAX_TILE],
 ) {
     // SAFETY: the caller's promise.
-    unsafe { q4_q5_k_avx2::<N, true>(group, acts, blocks, out) }
+    unsafe { q4_q5_k_avx2::<N, true, false>(group, &[], acts, blocks, out) }
 }
 
+/// Q5_K with AVX2 on the group's values unpacked ([`super::UnpackedGroup`]): loads in place of
+/// the rebuilding, the same products.
+///
 /// # Safety
-/// As for [`q4_k_avx2`]; `FIVE`: Q5_K super-blocks.
+/// As for [`q5_k_avx2`]; `unpacked` holds the group's values unpacked.
 #[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool>(
+pub(super) unsafe fn q5_k_unpacked_avx2<const N: usize>(
     group: Group<'_>,
+    unpacked: &[u8],
     acts: &[SuperRow<'_>; MAX_TILE],
     blocks: usize,
     out: &mut [[f32; ROWS]; MAX_TILE],
 ) {
-    let (mask, ones, low16) = (
-        _mm256_set1_epi8(0x0f),
-        _mm256_set1_epi16(1),
-        _mm256_set1_epi32(0xffff),
-    );
+    // SAFETY: the caller's promise.
+    unsafe { q4_q5_k_avx2::<N, true, true>(group, unpacked, acts, blocks, out) }
+}
+
+/// # Safety
+/// As for [`q4_k_avx2`]; `FIVE`: Q5_K super-blocks; `UNPACKED`: `unpacked` holds the group's
+/// values unpacked.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool, const UNPACKED: bool>(
+    group: Group<'_>,
+    unpacked: &[u8],
+    acts: &[SuperRow<'_>; MAX_TILE],
+    blocks: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    let (ones, low16) = (_mm256_set1_epi16(1), _mm256_set1_epi32(0xffff));
     let (first_of_pair, second_of_pair) = scale_picks();
     let stride = if FIVE { q5_k::BYTES } else { q4_k::BYTES };
     let mut acc = [[_mm256_setzero_ps(); N]; 2];
     for b in 0..blocks {
         // SAFETY: super-block b lies inside the group (checked by the caller).
         let sb = unsafe { group.bytes.as_ptr().add(b * stride) };
+        let ub = unpacked.as_ptr().wrapping_add(b * UNPACKED_SUPER_BYTES);
         if N == 1 {
             prefetch(sb.wrapping_add(stride), stride);
         }
@@ -407,21 +557,15 @@ unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool>(
                 };
                 // Word c's values: low nibbles (sub-block 2p), high nibbles (2p + 1).
                 let values = |c: usize| {
-                    // SAFETY: half h of word c of pair p lies inside the nibbles.
-                    let raw = unsafe {
-                        _mm256_loadu_si256(sb.add(q4_k::QS + 512 * p + 64 * c + 32 * h).cast())
-                    };
-                    let low = _mm256_and_si256(raw, mask);
-                    let high = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-                    if !FIVE {
-                        return (low, high);
+                    // SAFETY: super-block b of the group, of its unpacked values where UNPACKED
+                    // (the caller's promise).
+                    unsafe {
+                        if UNPACKED {
+                            unpacked_word(ub, p, c, h)
+                        } else {
+                            q4_q5_k_word::<FIVE>(sb, p, c, h)
+                        }
                     }
-                    // SAFETY: half h of fifth-bit word 2p + c/4 lies inside the super-block.
-                    let hi = unsafe {
-                        _mm256_loadu_si256(sb.add(q5_k::HI + 64 * (2 * p + c / 4) + 32 * h).cast())
-                    };
-                    let (l, hb) = fifth_bits_256(hi, c % 4);
-                    (_mm256_or_si256(low, l), _mm256_or_si256(high, hb))
                 };
                 // Token k's word c: its 16-bit pair sums, widened (Q4_K: and scaled) into `dot`
                 // every eight words (every four for Q5_K).
@@ -446,7 +590,7 @@ unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool>(
                 };
                 let mut pairs = [[_mm256_setzero_si256(); 2]; N];
                 let mut dots = [[_mm256_setzero_si256(); 2]; N];
-                if FIVE && N > 1 {
+                if FIVE && !UNPACKED && N > 1 {
                     // Two tokens of Q5_K: the words' values once, then token by token (measured:
                     // rebuilding the fifth bits in the token loop costs more than the spills).
                     let words: [_; 8] = std::array::from_fn(values);
@@ -532,12 +676,43 @@ pub(super) unsafe fn q6_k_avx2<const N: usize>(
     blocks: usize,
     out: &mut [[f32; ROWS]; MAX_TILE],
 ) {
-    let (nibble, high_bits) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
+    // SAFETY: the caller's promise.
+    unsafe { q6_k_any_avx2::<N, false>(group, &[], acts, blocks, out) }
+}
+
+/// Q6_K with AVX2 on the group's values unpacked ([`super::UnpackedGroup`]).
+///
+/// # Safety
+/// As for [`q6_k_avx2`]; `unpacked` holds the group's values unpacked.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q6_k_unpacked_avx2<const N: usize>(
+    group: Group<'_>,
+    unpacked: &[u8],
+    acts: &[SuperRow<'_>; MAX_TILE],
+    blocks: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    // SAFETY: the caller's promise.
+    unsafe { q6_k_any_avx2::<N, true>(group, unpacked, acts, blocks, out) }
+}
+
+/// # Safety
+/// As for [`q6_k_avx2`]; `UNPACKED`: `unpacked` holds the group's values unpacked.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn q6_k_any_avx2<const N: usize, const UNPACKED: bool>(
+    group: Group<'_>,
+    unpacked: &[u8],
+    acts: &[SuperRow<'_>; MAX_TILE],
+    blocks: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
     let (first_of_pair, second_of_pair) = scale_picks();
     let mut acc = [[_mm256_setzero_ps(); N]; 2];
     for b in 0..blocks {
         // SAFETY: super-block b lies inside the group (checked by the caller).
         let sb = unsafe { group.bytes.as_ptr().add(b * q6_k::BYTES) };
+        let ub = unpacked.as_ptr().wrapping_add(b * UNPACKED_SUPER_BYTES);
         if N == 1 {
             prefetch(sb.wrapping_add(q6_k::BYTES), q6_k::BYTES);
         }
@@ -567,31 +742,20 @@ pub(super) unsafe fn q6_k_avx2<const N: usize>(
                     _mm256_shuffle_epi8(second, second_of_pair),
                 ];
                 for e in 0..4 {
-                    // SAFETY: half h of high-bit word 4p + e and of nibble words 8p + 2e and
-                    // 8p + 2e + 1 lie inside the super-block.
-                    let (hb, raw0, raw1) = unsafe {
-                        (
-                            _mm256_loadu_si256(sb.add(q6_k::HI + 64 * (4 * p + e) + 32 * h).cast()),
-                            _mm256_loadu_si256(
-                                sb.add(q6_k::LO + 64 * (8 * p + 2 * e) + 32 * h).cast(),
-                            ),
-                            _mm256_loadu_si256(
-                                sb.add(q6_k::LO + 64 * (8 * p + 2 * e + 1) + 32 * h).cast(),
-                            ),
-                        )
-                    };
-                    let with_high = |nibbles: __m256i, bits: __m256i| {
-                        _mm256_or_si256(
-                            _mm256_and_si256(nibbles, nibble),
-                            _mm256_and_si256(bits, high_bits),
-                        )
-                    };
                     // Words 2e and 2e + 1 (low nibbles, group e/2) and 8 + 2e, 9 + 2e (high
                     // nibbles, group 2 + e/2).
-                    let low0 = with_high(raw0, _mm256_slli_epi16(hb, 4));
-                    let high0 = with_high(_mm256_srli_epi16(raw0, 4), _mm256_slli_epi16(hb, 2));
-                    let low1 = with_high(raw1, hb);
-                    let high1 = with_high(_mm256_srli_epi16(raw1, 4), _mm256_srli_epi16(hb, 2));
+                    // SAFETY: super-block b of the group, of its unpacked values where
+                    // UNPACKED (the caller's promise).
+                    let [(low0, high0), (low1, high1)] = unsafe {
+                        if UNPACKED {
+                            [
+                                unpacked_word(ub, p, 2 * e, h),
+                                unpacked_word(ub, p, 2 * e + 1, h),
+                            ]
+                        } else {
+                            q6_k_words(sb, p, e, h)
+                        }
+                    };
                     for (k, a) in acts.iter().take(N).enumerate() {
                         // SAFETY: the activation row holds super-block b (checked by the caller);
                         // words 2e..2e + 2 and 8 + 2e..10 + 2e of these 64 values.

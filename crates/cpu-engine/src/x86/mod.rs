@@ -13,12 +13,13 @@ use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
 
 use crate::isa::Isa;
 use crate::matmul::MAX_TILE;
+use crate::memory::CacheLines;
 use crate::packing::{FLOAT_COLUMN_BYTES, Group, ROWS, group_stride, payloads_at, scales_at};
 use crate::quant::{ActRow, BLOCK, SUPER, SuperRow, WeightFormat};
 
 use avx2::{
-    float_avx2, q4_0_avx2, q4_1_avx2, q4_k_avx2, q5_0_avx2, q5_1_avx2, q5_k_avx2, q6_k_avx2,
-    q8_0_avx2,
+    float_avx2, q4_0_avx2, q4_1_avx2, q4_k_avx2, q5_0_avx2, q5_1_avx2, q5_k_avx2,
+    q5_k_unpacked_avx2, q6_k_avx2, q6_k_unpacked_avx2, q8_0_avx2,
 };
 use avx512::{
     float_vnni, q4_0_vnni, q4_0_vnni_one, q4_1_vnni, q4_1_vnni_one, q4_k_vnni, q5_0_vnni,
@@ -61,15 +62,7 @@ pub(crate) fn k_group_tile(
     out: &mut [[f32; ROWS]; MAX_TILE],
 ) {
     let blocks = group.blocks;
-    // The bounds the kernels' unchecked loads rely on: the last super-block lies inside the
-    // group (the slicing panics otherwise), the activations hold as many.
-    if let Some(last) = blocks.checked_sub(1) {
-        let _ = group.super_block(last);
-    }
-    for a in acts {
-        assert!(a.qs.len() >= blocks * SUPER && a.scale.len() >= blocks);
-        assert!(a.sums16.len() >= blocks * 16 && a.sums32.len() >= blocks * 8);
-    }
+    check_k_bounds(group, acts);
     match (isa, group.format) {
         (Isa::Avx512Vnni, WeightFormat::Q4_K) => {
             // SAFETY: the caller checked (Isa::is_supported) that this processor has the
@@ -102,6 +95,107 @@ pub(crate) fn k_group_tile(
             unsafe { pair!(q6_k_avx2, n, group, acts, blocks, out) }
         }
         (_, other) => unreachable!("{other:?} is not a K-quant"),
+    }
+}
+
+/// Bytes of one super-block of a row group unpacked: sixteen rows × 256 values.
+const UNPACKED_SUPER_BYTES: usize = ROWS * SUPER;
+
+/// Where half `h` (eight rows) of the low nibbles' values of word `c` of
+/// pair `p` lie in an unpacked super-block; the high nibbles' lie 64 bytes on.
+#[inline(always)]
+const fn unpacked_at(p: usize, c: usize, h: usize) -> usize {
+    1024 * p + 128 * c + 32 * h
+}
+
+/// A row group's Q5_K or Q6_K values one byte each, rebuilt once from their bit fields for
+/// all of a prompt's token tiles (the kernels rebuilt them for every tile, which cost their
+/// AVX2 prompts as much as the products). Per super-block 4 KB: per pair `p` of 32-value
+/// sub-blocks (1 KB), per nibble word `c` (128 bytes), the values of its low nibbles then of
+/// its high ones, 64 bytes each laid out as the packed word's bytes (row j at 4j..4j + 4).
+/// Scales and mins stay in the packed group.
+pub(crate) struct UnpackedGroup {
+    bytes: CacheLines,
+}
+
+impl UnpackedGroup {
+    pub(crate) fn new() -> Self {
+        Self {
+            bytes: CacheLines::zeroed(0),
+        }
+    }
+
+    /// Whether prompts of `format` on `isa` go through an unpacked group: AVX2's Q5_K and Q6_K,
+    /// whose values take more than nibble masks to rebuild. Measured on AMD Zen 5, one thread,
+    /// 1024 × 2048, 128 tokens (16): AVX2 Q5_K 3.51 → 2.53 ms (484 → 373 µs), Q6_K 3.61 → 2.43
+    /// (495 → 398); AVX2 Q4_K 2.55 → 2.58 (unchanged); AVX-512 VNNI, eight tokens a call
+    /// sharing each rebuilt word, Q5_K 1.30 → 1.22 (195 → 210 µs), Q6_K 1.25 → 1.26 (203 →
+    /// 233), Q4_K 1.22 → 1.29.
+    pub(crate) fn pays_for(isa: Isa, format: WeightFormat) -> bool {
+        isa == Isa::Avx2 && matches!(format, WeightFormat::Q5_K | WeightFormat::Q6_K)
+    }
+
+    /// Unpacks `group` (Q5_K or Q6_K) in place of what this held.
+    pub(crate) fn unpack(&mut self, group: Group<'_>) {
+        assert!(
+            matches!(group.format, WeightFormat::Q5_K | WeightFormat::Q6_K),
+            "no unpacking for {:?}",
+            group.format
+        );
+        let len = group.blocks * UNPACKED_SUPER_BYTES;
+        if self.bytes.as_ref().len() < len {
+            self.bytes = CacheLines::zeroed(len);
+        }
+        if let Some(last) = group.blocks.checked_sub(1) {
+            let _ = group.super_block(last);
+        }
+        assert!(Isa::Avx2.is_supported(), "unpacking needs AVX2");
+        // SAFETY: AVX2 is here (asserted); every super-block lies inside the group (the slicing
+        // above panics otherwise) and `bytes` holds as many unpacked.
+        unsafe { avx2::unpack_k_avx2(group, self.bytes.as_mut()) }
+    }
+
+    fn bytes(&self, blocks: usize) -> &[u8] {
+        &self.bytes.as_ref()[..blocks * UNPACKED_SUPER_BYTES]
+    }
+}
+
+/// [`k_group_tile`] on `unpacked`, which holds `group` unpacked.
+pub(crate) fn k_unpacked_tile(
+    isa: Isa,
+    group: Group<'_>,
+    unpacked: &UnpackedGroup,
+    acts: &[SuperRow<'_>; MAX_TILE],
+    n: usize,
+    out: &mut [[f32; ROWS]; MAX_TILE],
+) {
+    let blocks = group.blocks;
+    check_k_bounds(group, acts);
+    // Panics unless the unpacked group holds as many super-blocks.
+    let values = unpacked.bytes(blocks);
+    // SAFETY (each arm): the caller checked (Isa::is_supported) that this processor has the
+    // kernel's features; the bounds were checked above.
+    match (isa, group.format) {
+        (Isa::Avx2, WeightFormat::Q5_K) => unsafe {
+            pair!(q5_k_unpacked_avx2, n, group, values, acts, blocks, out)
+        },
+        (Isa::Avx2, WeightFormat::Q6_K) => unsafe {
+            pair!(q6_k_unpacked_avx2, n, group, values, acts, blocks, out)
+        },
+        (isa, format) => unreachable!("no unpacked {format:?} kernel for {isa:?}"),
+    }
+}
+
+/// The bounds the K-quant kernels' unchecked loads rely on: the last super-block lies inside
+/// the group (the slicing panics otherwise), the activations hold as many.
+fn check_k_bounds(group: Group<'_>, acts: &[SuperRow<'_>; MAX_TILE]) {
+    let blocks = group.blocks;
+    if let Some(last) = blocks.checked_sub(1) {
+        let _ = group.super_block(last);
+    }
+    for a in acts {
+        assert!(a.qs.len() >= blocks * SUPER && a.scale.len() >= blocks);
+        assert!(a.sums16.len() >= blocks * 16 && a.sums32.len() >= blocks * 8);
     }
 }
 
