@@ -140,7 +140,9 @@ fn attend_body(
     let max = scores.iter().fold(f32::NEG_INFINITY, |m, s| m.max(*s));
     let mut total = 0.0;
     for s in scores.iter_mut() {
-        *s = (*s - max).exp();
+        *s = crate::math::exp(*s - max);
+    }
+    for s in scores.iter() {
         total += *s;
     }
     for s in scores.iter_mut() {

@@ -32,6 +32,7 @@ mod error;
 mod gguf;
 mod isa;
 mod layers;
+mod math;
 mod matmul;
 mod memory;
 mod models;
