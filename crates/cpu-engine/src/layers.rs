@@ -6,7 +6,7 @@
 //! prompt and kept prompts from scaling with threads. A row's arithmetic is the same either
 //! way, so the results are the same bits.
 
-#![allow(unsafe_code)] // calling the AVX2 build of the gated activations after checking for AVX2.
+#![allow(unsafe_code)] // calling the AVX2 builds of the norms and gated activations after checking for AVX2.
 
 use rayon::prelude::*;
 
@@ -29,18 +29,73 @@ where
     }
 }
 
+/// Rows a task of [`rms_norm`] sums side by side.
+const NORM_ROWS: usize = 8;
+
 /// Each `dim`-wide row of `x`, normalised by its root mean square and scaled by `weight`.
+/// Eight rows' sums of squares run side by side, each in its own row's order (candle's, one
+/// value after another), and the divisions run 8 wide in the AVX2 build: 128 × 2048 values on
+/// 2 threads (AMD Zen 5) 97 → 52 µs, where one row per task summed in one chain of dependent
+/// adds and divided 4 wide.
 pub(crate) fn rms_norm(x: &[f32], weight: &[f32], dim: usize, eps: f32) -> Vec<f32> {
     let mut out = copied(x);
-    each_row(&mut out, dim, |_, row| rms_norm_row(row, weight, eps));
+    let norm_rows = |rows: &mut [f32]| {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2 (checked just above).
+            unsafe { norm_rows_avx2(rows, dim, weight, eps) };
+            return;
+        }
+        norm_rows_body(rows, dim, weight, eps);
+    };
+    if x.len() > dim {
+        out.par_chunks_mut(NORM_ROWS * dim).for_each(norm_rows);
+    } else {
+        out.chunks_mut(NORM_ROWS * dim).for_each(norm_rows);
+    }
     out
+}
+
+/// [`norm_rows_body`] compiled for AVX2: the divisions 8 wide, the same operations, so the same
+/// bits.
+///
+/// # Safety
+/// The processor has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn norm_rows_avx2(rows: &mut [f32], dim: usize, weight: &[f32], eps: f32) {
+    norm_rows_body(rows, dim, weight, eps);
+}
+
+/// Up to [`NORM_ROWS`] rows of [`rms_norm`], in place.
+#[inline(always)]
+fn norm_rows_body(rows: &mut [f32], dim: usize, weight: &[f32], eps: f32) {
+    let mut sums = [0f32; NORM_ROWS];
+    let n = rows.len() / dim;
+    for i in 0..dim {
+        for (r, sum) in sums.iter_mut().enumerate().take(n) {
+            let v = rows[r * dim + i];
+            *sum += v * v;
+        }
+    }
+    for (row, sum) in rows.chunks_exact_mut(dim).zip(sums) {
+        scale_row(row, sum, weight, eps);
+    }
 }
 
 /// [`rms_norm`] of one row, in place, on the calling thread.
 pub(crate) fn rms_norm_row(row: &mut [f32], weight: &[f32], eps: f32) {
+    let sum = row.iter().map(|v| v * v).sum::<f32>();
+    scale_row(row, sum, weight, eps);
+}
+
+/// A row divided by its root mean square (from `sum`, its values' squares summed in order) and
+/// scaled by `weight`.
+#[inline(always)]
+fn scale_row(row: &mut [f32], sum: f32, weight: &[f32], eps: f32) {
     // Divided, not multiplied by the inverse: candle's rounding, so 8-bit activation
     // quantization downstream sees the same values.
-    let rms = (row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32 + eps).sqrt();
+    let rms = (sum / row.len() as f32 + eps).sqrt();
     row.iter_mut()
         .zip(weight)
         .for_each(|(v, w)| *v = *v / rms * w);
@@ -224,6 +279,37 @@ mod tests {
             .expect("candle's gelu");
         for (i, (a, b)) in ours.iter().zip(&candle).enumerate() {
             assert_eq!(a.to_bits(), b.to_bits(), "value {i}: {a} vs {b}");
+        }
+    }
+
+    /// Rows normalised side by side give each row's own bits: as one row alone, and as
+    /// candle's `rms_norm`.
+    #[test]
+    fn rows_normalised_together_equal_each_row_alone_and_candles() {
+        let (dim, rows) = (96, 19); // two whole tasks of eight rows and a partial one
+        let noise = |i: usize| ((i * 7919 % 1009) as f32 / 1009.0 - 0.5) * (1.0 + (i % 13) as f32);
+        let x: Vec<f32> = (0..dim * rows).map(noise).collect();
+        let weight: Vec<f32> = (0..dim).map(|i| 0.5 + i as f32 * 0.01).collect();
+        let together = rms_norm(&x, &weight, dim, 1e-5);
+        let candle = Tensor::from_vec(x.clone(), (rows, dim), &Device::Cpu)
+            .and_then(|t| {
+                candle_nn::ops::rms_norm(&t, &Tensor::new(weight.as_slice(), &Device::Cpu)?, 1e-5)
+            })
+            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+            .expect("candle's rms_norm");
+        for (r, row) in x.chunks_exact(dim).enumerate() {
+            let mut alone = row.to_vec();
+            rms_norm_row(&mut alone, &weight, 1e-5);
+            let got = &together[r * dim..(r + 1) * dim];
+            let theirs = &candle[r * dim..(r + 1) * dim];
+            for (i, ((a, b), c)) in got.iter().zip(&alone).zip(theirs).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "row {r} value {i}: {a} vs {b}");
+                assert_eq!(
+                    a.to_bits(),
+                    c.to_bits(),
+                    "row {r} value {i}: {a} vs candle's {c}"
+                );
+            }
         }
     }
 
