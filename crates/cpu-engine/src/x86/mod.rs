@@ -101,8 +101,8 @@ pub(crate) fn k_group_tile(
 /// Bytes of one super-block of a row group unpacked: sixteen rows × 256 values.
 const UNPACKED_SUPER_BYTES: usize = ROWS * SUPER;
 
-/// Where half `h` (eight rows) of the low nibbles' values of word `c` of
-/// pair `p` lie in an unpacked super-block; the high nibbles' lie 64 bytes on.
+/// Where half `h` (eight rows) of the low nibbles' values of word `c` of pair `p` lie in an
+/// unpacked super-block; the high nibbles' lie 64 bytes on.
 #[inline(always)]
 const fn unpacked_at(p: usize, c: usize, h: usize) -> usize {
     1024 * p + 128 * c + 32 * h
