@@ -404,3 +404,71 @@ fn prefetch_blocks_ahead(group: &Group<'_>, format: WeightFormat, b: usize) {
         prefetch(at, pair);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+    use crate::packing::{QMatrix, q5_k_quant, q6_k_quant};
+    use crate::quant::GgufRows;
+
+    /// An unpacked group holds, at every row and value, the quant the portable kernel reads
+    /// from the packed group (Q6_K's as stored, + 32).
+    #[test]
+    fn unpacked_groups_hold_the_values_the_portable_kernel_reads() {
+        if !Isa::Avx2.is_supported() {
+            rigger_model_gen::declare_skip(
+                "cpu-engine x86: unpacked groups hold the portable kernel's values",
+                "AVX2 is not available on this processor",
+            );
+            return;
+        }
+        let (rows, cols) = (16, 3 * SUPER);
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919 % 2003) as f32 / 2003.0 - 0.5) * (1.0 + (i % 7) as f32))
+            .collect();
+        let t = Tensor::from_vec(x, (rows, cols), &Device::Cpu).expect("a tensor");
+        for (dtype, format) in [
+            (GgmlDType::Q5K, WeightFormat::Q5_K),
+            (GgmlDType::Q6K, WeightFormat::Q6_K),
+        ] {
+            let bytes = QTensor::quantize(&t, dtype)
+                .and_then(|q| q.data().map(|d| d.into_owned()))
+                .expect("quantized");
+            let w = QMatrix::pack(GgufRows::new(format, rows, cols, bytes).expect("whole blocks"));
+            let group = w.group(0);
+            let mut unpacked = UnpackedGroup::new();
+            unpacked.unpack(group);
+            let values = unpacked.bytes(group.blocks);
+            let mut seen = [false; 64];
+            for b in 0..group.blocks {
+                let sb = group.super_block(b);
+                for j in 0..ROWS {
+                    for k in 0..SUPER {
+                        let (p, within) = (k / 64, k % 64);
+                        let at = b * UNPACKED_SUPER_BYTES
+                            + unpacked_at(p, within % 32 / 4, 0)
+                            + 64 * (within / 32)
+                            + 4 * j
+                            + k % 4;
+                        let want = match format {
+                            WeightFormat::Q5_K => q5_k_quant(sb, j, k),
+                            _ => q6_k_quant(sb, j, k),
+                        };
+                        seen[want as usize] = true;
+                        assert_eq!(
+                            i32::from(values[at]),
+                            want,
+                            "{format:?} super-block {b} row {j} value {k}"
+                        );
+                    }
+                }
+            }
+            // The values span their range, so every bit field was put back somewhere.
+            let top = if format == WeightFormat::Q5_K { 32 } else { 64 };
+            assert!(seen[..top].iter().filter(|s| **s).count() > top * 3 / 4);
+        }
+    }
+}
