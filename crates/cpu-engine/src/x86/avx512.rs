@@ -518,8 +518,11 @@ unsafe fn q4_q5_k_vnni<const N: usize, const FIVE: bool>(
 
 /// Q6_K: per 64 values, the 6-bit values rebuilt in registers (low nibble | high bits << 4,
 /// one 64-byte load of high bits per two of nibbles), four `dpbusd` per 16-value group and
-/// token started from −32 × the group's activation sum (the −32 offset), times the rows' int8
-/// scales (`mullo`), summed over the super-block; one multiply-add per super-block.
+/// token, times the rows' int8 scales (`mullo`), summed over the super-block; the −32 offset of
+/// the values taken off per 64 values as 32 × the `dpwssd` of the scales with the activations'
+/// group sums (each group's sum started from −32 × its activation sum before: a scalar
+/// multiply and a broadcast per group and token; Zen 5, one thread, 128 tokens × 1024 × 2048,
+/// three alternating rounds 10–21% faster); one multiply-add per super-block.
 ///
 /// # Safety
 /// As for [`q4_k_vnni`], with Q6_K super-blocks.
@@ -585,9 +588,7 @@ pub(super) unsafe fn q6_k_vnni<const N: usize>(
                 };
                 // Groups 4p + u: words 4u..4u+4 of these 64 values, values[4u..4u+4].
                 for (u, sc) in [s0, s1, s2, s3].into_iter().enumerate() {
-                    // SAFETY: u < 4 sums of this chunk.
-                    let sum = i32::from(unsafe { *sums.add(u) });
-                    let mut dot = _mm512_set1_epi32(-32 * sum);
+                    let mut dot = _mm512_setzero_si512();
                     for i in 0..4 {
                         // SAFETY: word 4u + i of these 64 values.
                         let xw = unsafe { broadcast_word(x, 4 * u + i) };
@@ -595,6 +596,17 @@ pub(super) unsafe fn q6_k_vnni<const N: usize>(
                     }
                     *isum = _mm512_add_epi32(*isum, _mm512_mullo_epi32(dot, sc));
                 }
+                // The −32 offset: 32 × Σ scale × the group's activation sum.
+                // SAFETY: the row's four group sums of these 64 values, two 16-bit pairs.
+                let (sums01, sums23) = unsafe {
+                    let pairs = sums.cast::<i32>();
+                    (
+                        _mm512_set1_epi32(pairs.read_unaligned()),
+                        _mm512_set1_epi32(pairs.add(1).read_unaligned()),
+                    )
+                };
+                let offset = _mm512_dpwssd_epi32(_mm512_madd_epi16(first, sums01), second, sums23);
+                *isum = _mm512_sub_epi32(*isum, _mm512_slli_epi32(offset, 5));
             }
         }
         // SAFETY: the sixteen f16 scales lie at the super-block's start.
