@@ -15,7 +15,7 @@
 //! translated); `quant` weight formats and activation quantization; `packing` the
 //! repacked layout; `memory` aligned, huge-page backed storage; `isa` detection;
 //! `matmul` dispatch and the portable kernel; `x86` the AVX2 and AVX-512 kernels; `attention`;
-//! `layers` shared by architectures; `models` one file per architecture over a shared
+//! `math` an `exp` that vectorizes; `layers` shared by architectures; `models` one file per architecture over a shared
 //! decoder; [`DecodeStepper`].
 //!
 //! ```no_run
