@@ -6,7 +6,8 @@
 use std::arch::x86_64::*;
 
 use super::{
-    UNPACKED_SUPER_BYTES, act_block, block_at, prefetch, prefetch_blocks_ahead, unpacked_at, word,
+    UNPACKED_SUPER_BYTES, act_block, block_at, prefetch, prefetch_blocks_ahead, sum_pair,
+    unpacked_at, word,
 };
 use crate::matmul::MAX_TILE;
 use crate::packing::{
@@ -626,14 +627,7 @@ unsafe fn q4_q5_k_avx2<const N: usize, const FIVE: bool, const UNPACKED: bool>(
                 }
                 for (k, msum) in msum.iter_mut().enumerate() {
                     // SAFETY: the activation row holds super-block b (checked by the caller).
-                    let sums = unsafe {
-                        acts[k]
-                            .sums32
-                            .as_ptr()
-                            .add(8 * b + 2 * p)
-                            .cast::<i32>()
-                            .read_unaligned()
-                    };
+                    let sums = unsafe { sum_pair(acts[k].sums32, 8 * b + 2 * p) };
                     *msum =
                         _mm256_add_epi32(*msum, _mm256_madd_epi16(mins, _mm256_set1_epi32(sums)));
                 }
@@ -790,10 +784,9 @@ unsafe fn q6_k_any_avx2<const N: usize, const UNPACKED: bool>(
                     // SAFETY: the activation row's four group sums of these 64 values, two
                     // 16-bit pairs.
                     let (sums01, sums23) = unsafe {
-                        let sums = acts[k].sums16.as_ptr().add(16 * b + 4 * p).cast::<i32>();
                         (
-                            _mm256_set1_epi32(sums.read_unaligned()),
-                            _mm256_set1_epi32(sums.add(1).read_unaligned()),
+                            _mm256_set1_epi32(sum_pair(acts[k].sums16, 16 * b + 4 * p)),
+                            _mm256_set1_epi32(sum_pair(acts[k].sums16, 16 * b + 4 * p + 2)),
                         )
                     };
                     let offset = _mm256_add_epi32(

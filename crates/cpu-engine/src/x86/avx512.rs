@@ -6,7 +6,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2::fifth_bits_256;
-use super::{act_block, block_at, prefetch, prefetch_blocks_ahead, word};
+use super::{act_block, block_at, prefetch, prefetch_blocks_ahead, sum_pair, word};
 use crate::matmul::MAX_TILE;
 use crate::packing::{
     FLOAT_COLUMN_BYTES, Group, MINS_AFTER_SCALES, Q5_0_HI, ROWS, q4_k, q5_k, q6_k,
@@ -398,11 +398,7 @@ unsafe fn q4_q5_k_vnni<const N: usize, const FIVE: bool>(
                     let (x, sums) = unsafe {
                         (
                             a.qs.as_ptr().add(b * SUPER + 64 * p),
-                            a.sums32
-                                .as_ptr()
-                                .add(8 * b + 2 * p)
-                                .cast::<i32>()
-                                .read_unaligned(),
+                            sum_pair(a.sums32, 8 * b + 2 * p),
                         )
                     };
                     let (mut dot_low, mut dot_high) =
@@ -482,14 +478,7 @@ unsafe fn q4_q5_k_vnni<const N: usize, const FIVE: bool>(
                 let mut msum = _mm512_setzero_si512();
                 for (p, mins) in mins.iter().enumerate() {
                     // SAFETY: the activation row holds super-block b (checked by the caller).
-                    let sums = unsafe {
-                        acts[k]
-                            .sums32
-                            .as_ptr()
-                            .add(8 * b + 2 * p)
-                            .cast::<i32>()
-                            .read_unaligned()
-                    };
+                    let sums = unsafe { sum_pair(acts[k].sums32, 8 * b + 2 * p) };
                     msum = _mm512_dpwssd_epi32(msum, *mins, _mm512_set1_epi32(sums));
                 }
                 msum
@@ -580,12 +569,7 @@ pub(super) unsafe fn q6_k_vnni<const N: usize>(
             for (k, isum) in isum.iter_mut().enumerate() {
                 let a = &acts[k];
                 // SAFETY: the activation row holds super-block b (checked by the caller).
-                let (x, sums) = unsafe {
-                    (
-                        a.qs.as_ptr().add(b * SUPER + 64 * p),
-                        a.sums16.as_ptr().add(16 * b + 4 * p),
-                    )
-                };
+                let x = unsafe { a.qs.as_ptr().add(b * SUPER + 64 * p) };
                 // Groups 4p + u: words 4u..4u+4 of these 64 values, values[4u..4u+4].
                 for (u, sc) in [s0, s1, s2, s3].into_iter().enumerate() {
                     let mut dot = _mm512_setzero_si512();
@@ -599,10 +583,9 @@ pub(super) unsafe fn q6_k_vnni<const N: usize>(
                 // The −32 offset: 32 × Σ scale × the group's activation sum.
                 // SAFETY: the row's four group sums of these 64 values, two 16-bit pairs.
                 let (sums01, sums23) = unsafe {
-                    let pairs = sums.cast::<i32>();
                     (
-                        _mm512_set1_epi32(pairs.read_unaligned()),
-                        _mm512_set1_epi32(pairs.add(1).read_unaligned()),
+                        _mm512_set1_epi32(sum_pair(a.sums16, 16 * b + 4 * p)),
+                        _mm512_set1_epi32(sum_pair(a.sums16, 16 * b + 4 * p + 2)),
                     )
                 };
                 let offset = _mm512_dpwssd_epi32(_mm512_madd_epi16(first, sums01), second, sums23);

@@ -362,6 +362,17 @@ unsafe fn block_at(group: &Group<'_>, format: WeightFormat, b: usize) -> (*const
     }
 }
 
+/// Two neighbouring 16-bit activation sums from `at` as one 32-bit value: the pair a `madd` or
+/// `dpwssd` multiplies against a row's two scales or mins.
+///
+/// # Safety
+/// `at + 1 < sums.len()`.
+#[inline(always)]
+unsafe fn sum_pair(sums: &[i16], at: usize) -> i32 {
+    // SAFETY: the caller's promise; the sums have 2-byte alignment only.
+    unsafe { sums.as_ptr().add(at).cast::<i32>().read_unaligned() }
+}
+
 /// Four activation bytes (word `c` of a block) in every 32-bit lane.
 ///
 /// # Safety
