@@ -39,7 +39,7 @@ const NORM_ROWS: usize = 8;
 /// adds and divided 4 wide.
 pub(crate) fn rms_norm(x: &[f32], weight: &[f32], dim: usize, eps: f32) -> Vec<f32> {
     let mut out = copied(x);
-    let norm_rows = |rows: &mut [f32]| {
+    each_row(&mut out, NORM_ROWS * dim, |_, rows| {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") {
             // SAFETY: the processor has AVX2 (checked just above).
@@ -47,12 +47,7 @@ pub(crate) fn rms_norm(x: &[f32], weight: &[f32], dim: usize, eps: f32) -> Vec<f
             return;
         }
         norm_rows_body(rows, dim, weight, eps);
-    };
-    if x.len() > dim {
-        out.par_chunks_mut(NORM_ROWS * dim).for_each(norm_rows);
-    } else {
-        out.chunks_mut(NORM_ROWS * dim).for_each(norm_rows);
-    }
+    });
     out
 }
 
