@@ -3,9 +3,8 @@
 
 #![allow(unsafe_code)] // calling the AVX2 build after checking the processor has AVX2.
 
-use rayon::prelude::*;
-
 use crate::parallel::{DisjointWrites, zeroed};
+use crate::pool;
 
 /// The attention's shape: query heads, KV heads (fewer under grouped-query attention) and the
 /// width of one head.
@@ -45,7 +44,7 @@ pub(crate) fn causal_attention(
     let scale = 1.0 / (hd as f32).sqrt();
     let mut attended = zeroed(t * dim);
     let writes = DisjointWrites::new(&mut attended);
-    (0..shape.heads).into_par_iter().for_each(|h| {
+    pool::for_each(shape.heads, |h| {
         let mut out = vec![0f32; hd];
         let mut scores = Vec::with_capacity(start + t);
         for i in 0..t {

@@ -8,25 +8,15 @@
 
 #![allow(unsafe_code)] // calling the AVX2 builds of the norms and gated activations after checking for AVX2.
 
-use rayon::prelude::*;
+use crate::parallel::{copied, each_chunk_mut, zeroed};
 
-use crate::parallel::{copied, zeroed};
-
-/// Calls `f(row index, row)` on each `width`-wide row of `x`; rows across the pool when there
-/// are several (one row, a decode step, stays on the calling thread: no dispatch to pay).
+/// Calls `f(row index, row)` on each `width`-wide row of `x`; rows across the threads when there
+/// are several (one row, a decode step, stays on the calling thread: no section to pay).
 pub(crate) fn each_row<F>(x: &mut [f32], width: usize, f: F)
 where
-    F: Fn(usize, &mut [f32]) + Send + Sync,
+    F: Fn(usize, &mut [f32]) + Sync,
 {
-    if x.len() > width {
-        x.par_chunks_mut(width)
-            .enumerate()
-            .for_each(|(i, row)| f(i, row));
-    } else {
-        x.chunks_mut(width)
-            .enumerate()
-            .for_each(|(i, row)| f(i, row));
-    }
+    each_chunk_mut(x, width, f);
 }
 
 /// Rows a task of [`rms_norm`] sums side by side.

@@ -38,6 +38,7 @@ mod memory;
 mod models;
 mod packing;
 mod parallel;
+mod pool;
 mod quant;
 mod reader;
 mod safetensors;

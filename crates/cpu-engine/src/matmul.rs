@@ -14,7 +14,6 @@
 //! kernel, a few hundredths in the logits of a deep model).
 
 use half::f16;
-use rayon::prelude::*;
 
 use crate::isa::Isa;
 use crate::packing::{
@@ -22,6 +21,7 @@ use crate::packing::{
     q6_k_scales, weight,
 };
 use crate::parallel::{DisjointWrites, zeroed};
+use crate::pool;
 use crate::quant::{ActRow, BLOCK, GgufRows, QActs, SUPER, SuperRow, WeightFormat};
 #[cfg(target_arch = "x86_64")]
 use crate::x86;
@@ -53,7 +53,7 @@ fn matmul_into(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32], stride: usize,
     assert!(isa.is_supported(), "matmul: {isa:?} is not available here");
     // The activations' form for this format, quantized now (once) rather than in the pool.
     a.prepare(isa, w.format());
-    let threads = rayon::current_num_threads().max(1);
+    let threads = pool::threads();
     let groups = w.rows.div_ceil(ROWS);
     // Several chunks per thread so a slow core does not hold the others back; at most 256 rows
     // per chunk, whose weights stay in L2 while the token tiles pass over them.
@@ -63,9 +63,10 @@ fn matmul_into(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32], stride: usize,
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Amx && tokens >= AMX_FROM_TOKENS && x86::amx::covers(w.format()) {
         let acts = x86::amx::TileActs::new(a, w.format(), isa);
-        (0..groups.div_ceil(chunk_groups))
-            .into_par_iter()
-            .for_each_init(x86::amx::Tiles::new, |tiles, c| {
+        pool::for_each_init(
+            groups.div_ceil(chunk_groups),
+            x86::amx::Tiles::new,
+            |tiles, c| {
                 for g in c * chunk_groups..((c + 1) * chunk_groups).min(groups) {
                     let rows = (w.rows - g * ROWS).min(ROWS);
                     tiles.group_product(w.group(g), &acts, |t0, n, results| {
@@ -76,7 +77,8 @@ fn matmul_into(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32], stride: usize,
                         }
                     });
                 }
-            });
+            },
+        );
         return;
     }
     let isa = isa.vector();
@@ -88,9 +90,10 @@ fn matmul_into(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32], stride: usize,
             .step_by(tile)
             .map(|t| std::array::from_fn(|k| supers.row((t + k).min(tokens - 1))))
             .collect();
-        (0..groups.div_ceil(chunk_groups))
-            .into_par_iter()
-            .for_each_init(x86::UnpackedGroup::new, |unpacked, c| {
+        pool::for_each_init(
+            groups.div_ceil(chunk_groups),
+            x86::UnpackedGroup::new,
+            |unpacked, c| {
                 let mut results = [[0f32; ROWS]; MAX_TILE];
                 // Row groups outside, token tiles inside: each group unpacked once, its values
                 // in L1 while every tile passes.
@@ -108,32 +111,31 @@ fn matmul_into(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32], stride: usize,
                         }
                     }
                 }
-            });
+            },
+        );
         return;
     }
-    (0..groups.div_ceil(chunk_groups))
-        .into_par_iter()
-        .for_each(|c| {
-            let chunk = c * chunk_groups..((c + 1) * chunk_groups).min(groups);
-            let mut results = [[0f32; ROWS]; MAX_TILE];
-            // Token tiles outside, row groups inside: one tile's activations stay in L1 while
-            // the chunk's weights stay in L2.
-            let mut t = 0;
-            while t < tokens {
-                let n = (tokens - t).min(tile);
-                let acts = TileActs::new(isa, w.format(), a, t);
-                for g in chunk.clone() {
-                    group_tile(isa, w.group(g), &acts, n, &mut results);
-                    let rows = (w.rows - g * ROWS).min(ROWS);
-                    for (k, r) in results.iter().take(n).enumerate() {
-                        // SAFETY: chunks hold different row groups, so rows g·16.. of each
-                        // token's output are this task's alone.
-                        unsafe { out.write((t + k) * stride + offset + g * ROWS, &r[..rows]) };
-                    }
+    pool::for_each(groups.div_ceil(chunk_groups), |c| {
+        let chunk = c * chunk_groups..((c + 1) * chunk_groups).min(groups);
+        let mut results = [[0f32; ROWS]; MAX_TILE];
+        // Token tiles outside, row groups inside: one tile's activations stay in L1 while
+        // the chunk's weights stay in L2.
+        let mut t = 0;
+        while t < tokens {
+            let n = (tokens - t).min(tile);
+            let acts = TileActs::new(isa, w.format(), a, t);
+            for g in chunk.clone() {
+                group_tile(isa, w.group(g), &acts, n, &mut results);
+                let rows = (w.rows - g * ROWS).min(ROWS);
+                for (k, r) in results.iter().take(n).enumerate() {
+                    // SAFETY: chunks hold different row groups, so rows g·16.. of each
+                    // token's output are this task's alone.
+                    unsafe { out.write((t + k) * stride + offset + g * ROWS, &r[..rows]) };
                 }
-                t += n;
             }
-        });
+            t += n;
+        }
+    });
 }
 
 /// `w · a` for every token of `a`, `[token][row]`, in a new buffer.

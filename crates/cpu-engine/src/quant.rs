@@ -4,12 +4,15 @@
 //! (ggml's Q8_K rule) for the K-quants, each computed when a matrix of its kind first meets the
 //! activations (float weights meet the activations as they are).
 
+#![allow(unsafe_code)] // rows of the quantized outputs handed to the tasks that fill them.
+
 use std::sync::OnceLock;
 
 use half::f16;
-use rayon::prelude::*;
 
 use crate::isa::Isa;
+use crate::parallel::Chunks;
+use crate::pool;
 #[cfg(target_arch = "x86_64")]
 use crate::x86;
 
@@ -169,19 +172,6 @@ impl GgufRows {
         }
         Self::new(format, rows, cols, bytes)
     }
-}
-
-/// Runs `$row` on each row of `$x` (`$cols` wide) zipped with the matching chunks of each
-/// output buffer (`$width` each): across the rayon pool when there are several rows (a prompt's;
-/// a decode step's one row stays on the calling thread).
-macro_rules! for_rows {
-    ($row:expr, $x:expr, $cols:expr, $($out:expr => $width:expr),+) => {
-        if $x.len() > $cols {
-            $x.par_chunks_exact($cols)$(.zip($out.par_chunks_exact_mut($width)))+.for_each($row)
-        } else {
-            $x.chunks_exact($cols)$(.zip($out.chunks_exact_mut($width)))+.for_each($row)
-        }
-    };
 }
 
 /// One row's Q8_0 form (per 32 values: scale, bytes, their sum) by `isa`'s quantizer: the
@@ -397,9 +387,15 @@ impl Q8Blocks {
             sums: vec![0; blocks],
         };
         let per_row = cols / BLOCK;
-        type Row<'a> = (((&'a [f32], &'a mut [i8]), &'a mut [f32]), &'a mut [i32]);
-        let row = |(((x, qs), scale), sums): Row<'_>| q8_0_row(isa, x, qs, scale, sums);
-        for_rows!(row, x, cols, out.qs => cols, out.scale => per_row, out.sums => per_row);
+        let qs = Chunks::new(&mut out.qs, cols);
+        let scale = Chunks::new(&mut out.scale, per_row);
+        let sums = Chunks::new(&mut out.sums, per_row);
+        // Rows across the threads (a prompt's; a decode step's one row on the calling thread).
+        pool::for_each(x.len() / cols, |t| {
+            let x = &x[t * cols..][..cols];
+            // SAFETY: task t alone takes row t of each output.
+            unsafe { q8_0_row(isa, x, qs.get(t), scale.get(t), sums.get(t)) };
+        });
         out
     }
 
@@ -447,22 +443,17 @@ impl Q8Supers {
             sums32: vec![0; supers * SUPER / 32],
         };
         let per_row = cols / SUPER;
-        type Row<'a> = (
-            (((&'a [f32], &'a mut [i8]), &'a mut [f32]), &'a mut [i16]),
-            &'a mut [i16],
-        );
-        let row = |((((x, qs), scale), sums16), sums32): Row<'_>| {
+        let qs = Chunks::new(&mut out.qs, cols);
+        let scale = Chunks::new(&mut out.scale, per_row);
+        let sums16 = Chunks::new(&mut out.sums16, per_row * SUPER / 16);
+        let sums32 = Chunks::new(&mut out.sums32, per_row * SUPER / 32);
+        pool::for_each(x.len() / cols, |t| {
+            let x = &x[t * cols..][..cols];
+            // SAFETY: task t alone takes row t of each output.
+            let (qs, scale, sums16, sums32) =
+                unsafe { (qs.get(t), scale.get(t), sums16.get(t), sums32.get(t)) };
             q8_k_row(isa, x, qs, scale, sums16, sums32);
-        };
-        for_rows!(
-            row,
-            x,
-            cols,
-            out.qs => cols,
-            out.scale => per_row,
-            out.sums16 => per_row * SUPER / 16,
-            out.sums32 => per_row * SUPER / 32
-        );
+        });
         out
     }
 

@@ -21,11 +21,9 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use rayon::prelude::*;
-
 use crate::isa::Isa;
 use crate::packing::{Group, ROWS, payloads_at, q4_k, q6_k, scales_at};
-use crate::parallel::zeroed;
+use crate::parallel::{each_chunk_mut, zeroed};
 use crate::quant::{BLOCK, QActs, SUPER, WeightFormat};
 
 /// Tokens per A tile (a tile's 16 rows).
@@ -141,17 +139,14 @@ impl<'a> TileActs<'a> {
         };
         let (rows, cols, depth) = (a.rows, a.cols, depth(format));
         let mut tiles = zeroed::<i8>(rows.div_ceil(TOKENS) * TOKENS * cols);
-        tiles
-            .par_chunks_mut(TOKENS * cols)
-            .enumerate()
-            .for_each(|(tile, out)| {
-                for m in 0..TOKENS.min(rows - tile * TOKENS) {
-                    let row = &qs[(tile * TOKENS + m) * cols..][..cols];
-                    for (k, values) in row.chunks_exact(depth).enumerate() {
-                        out[(k * TOKENS + m) * depth..][..depth].copy_from_slice(values);
-                    }
+        each_chunk_mut(&mut tiles, TOKENS * cols, |tile, out| {
+            for m in 0..TOKENS.min(rows - tile * TOKENS) {
+                let row = &qs[(tile * TOKENS + m) * cols..][..cols];
+                for (k, values) in row.chunks_exact(depth).enumerate() {
+                    out[(k * TOKENS + m) * depth..][..depth].copy_from_slice(values);
                 }
-            });
+            }
+        });
         Self {
             tiles,
             depth,
