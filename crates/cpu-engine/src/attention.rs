@@ -3,7 +3,7 @@
 
 #![allow(unsafe_code)] // calling the AVX2 build after checking the processor has AVX2.
 
-use crate::parallel::{DisjointWrites, zeroed};
+use crate::parallel::{DisjointWrites, written};
 use crate::pool;
 
 /// The attention's shape: query heads, KV heads (fewer under grouped-query attention) and the
@@ -42,27 +42,29 @@ pub(crate) fn causal_attention(
     let qkv_width = dim + 2 * kv_dim;
     let group = shape.heads / shape.kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut attended = zeroed(t * dim);
-    let writes = DisjointWrites::new(&mut attended);
-    pool::for_each(shape.heads, |h| {
-        let mut out = vec![0f32; hd];
-        let mut scores = Vec::with_capacity(start + t);
-        for i in 0..t {
-            let seen = start + i + 1;
-            let first = window.map_or(0, |w| seen.saturating_sub(w));
-            let head = HeadCache {
-                keys: &keys[first * kv_dim..],
-                values: &values[first * kv_dim..],
-                kv_dim,
-                offset: (h / group) * hd,
-            };
-            let q = &qkv[i * qkv_width + h * hd..][..hd];
-            attend(q, head, seen - first, scale, &mut scores, &mut out);
-            // SAFETY: head h alone writes columns h·hd..(h + 1)·hd of each row.
-            unsafe { writes.write(i * dim + h * hd, &out) };
-        }
-    });
-    attended
+    let heads = |writes: &DisjointWrites<'_>| {
+        pool::for_each(shape.heads, |h| {
+            let mut out = vec![0f32; hd];
+            let mut scores = Vec::with_capacity(start + t);
+            for i in 0..t {
+                let seen = start + i + 1;
+                let first = window.map_or(0, |w| seen.saturating_sub(w));
+                let head = HeadCache {
+                    keys: &keys[first * kv_dim..],
+                    values: &values[first * kv_dim..],
+                    kv_dim,
+                    offset: (h / group) * hd,
+                };
+                let q = &qkv[i * qkv_width + h * hd..][..hd];
+                attend(q, head, seen - first, scale, &mut scores, &mut out);
+                // SAFETY: head h alone writes columns h·hd..(h + 1)·hd of each row.
+                unsafe { writes.write(i * dim + h * hd, &out) };
+            }
+        })
+    };
+    // SAFETY: the heads' columns make up each row (`dim` = heads × head_dim), and every head
+    // writes its columns of every one of the `t` rows.
+    unsafe { written(t * dim, heads) }
 }
 
 /// One head's view of a layer's KV cache: one row of `kv_dim` per position in `keys` and

@@ -8,7 +8,7 @@
 
 #![allow(unsafe_code)] // calling the AVX2 builds of the norms and gated activations after checking for AVX2.
 
-use crate::parallel::{copied, each_chunk_mut, zeroed};
+use crate::parallel::{copied_rows_then, each_chunk_mut, updated_then_copied, zeroed_rows_then};
 
 /// Calls `f(row index, row)` on each `width`-wide row of `x`; rows across the threads when there
 /// are several (one row, a decode step, stays on the calling thread: no section to pay).
@@ -28,17 +28,39 @@ const NORM_ROWS: usize = 8;
 /// 2 threads (AMD Zen 5) 97 → 52 µs, where one row per task summed in one chain of dependent
 /// adds and divided 4 wide.
 pub(crate) fn rms_norm(x: &[f32], weight: &[f32], dim: usize, eps: f32) -> Vec<f32> {
-    let mut out = copied(x);
-    each_row(&mut out, NORM_ROWS * dim, |_, rows| {
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: the processor has AVX2 (checked just above).
-            unsafe { norm_rows_avx2(rows, dim, weight, eps) };
-            return;
-        }
-        norm_rows_body(rows, dim, weight, eps);
-    });
-    out
+    // Each task copies its rows and normalises them while they are in cache: one section.
+    copied_rows_then(x, NORM_ROWS * dim, |_, rows| {
+        norm_rows(rows, dim, weight, eps)
+    })
+}
+
+/// The residual connection `x += y` and then [`rms_norm`] of the new `x`, each group of rows
+/// added and normalised in one task (one section where there were two).
+pub(crate) fn add_then_rms_norm(
+    x: &mut [f32],
+    y: &[f32],
+    weight: &[f32],
+    dim: usize,
+    eps: f32,
+) -> Vec<f32> {
+    let width = NORM_ROWS * dim;
+    updated_then_copied(
+        x,
+        width,
+        |i, rows| add_row(rows, &y[i * width..]),
+        |_, rows| norm_rows(rows, dim, weight, eps),
+    )
+}
+
+/// Up to [`NORM_ROWS`] rows of [`rms_norm`], in place, in the AVX2 build where there is AVX2.
+fn norm_rows(rows: &mut [f32], dim: usize, weight: &[f32], eps: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor has AVX2 (checked just above).
+        unsafe { norm_rows_avx2(rows, dim, weight, eps) };
+        return;
+    }
+    norm_rows_body(rows, dim, weight, eps);
 }
 
 /// [`norm_rows_body`] compiled for AVX2: the divisions 8 wide, the same operations, so the same
@@ -188,8 +210,7 @@ fn gated<F>(gate_up: &[f32], ffn: usize, activation: F) -> Vec<f32>
 where
     F: Fn(f32) -> f32 + Send + Sync,
 {
-    let mut out = zeroed(gate_up.len() / 2);
-    each_row(&mut out, ffn, |i, row| {
+    zeroed_rows_then(gate_up.len() / 2, ffn, |i, row| {
         let (gate, up) = gate_up[2 * ffn * i..2 * ffn * (i + 1)].split_at(ffn);
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") {
@@ -198,8 +219,7 @@ where
             return;
         }
         gated_row(row, gate, up, &activation);
-    });
-    out
+    })
 }
 
 /// [`gated_row`] compiled for AVX2: the activation inlined and 8 wide where it is arithmetic
@@ -295,6 +315,30 @@ mod tests {
                     "row {r} value {i}: {a} vs candle's {c}"
                 );
             }
+        }
+    }
+
+    /// The fused residual add and norm give what the add and then the norm give, to the bit, and
+    /// leave the sum in `x`.
+    #[test]
+    fn add_then_norm_equals_the_add_and_then_the_norm() {
+        let (dim, rows) = (64, 21); // two whole groups of eight rows and a partial one
+        let x: Vec<f32> = (0..dim * rows)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let y: Vec<f32> = (0..dim * rows)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 5.0)
+            .collect();
+        let weight: Vec<f32> = (0..dim).map(|i| 0.75 + i as f32 * 0.02).collect();
+        let mut fused_x = x.clone();
+        let fused = add_then_rms_norm(&mut fused_x, &y, &weight, dim, 1e-6);
+        let mut apart_x = x;
+        add(&mut apart_x, &y, dim);
+        let apart = rms_norm(&apart_x, &weight, dim, 1e-6);
+        assert_eq!(fused_x, apart_x);
+        assert_eq!(fused.len(), apart.len());
+        for (i, (a, b)) in fused.iter().zip(&apart).enumerate() {
+            assert_eq!(a.to_bits(), b.to_bits(), "value {i}: {a} vs {b}");
         }
     }
 

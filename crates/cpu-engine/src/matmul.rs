@@ -20,7 +20,7 @@ use crate::packing::{
     Group, QMatrix, ROWS, float_weight, q4_k_quant, q4_k_scales, q5_k_quant, q6_k_quant,
     q6_k_scales, weight,
 };
-use crate::parallel::{DisjointWrites, zeroed};
+use crate::parallel::{DisjointWrites, written};
 use crate::pool;
 use crate::quant::{ActRow, BLOCK, GgufRows, QActs, SUPER, SuperRow, WeightFormat};
 #[cfg(target_arch = "x86_64")]
@@ -38,13 +38,21 @@ const AMX_FROM_TOKENS: usize = 16;
 /// rayon pool in force.
 pub fn matmul(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32]) {
     assert_eq!(out.len(), a.rows * w.rows, "matmul: output size");
-    matmul_into(isa, w, a, out, w.rows, 0);
+    matmul_into(isa, w, a, &DisjointWrites::new(out), w.rows, 0);
 }
 
 /// `out[t * stride + offset + r]` = row `r` of `w` · activation row `t`: each chunk of row
 /// groups writes its rows of every token's output in place, so no pass reorders them after.
+/// Every one of those places is written (the products' buffers are not zeroed first).
 #[allow(unsafe_code)] // the chunks' writes into one buffer, at places that do not overlap
-fn matmul_into(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32], stride: usize, offset: usize) {
+fn matmul_into(
+    isa: Isa,
+    w: &QMatrix,
+    a: &QActs,
+    out: &DisjointWrites<'_>,
+    stride: usize,
+    offset: usize,
+) {
     assert_eq!(w.cols, a.cols, "matmul: inner dimensions differ");
     assert!(
         offset + w.rows <= stride && out.len() == a.rows * stride,
@@ -59,7 +67,6 @@ fn matmul_into(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32], stride: usize,
     // per chunk, whose weights stay in L2 while the token tiles pass over them.
     let chunk_groups = groups.div_ceil(threads * 8).clamp(1, 256 / ROWS);
     let tokens = a.rows;
-    let out = DisjointWrites::new(out);
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Amx && tokens >= AMX_FROM_TOKENS && x86::amx::covers(w.format()) {
         let acts = x86::amx::TileActs::new(a, w.format(), isa);
@@ -139,10 +146,14 @@ fn matmul_into(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32], stride: usize,
 }
 
 /// `w · a` for every token of `a`, `[token][row]`, in a new buffer.
+#[allow(unsafe_code)] // a buffer the product fills without a zeroing pass first
 pub(crate) fn product(isa: Isa, w: &QMatrix, a: &QActs) -> Vec<f32> {
-    let mut out = zeroed(a.rows * w.rows);
-    matmul(isa, w, a, &mut out);
-    out
+    // SAFETY: `matmul_into` writes every row of every token, and the stride is the rows.
+    unsafe {
+        written(a.rows * w.rows, |out| {
+            matmul_into(isa, w, a, out, w.rows, 0)
+        })
+    }
 }
 
 /// Matrices that take the same input and whose outputs sit side by side (Q | K | V, gate |
@@ -179,15 +190,19 @@ impl Stacked {
     }
 
     /// `[token][row]` of the parts stacked, as [`matmul`] on them, in a new buffer.
+    #[allow(unsafe_code)] // a buffer the products fill without a zeroing pass first
     pub fn product(&self, isa: Isa, a: &QActs) -> Vec<f32> {
         let width: usize = self.parts.iter().map(QMatrix::rows).sum();
-        let mut out = zeroed(a.rows * width);
-        let mut offset = 0;
-        for part in &self.parts {
-            matmul_into(isa, part, a, &mut out, width, offset);
-            offset += part.rows;
-        }
-        out
+        let parts = |out: &DisjointWrites<'_>| {
+            let mut offset = 0;
+            for part in &self.parts {
+                matmul_into(isa, part, a, out, width, offset);
+                offset += part.rows;
+            }
+        };
+        // SAFETY: each part writes its rows of every token, and the parts' rows side by side
+        // are the whole width.
+        unsafe { written(a.rows * width, parts) }
     }
 }
 

@@ -16,30 +16,95 @@ use crate::pool;
 const SERIAL_BELOW: usize = 1 << 15;
 
 /// `n` zeros, written across the threads when there are many.
-pub(crate) fn zeroed<T: Copy + Default + Send + Sync>(n: usize) -> Vec<T> {
-    filled(n, |_, part| part.fill(MaybeUninit::new(T::default())))
+pub(crate) fn zeroed<T: Copy + Default + Send>(n: usize) -> Vec<T> {
+    new_rows(
+        n,
+        SERIAL_BELOW,
+        |_, part| part.fill(MaybeUninit::new(T::default())),
+        |_, _| {},
+    )
 }
 
-/// A copy of `x`, written across the threads when it is long.
-pub(crate) fn copied(x: &[f32]) -> Vec<f32> {
-    filled(x.len(), |at, part| {
+/// A new buffer of `width`-wide rows (the last may be shorter), each a copy of `x`'s, on which
+/// `f(index, rows)` then runs: copy and work in one task, across the threads when there are
+/// several rows (a norm's input copied and normalised while in cache, in one section).
+pub(crate) fn copied_rows_then<F>(x: &[f32], width: usize, f: F) -> Vec<f32>
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    let copy = |at: usize, part: &mut [MaybeUninit<f32>]| {
         for (slot, v) in part.iter_mut().zip(&x[at..]) {
             slot.write(*v);
         }
-    })
+    };
+    new_rows(x.len(), width, copy, f)
 }
 
-/// A buffer of `n` values whose every part `fill(start, part)` writes, parts across the
-/// threads when there are many.
-fn filled<T: Copy + Send + Sync>(
+/// `update(index, rows)` on each `width`-wide part of `x` in place, then, in the same task, a
+/// copy of the part in a new buffer on which `then(index, rows)` runs (a residual add and the
+/// next norm in one section).
+pub(crate) fn updated_then_copied<U, F>(x: &mut [f32], width: usize, update: U, then: F) -> Vec<f32>
+where
+    U: Fn(usize, &mut [f32]) + Sync,
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    let x = Chunks::new(x, width);
+    let copy = |at: usize, part: &mut [MaybeUninit<f32>]| {
+        // SAFETY: the task for part `at / width` alone takes that part of `x`.
+        let rows = unsafe { x.get(at / width) };
+        update(at / width, rows);
+        for (slot, v) in part.iter_mut().zip(rows.iter()) {
+            slot.write(*v);
+        }
+    };
+    new_rows(x.len, width, copy, then)
+}
+
+/// A new buffer of `n` values in `width`-wide rows, each zeroed and then given to `f(index,
+/// row)`, in one task per row, across the threads when there are several.
+pub(crate) fn zeroed_rows_then<F>(n: usize, width: usize, f: F) -> Vec<f32>
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    new_rows(n, width, |_, part| part.fill(MaybeUninit::new(0.0)), f)
+}
+
+/// A buffer of `n` values in `width`-wide parts: `init(start, part)` writes every value of a
+/// part, then `then(index, part)` runs on it, in the same task.
+fn new_rows<T: Copy + Send>(
     n: usize,
-    fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
+    width: usize,
+    init: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
+    then: impl Fn(usize, &mut [T]) + Sync,
 ) -> Vec<T> {
     let mut v = Vec::with_capacity(n);
-    each_chunk_mut(&mut v.spare_capacity_mut()[..n], SERIAL_BELOW, |i, part| {
-        fill(i * SERIAL_BELOW, part)
+    each_chunk_mut(&mut v.spare_capacity_mut()[..n], width, |i, part| {
+        init(i * width, part);
+        // SAFETY: `init` wrote every value of the part (both callers above do), and
+        // `MaybeUninit<T>` has `T`'s layout.
+        let part = unsafe { &mut *(std::ptr::from_mut(part) as *mut [T]) };
+        then(i, part);
     });
-    // SAFETY: the chunks cover `..n` and `fill` wrote every value of each.
+    // SAFETY: the parts cover `..n` and each was written by `init`.
+    unsafe { v.set_len(n) };
+    v
+}
+
+/// A new buffer of `n` values that `write` fills through a [`DisjointWrites`] (tasks of a
+/// product or of attention, each at its own places), with no zeroing pass before: at 128
+/// tokens a layer's outputs are megabytes each.
+///
+/// # Safety
+/// `write` writes every place of the buffer, or panics.
+pub(crate) unsafe fn written(n: usize, write: impl FnOnce(&DisjointWrites<'_>)) -> Vec<f32> {
+    let mut v = Vec::with_capacity(n);
+    let spare = &mut v.spare_capacity_mut()[..n];
+    write(&DisjointWrites {
+        ptr: spare.as_mut_ptr().cast(),
+        len: n,
+        _buffer: PhantomData,
+    });
+    // SAFETY: `write` wrote every place (the caller's promise) and did not panic.
     unsafe { v.set_len(n) };
     v
 }
@@ -128,6 +193,10 @@ impl<'a> DisjointWrites<'a> {
         }
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
     /// Copies `values` to `at..at + values.len()`.
     ///
     /// # Safety
@@ -155,7 +224,29 @@ mod tests {
         for n in [0, 5, SERIAL_BELOW - 1, SERIAL_BELOW, 3 * SERIAL_BELOW + 7] {
             assert!(zeroed::<f32>(n).iter().all(|v| *v == 0.0) && zeroed::<f32>(n).len() == n);
             let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
-            assert_eq!(copied(&x), x);
+            assert_eq!(copied_rows_then(&x, 100, |_, _| {}), x);
+            let doubled = copied_rows_then(&x, 100, |i, rows| {
+                rows.iter_mut().for_each(|v| *v = 2.0 * *v + i as f32)
+            });
+            assert!(
+                doubled
+                    .iter()
+                    .enumerate()
+                    .all(|(k, v)| *v == 2.0 * k as f32 + (k / 100) as f32)
+            );
+            let rows = zeroed_rows_then(n, 100, |i, row| {
+                assert!(row.iter().all(|v| *v == 0.0));
+                row[0] = i as f32 + 1.0;
+            });
+            assert!(rows.iter().enumerate().all(|(k, v)| *v
+                == if k % 100 == 0 {
+                    (k / 100) as f32 + 1.0
+                } else {
+                    0.0
+                }));
+            // SAFETY: one task writes every place.
+            let all = unsafe { written(n, |out| out.write(0, &x)) };
+            assert_eq!(all, x);
         }
     }
 

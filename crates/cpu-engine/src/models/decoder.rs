@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::isa::Isa;
 use crate::layers::{
-    Rope, add, add_bias, each_row, gelu_tanh_gate, rms_norm, rms_norm_row, swiglu,
+    Rope, add, add_bias, add_then_rms_norm, each_row, gelu_tanh_gate, rms_norm, rms_norm_row,
+    swiglu,
 };
 use crate::matmul::{Stacked, product};
 use crate::packing::QMatrix;
@@ -475,9 +476,15 @@ impl Model {
         let (q_dim, kv_dim, hd) = (self.heads.dim(), self.heads.kv_dim(), self.heads.head_dim);
         let qkv_width = q_dim + 2 * kv_dim;
         let start = cache.len;
+        // Each residual add runs with the norm after it (the next block's or the feed-forward's)
+        // in one section.
+        let mut normed = match self.layers.first() {
+            Some(first) => rms_norm(&x, &first.attn_norm, dim, self.eps),
+            None => Vec::new(),
+        };
         for (l, layer) in self.layers.iter().enumerate() {
             // Attention.
-            let acts = QActs::from_rows(rms_norm(&x, &layer.attn_norm, dim, self.eps), dim);
+            let acts = QActs::from_rows(normed, dim);
             let mut qkv = layer.qkv.product(self.isa, &acts);
             if let Some(bias) = &layer.qkv_bias {
                 add_bias(&mut qkv, bias);
@@ -512,9 +519,9 @@ impl Model {
             if let Some(norm) = &layer.post_attn_norm {
                 out = rms_norm(&out, norm, dim, self.eps);
             }
-            add(&mut x, &out, dim);
+            normed = add_then_rms_norm(&mut x, &out, &layer.ffn_norm, dim, self.eps);
             // Gated feed-forward.
-            let acts = QActs::from_rows(rms_norm(&x, &layer.ffn_norm, dim, self.eps), dim);
+            let acts = QActs::from_rows(normed, dim);
             let gate_up = layer.gate_up.product(self.isa, &acts);
             let hidden = match self.gate {
                 Gate::Silu => swiglu(&gate_up, self.ffn),
@@ -524,7 +531,13 @@ impl Model {
             if let Some(norm) = &layer.post_ffn_norm {
                 out = rms_norm(&out, norm, dim, self.eps);
             }
-            add(&mut x, &out, dim);
+            normed = match self.layers.get(l + 1) {
+                Some(next) => add_then_rms_norm(&mut x, &out, &next.attn_norm, dim, self.eps),
+                None => {
+                    add(&mut x, &out, dim);
+                    Vec::new()
+                }
+            };
         }
         cache.len += t;
         let last = rms_norm(&x[(t - 1) * dim..], &self.norm, dim, self.eps);
