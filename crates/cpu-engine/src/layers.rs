@@ -9,6 +9,7 @@
 #![allow(unsafe_code)] // calling the AVX2 builds of the norms and gated activations after checking for AVX2.
 
 use crate::parallel::{copied_rows_then, each_chunk_mut, updated_then_copied, zeroed_rows_then};
+use crate::quant::RowSink;
 
 /// Calls `f(row index, row)` on each `width`-wide row of `x`; rows across the threads when there
 /// are several (one row, a decode step, stays on the calling thread: no section to pay).
@@ -27,10 +28,19 @@ const NORM_ROWS: usize = 8;
 /// value after another), and the divisions run 8 wide in the AVX2 build: 128 × 2048 values on
 /// 2 threads (AMD Zen 5) 97 → 52 µs, where one row per task summed in one chain of dependent
 /// adds and divided 4 wide.
-pub(crate) fn rms_norm(x: &[f32], weight: &[f32], dim: usize, eps: f32) -> Vec<f32> {
-    // Each task copies its rows and normalises them while they are in cache: one section.
-    copied_rows_then(x, NORM_ROWS * dim, |_, rows| {
-        norm_rows(rows, dim, weight, eps)
+pub(crate) fn rms_norm(
+    x: &[f32],
+    weight: &[f32],
+    dim: usize,
+    eps: f32,
+    sink: &RowSink<'_>,
+) -> Vec<f32> {
+    // Each task copies its rows, normalises them while they are in cache and quantizes them
+    // into `sink`: one section.
+    copied_rows_then(x, NORM_ROWS * dim, |i, rows| {
+        norm_rows(rows, dim, weight, eps);
+        // SAFETY: task i alone makes rows 8i.. .
+        unsafe { sink.put(i * NORM_ROWS, rows) };
     })
 }
 
@@ -42,13 +52,18 @@ pub(crate) fn add_then_rms_norm(
     weight: &[f32],
     dim: usize,
     eps: f32,
+    sink: &RowSink<'_>,
 ) -> Vec<f32> {
     let width = NORM_ROWS * dim;
     updated_then_copied(
         x,
         width,
         |i, rows| add_row(rows, &y[i * width..]),
-        |_, rows| norm_rows(rows, dim, weight, eps),
+        |i, rows| {
+            norm_rows(rows, dim, weight, eps);
+            // SAFETY: task i alone makes rows 8i.. .
+            unsafe { sink.put(i * NORM_ROWS, rows) };
+        },
     )
 }
 
@@ -195,18 +210,19 @@ impl Rope {
 }
 
 /// SwiGLU on rows of `[gate | up]`, each half `ffn` wide: silu(gate) × up.
-pub(crate) fn swiglu(gate_up: &[f32], ffn: usize) -> Vec<f32> {
-    gated(gate_up, ffn, |g| g / (1.0 + crate::math::exp(-g)))
+pub(crate) fn swiglu(gate_up: &[f32], ffn: usize, sink: &RowSink<'_>) -> Vec<f32> {
+    gated(gate_up, ffn, |g| g / (1.0 + crate::math::exp(-g)), sink)
 }
 
 /// GELU (tanh approximation) gating on rows of `[gate | up]`, each half `ffn` wide:
 /// gelu(gate) × up (Gemma's feed-forward).
-pub(crate) fn gelu_tanh_gate(gate_up: &[f32], ffn: usize) -> Vec<f32> {
-    gated(gate_up, ffn, gelu_tanh)
+pub(crate) fn gelu_tanh_gate(gate_up: &[f32], ffn: usize, sink: &RowSink<'_>) -> Vec<f32> {
+    gated(gate_up, ffn, gelu_tanh, sink)
 }
 
-/// `activation(gate) × up` on rows of `[gate | up]`.
-fn gated<F>(gate_up: &[f32], ffn: usize, activation: F) -> Vec<f32>
+/// `activation(gate) × up` on rows of `[gate | up]`, each row quantized into `sink` by the task
+/// that made it.
+fn gated<F>(gate_up: &[f32], ffn: usize, activation: F, sink: &RowSink<'_>) -> Vec<f32>
 where
     F: Fn(f32) -> f32 + Send + Sync,
 {
@@ -216,9 +232,13 @@ where
         if is_x86_feature_detected!("avx2") {
             // SAFETY: the processor has AVX2 (checked just above).
             unsafe { gated_row_avx2(row, gate, up, &activation) };
-            return;
+        } else {
+            gated_row(row, gate, up, &activation);
         }
+        #[cfg(not(target_arch = "x86_64"))]
         gated_row(row, gate, up, &activation);
+        // SAFETY: task i alone makes row i.
+        unsafe { sink.put(i, row) };
     })
 }
 
@@ -276,7 +296,7 @@ mod tests {
         let ffn = 64;
         let gate: Vec<f32> = (0..ffn).map(|i| (i as f32 - 32.0) * 0.21).collect();
         let up: Vec<f32> = (0..ffn).map(|i| 1.0 + i as f32 * 0.01).collect();
-        let ours = gelu_tanh_gate(&[gate.clone(), up.clone()].concat(), ffn);
+        let ours = gelu_tanh_gate(&[gate.clone(), up.clone()].concat(), ffn, &RowSink::NONE);
         let candle = Tensor::new(gate.as_slice(), &Device::Cpu)
             .and_then(|g| g.gelu())
             .and_then(|g| g * Tensor::new(up.as_slice(), &Device::Cpu)?)
@@ -295,7 +315,7 @@ mod tests {
         let noise = |i: usize| ((i * 7919 % 1009) as f32 / 1009.0 - 0.5) * (1.0 + (i % 13) as f32);
         let x: Vec<f32> = (0..dim * rows).map(noise).collect();
         let weight: Vec<f32> = (0..dim).map(|i| 0.5 + i as f32 * 0.01).collect();
-        let together = rms_norm(&x, &weight, dim, 1e-5);
+        let together = rms_norm(&x, &weight, dim, 1e-5, &RowSink::NONE);
         let candle = Tensor::from_vec(x.clone(), (rows, dim), &Device::Cpu)
             .and_then(|t| {
                 candle_nn::ops::rms_norm(&t, &Tensor::new(weight.as_slice(), &Device::Cpu)?, 1e-5)
@@ -331,10 +351,10 @@ mod tests {
             .collect();
         let weight: Vec<f32> = (0..dim).map(|i| 0.75 + i as f32 * 0.02).collect();
         let mut fused_x = x.clone();
-        let fused = add_then_rms_norm(&mut fused_x, &y, &weight, dim, 1e-6);
+        let fused = add_then_rms_norm(&mut fused_x, &y, &weight, dim, 1e-6, &RowSink::NONE);
         let mut apart_x = x;
         add(&mut apart_x, &y, dim);
-        let apart = rms_norm(&apart_x, &weight, dim, 1e-6);
+        let apart = rms_norm(&apart_x, &weight, dim, 1e-6, &RowSink::NONE);
         assert_eq!(fused_x, apart_x);
         assert_eq!(fused.len(), apart.len());
         for (i, (a, b)) in fused.iter().zip(&apart).enumerate() {

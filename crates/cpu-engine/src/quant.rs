@@ -334,6 +334,33 @@ impl QActs {
         }
     }
 
+    /// `rows` × `cols` activations that `make` produces, quantized for `format`'s matrices by
+    /// the same tasks through the [`RowSink`] it is handed (it must put every row there).
+    pub(crate) fn made(
+        isa: Isa,
+        format: WeightFormat,
+        rows: usize,
+        cols: usize,
+        make: impl FnOnce(&RowSink<'_>) -> Vec<f32>,
+    ) -> Self {
+        let (values, blocks, supers) = if format.is_k_quant() && cols.is_multiple_of(SUPER) {
+            let mut supers = Q8Supers::empty(rows, cols);
+            let values = make(&RowSink(Sink::Supers(supers.writer(isa))));
+            (values, OnceLock::new(), OnceLock::from(supers))
+        } else if !format.is_float() && cols.is_multiple_of(BLOCK) {
+            let mut blocks = Q8Blocks::empty(rows, cols);
+            let values = make(&RowSink(Sink::Blocks(blocks.writer(isa))));
+            (values, OnceLock::from(blocks), OnceLock::new())
+        } else {
+            (make(&RowSink::NONE), OnceLock::new(), OnceLock::new())
+        };
+        assert_eq!(values.len(), rows * cols, "made rows of another shape");
+        let mut acts = Self::from_rows(values, cols);
+        acts.blocks = blocks;
+        acts.supers = supers;
+        acts
+    }
+
     /// Token `t`'s values as they came (for float weights).
     pub(crate) fn values(&self, t: usize) -> &[f32] {
         &self.values[t * self.cols..(t + 1) * self.cols]
@@ -379,24 +406,36 @@ impl Q8Blocks {
     /// rows across the pool.
     pub fn quantize(isa: Isa, x: &[f32], cols: usize) -> Self {
         assert!(cols.is_multiple_of(BLOCK) && x.len().is_multiple_of(cols));
-        let blocks = x.len() / BLOCK;
-        let mut out = Self {
-            cols,
-            qs: vec![0; x.len()],
-            scale: vec![0.0; blocks],
-            sums: vec![0; blocks],
-        };
-        let per_row = cols / BLOCK;
-        let qs = Chunks::new(&mut out.qs, cols);
-        let scale = Chunks::new(&mut out.scale, per_row);
-        let sums = Chunks::new(&mut out.sums, per_row);
+        let mut out = Self::empty(x.len() / cols, cols);
+        let writer = out.writer(isa);
         // Rows across the threads (a prompt's; a decode step's one row on the calling thread).
         pool::for_each(x.len() / cols, |t| {
-            let x = &x[t * cols..][..cols];
-            // SAFETY: task t alone takes row t of each output.
-            unsafe { q8_0_row(isa, x, qs.get(t), scale.get(t), sums.get(t)) };
+            // SAFETY: task t alone writes row t.
+            unsafe { writer.put(t, &x[t * cols..][..cols]) };
         });
         out
+    }
+
+    fn empty(rows: usize, cols: usize) -> Self {
+        let blocks = rows * cols / BLOCK;
+        Self {
+            cols,
+            qs: vec![0; rows * cols],
+            scale: vec![0.0; blocks],
+            sums: vec![0; blocks],
+        }
+    }
+
+    /// Writes rows into their places, from tasks of a section.
+    fn writer(&mut self, isa: Isa) -> BlocksWriter<'_> {
+        let per_row = self.cols / BLOCK;
+        BlocksWriter {
+            isa,
+            cols: self.cols,
+            qs: Chunks::new(&mut self.qs, self.cols),
+            scale: Chunks::new(&mut self.scale, per_row),
+            sums: Chunks::new(&mut self.sums, per_row),
+        }
     }
 
     pub(crate) fn row(&self, t: usize) -> ActRow<'_> {
@@ -405,6 +444,93 @@ impl Q8Blocks {
             qs: &self.qs[t * self.cols..(t + 1) * self.cols],
             scale: &self.scale[t * nb..(t + 1) * nb],
             sums: &self.sums[t * nb..(t + 1) * nb],
+        }
+    }
+}
+
+/// A [`Q8Blocks`]' rows, written by the tasks that quantize them.
+struct BlocksWriter<'a> {
+    isa: Isa,
+    cols: usize,
+    qs: Chunks<'a, i8>,
+    scale: Chunks<'a, f32>,
+    sums: Chunks<'a, i32>,
+}
+
+impl BlocksWriter<'_> {
+    /// Quantizes `x` (one row) as row `t`.
+    ///
+    /// # Safety
+    /// No other task writes row `t` while this one may.
+    unsafe fn put(&self, t: usize, x: &[f32]) {
+        assert_eq!(x.len(), self.cols, "a row of another width");
+        // SAFETY: row t is this task's alone (the caller's promise).
+        let (qs, scale, sums) = unsafe { (self.qs.get(t), self.scale.get(t), self.sums.get(t)) };
+        q8_0_row(self.isa, x, qs, scale, sums);
+    }
+}
+
+/// A [`Q8Supers`]' rows, written by the tasks that quantize them.
+struct SupersWriter<'a> {
+    isa: Isa,
+    cols: usize,
+    qs: Chunks<'a, i8>,
+    scale: Chunks<'a, f32>,
+    sums16: Chunks<'a, i16>,
+    sums32: Chunks<'a, i16>,
+}
+
+impl SupersWriter<'_> {
+    /// Quantizes `x` (one row) as row `t`.
+    ///
+    /// # Safety
+    /// No other task writes row `t` while this one may.
+    unsafe fn put(&self, t: usize, x: &[f32]) {
+        assert_eq!(x.len(), self.cols, "a row of another width");
+        // SAFETY: row t is this task's alone (the caller's promise).
+        let (qs, scale, sums16, sums32) = unsafe {
+            (
+                self.qs.get(t),
+                self.scale.get(t),
+                self.sums16.get(t),
+                self.sums32.get(t),
+            )
+        };
+        q8_k_row(self.isa, x, qs, scale, sums16, sums32);
+    }
+}
+
+/// Where the task that makes activation rows (a norm's, SwiGLU's) quantizes them while they are
+/// in its cache, in the form the next product's weights meet, so that quantization is not a
+/// section of its own ([`QActs::made`]). [`RowSink::NONE`] where nothing is quantized.
+pub(crate) struct RowSink<'a>(Sink<'a>);
+
+enum Sink<'a> {
+    None,
+    Blocks(BlocksWriter<'a>),
+    Supers(SupersWriter<'a>),
+}
+
+impl RowSink<'_> {
+    pub(crate) const NONE: RowSink<'static> = RowSink(Sink::None);
+
+    /// Quantizes `rows` (whole rows) as rows `first..`.
+    ///
+    /// # Safety
+    /// No other task writes these rows while this one may.
+    pub(crate) unsafe fn put(&self, first: usize, rows: &[f32]) {
+        match &self.0 {
+            Sink::None => {}
+            Sink::Blocks(w) => rows
+                .chunks_exact(w.cols)
+                .enumerate()
+                // SAFETY: these rows are this task's alone (the caller's promise).
+                .for_each(|(k, row)| unsafe { w.put(first + k, row) }),
+            Sink::Supers(w) => rows
+                .chunks_exact(w.cols)
+                .enumerate()
+                // SAFETY: as above.
+                .for_each(|(k, row)| unsafe { w.put(first + k, row) }),
         }
     }
 }
@@ -434,27 +560,37 @@ pub struct Q8Supers {
 impl Q8Supers {
     pub(crate) fn quantize(isa: Isa, x: &[f32], cols: usize) -> Self {
         assert!(cols.is_multiple_of(SUPER) && x.len().is_multiple_of(cols));
-        let supers = x.len() / SUPER;
-        let mut out = Self {
+        let mut out = Self::empty(x.len() / cols, cols);
+        let writer = out.writer(isa);
+        pool::for_each(x.len() / cols, |t| {
+            // SAFETY: task t alone writes row t.
+            unsafe { writer.put(t, &x[t * cols..][..cols]) };
+        });
+        out
+    }
+
+    fn empty(rows: usize, cols: usize) -> Self {
+        let supers = rows * cols / SUPER;
+        Self {
             cols,
-            qs: vec![0; x.len()],
+            qs: vec![0; rows * cols],
             scale: vec![0.0; supers],
             sums16: vec![0; supers * SUPER / 16],
             sums32: vec![0; supers * SUPER / 32],
-        };
-        let per_row = cols / SUPER;
-        let qs = Chunks::new(&mut out.qs, cols);
-        let scale = Chunks::new(&mut out.scale, per_row);
-        let sums16 = Chunks::new(&mut out.sums16, per_row * SUPER / 16);
-        let sums32 = Chunks::new(&mut out.sums32, per_row * SUPER / 32);
-        pool::for_each(x.len() / cols, |t| {
-            let x = &x[t * cols..][..cols];
-            // SAFETY: task t alone takes row t of each output.
-            let (qs, scale, sums16, sums32) =
-                unsafe { (qs.get(t), scale.get(t), sums16.get(t), sums32.get(t)) };
-            q8_k_row(isa, x, qs, scale, sums16, sums32);
-        });
-        out
+        }
+    }
+
+    /// Writes rows into their places, from tasks of a section.
+    fn writer(&mut self, isa: Isa) -> SupersWriter<'_> {
+        let per_row = self.cols / SUPER;
+        SupersWriter {
+            isa,
+            cols: self.cols,
+            qs: Chunks::new(&mut self.qs, self.cols),
+            scale: Chunks::new(&mut self.scale, per_row),
+            sums16: Chunks::new(&mut self.sums16, per_row * SUPER / 16),
+            sums32: Chunks::new(&mut self.sums32, per_row * SUPER / 32),
+        }
     }
 
     pub(crate) fn row(&self, t: usize) -> SuperRow<'_> {
@@ -596,6 +732,40 @@ mod tests {
                 &format!("{isa:?} Q8_K scales"),
             );
         }
+    }
+
+    /// Rows quantized by the tasks that make them, three rows a task as a norm's groups are, hold
+    /// what quantizing the finished rows holds, in both forms; float weights get none.
+    #[test]
+    fn rows_quantized_where_they_are_made_equal_rows_quantized_after() {
+        let cols = 2 * SUPER;
+        let x = awkward_rows(cols);
+        let rows = x.len() / cols;
+        let make = |sink: &RowSink<'_>| {
+            crate::parallel::copied_rows_then(&x, 3 * cols, |i, part| {
+                // SAFETY: task i alone makes rows 3i.. .
+                unsafe { sink.put(3 * i, part) }
+            })
+        };
+        let isa = Isa::detect().vector();
+        // The rows hold NaN and infinities, so floats compare as bits.
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let made = QActs::made(isa, WeightFormat::Q4_0, rows, cols, make);
+        let blocks = Q8Blocks::quantize(isa, &x, cols);
+        assert_eq!(bits(&made.values), bits(&x));
+        let got = made.blocks.get().expect("quantized where made");
+        assert_eq!((&got.qs, &got.sums), (&blocks.qs, &blocks.sums));
+        assert_eq!(bits(&got.scale), bits(&blocks.scale));
+        let made = QActs::made(isa, WeightFormat::Q6_K, rows, cols, make);
+        let supers = Q8Supers::quantize(isa, &x, cols);
+        let got = made.supers.get().expect("quantized where made");
+        assert_eq!(
+            (&got.qs, &got.sums16, &got.sums32),
+            (&supers.qs, &supers.sums16, &supers.sums32)
+        );
+        assert_eq!(bits(&got.scale), bits(&supers.scale));
+        let made = QActs::made(isa, WeightFormat::F16, rows, cols, make);
+        assert!(made.blocks.get().is_none() && made.supers.get().is_none());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::layers::{
 };
 use crate::matmul::{Stacked, product};
 use crate::packing::QMatrix;
-use crate::quant::{GgufRows, QActs, WeightFormat};
+use crate::quant::{GgufRows, QActs, RowSink, WeightFormat};
 use crate::reader::Reader;
 use crate::safetensors::{HfConfig, HfFolder};
 
@@ -478,13 +478,15 @@ impl Model {
         let start = cache.len;
         // Each residual add runs with the norm after it (the next block's or the feed-forward's)
         // in one section.
-        let mut normed = match self.layers.first() {
-            Some(first) => rms_norm(&x, &first.attn_norm, dim, self.eps),
-            None => Vec::new(),
+        let (isa, eps) = (self.isa, self.eps);
+        let mut acts = match self.layers.first() {
+            Some(first) => QActs::made(isa, first.qkv.format(), t, dim, |sink| {
+                rms_norm(&x, &first.attn_norm, dim, eps, sink)
+            }),
+            None => QActs::default(),
         };
         for (l, layer) in self.layers.iter().enumerate() {
             // Attention.
-            let acts = QActs::from_rows(normed, dim);
             let mut qkv = layer.qkv.product(self.isa, &acts);
             if let Some(bias) = &layer.qkv_bias {
                 add_bias(&mut qkv, bias);
@@ -517,30 +519,41 @@ impl Model {
             );
             let mut out = product(self.isa, &layer.wo, &QActs::from_rows(attended, q_dim));
             if let Some(norm) = &layer.post_attn_norm {
-                out = rms_norm(&out, norm, dim, self.eps);
+                out = rms_norm(&out, norm, dim, eps, &RowSink::NONE);
             }
-            normed = add_then_rms_norm(&mut x, &out, &layer.ffn_norm, dim, self.eps);
+            let ffn_acts = QActs::made(isa, layer.gate_up.format(), t, dim, |sink| {
+                add_then_rms_norm(&mut x, &out, &layer.ffn_norm, dim, eps, sink)
+            });
             // Gated feed-forward.
-            let acts = QActs::from_rows(normed, dim);
-            let gate_up = layer.gate_up.product(self.isa, &acts);
-            let hidden = match self.gate {
-                Gate::Silu => swiglu(&gate_up, self.ffn),
-                Gate::GeluTanh => gelu_tanh_gate(&gate_up, self.ffn),
-            };
-            out = product(self.isa, &layer.down, &QActs::from_rows(hidden, self.ffn));
+            let gate_up = layer.gate_up.product(isa, &ffn_acts);
+            let hidden = QActs::made(isa, layer.down.format(), t, self.ffn, |sink| {
+                match self.gate {
+                    Gate::Silu => swiglu(&gate_up, self.ffn, sink),
+                    Gate::GeluTanh => gelu_tanh_gate(&gate_up, self.ffn, sink),
+                }
+            });
+            out = product(isa, &layer.down, &hidden);
             if let Some(norm) = &layer.post_ffn_norm {
-                out = rms_norm(&out, norm, dim, self.eps);
+                out = rms_norm(&out, norm, dim, eps, &RowSink::NONE);
             }
-            normed = match self.layers.get(l + 1) {
-                Some(next) => add_then_rms_norm(&mut x, &out, &next.attn_norm, dim, self.eps),
+            acts = match self.layers.get(l + 1) {
+                Some(next) => QActs::made(isa, next.qkv.format(), t, dim, |sink| {
+                    add_then_rms_norm(&mut x, &out, &next.attn_norm, dim, eps, sink)
+                }),
                 None => {
                     add(&mut x, &out, dim);
-                    Vec::new()
+                    QActs::default()
                 }
             };
         }
         cache.len += t;
-        let last = rms_norm(&x[(t - 1) * dim..], &self.norm, dim, self.eps);
+        let last = rms_norm(
+            &x[(t - 1) * dim..],
+            &self.norm,
+            dim,
+            self.eps,
+            &RowSink::NONE,
+        );
         let mut logits = product(self.isa, &self.output, &QActs::from_rows(last, dim));
         if let Some(cap) = self.logit_softcap {
             logits.iter_mut().for_each(|v| *v = (*v / cap).tanh() * cap);
