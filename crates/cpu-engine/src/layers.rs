@@ -1,7 +1,7 @@
 //! The layers transformer architectures share, on f32 rows: RMS norm, rotary embedding,
 //! gated feed-forward activations (SwiGLU, GELU-tanh), the residual add.
 //!
-//! Each works row by row, and a prompt's rows go across the rayon pool: run on one thread,
+//! Each works row by row, and a prompt's rows go across the engine's threads: run on one thread,
 //! these element-wise passes (SwiGLU's `exp` above all) were about a third of a 2-thread
 //! prompt and kept prompts from scaling with threads. A row's arithmetic is the same either
 //! way, so the results are the same bits.

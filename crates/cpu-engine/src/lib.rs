@@ -15,7 +15,8 @@
 //! translated); `quant` weight formats and activation quantization; `packing` the
 //! repacked layout; `memory` aligned, huge-page backed storage; `isa` detection;
 //! `matmul` dispatch and the portable kernel; `x86` the AVX2 and AVX-512 kernels; `attention`;
-//! `math` an `exp` that vectorizes; `layers` shared by architectures; `models` one file per architecture over a shared
+//! `math` an `exp` that vectorizes; `pool` the worker threads of the parallel sections;
+//! `parallel` buffers and chunks handed to them; `layers` shared by architectures; `models` one file per architecture over a shared
 //! decoder; [`DecodeStepper`].
 //!
 //! ```no_run

@@ -35,7 +35,7 @@ pub(crate) const MAX_TILE: usize = 8;
 const AMX_FROM_TOKENS: usize = 16;
 
 /// `out[t * w.rows() + r]` = row `r` of `w` · activation row `t`, row groups split across the
-/// rayon pool in force.
+/// engine's threads (as many as the rayon pool in force has).
 pub fn matmul(isa: Isa, w: &QMatrix, a: &QActs, out: &mut [f32]) {
     assert_eq!(out.len(), a.rows * w.rows, "matmul: output size");
     matmul_into(isa, w, a, &DisjointWrites::new(out), w.rows, 0);
