@@ -345,11 +345,11 @@ impl QActs {
     ) -> Self {
         let (values, blocks, supers) = if format.is_k_quant() && cols.is_multiple_of(SUPER) {
             let mut supers = Q8Supers::empty(rows, cols);
-            let values = make(&RowSink(Sink::Supers(supers.writer(isa))));
+            let values = make(&supers.sink(isa));
             (values, OnceLock::new(), OnceLock::from(supers))
         } else if !format.is_float() && cols.is_multiple_of(BLOCK) {
             let mut blocks = Q8Blocks::empty(rows, cols);
-            let values = make(&RowSink(Sink::Blocks(blocks.writer(isa))));
+            let values = make(&blocks.sink(isa));
             (values, OnceLock::from(blocks), OnceLock::new())
         } else {
             (make(&RowSink::NONE), OnceLock::new(), OnceLock::new())
@@ -407,11 +407,11 @@ impl Q8Blocks {
     pub fn quantize(isa: Isa, x: &[f32], cols: usize) -> Self {
         assert!(cols.is_multiple_of(BLOCK) && x.len().is_multiple_of(cols));
         let mut out = Self::empty(x.len() / cols, cols);
-        let writer = out.writer(isa);
+        let sink = out.sink(isa);
         // Rows across the threads (a prompt's; a decode step's one row on the calling thread).
         pool::for_each(x.len() / cols, |t| {
             // SAFETY: task t alone writes row t.
-            unsafe { writer.put(t, &x[t * cols..][..cols]) };
+            unsafe { sink.put(t, &x[t * cols..][..cols]) };
         });
         out
     }
@@ -426,16 +426,16 @@ impl Q8Blocks {
         }
     }
 
-    /// Writes rows into their places, from tasks of a section.
-    fn writer(&mut self, isa: Isa) -> BlocksWriter<'_> {
+    /// Where tasks of a section quantize rows into their places.
+    fn sink(&mut self, isa: Isa) -> RowSink<'_> {
         let per_row = self.cols / BLOCK;
-        BlocksWriter {
+        RowSink(Sink::Blocks {
             isa,
             cols: self.cols,
             qs: Chunks::new(&mut self.qs, self.cols),
             scale: Chunks::new(&mut self.scale, per_row),
             sums: Chunks::new(&mut self.sums, per_row),
-        }
+        })
     }
 
     pub(crate) fn row(&self, t: usize) -> ActRow<'_> {
@@ -448,67 +448,31 @@ impl Q8Blocks {
     }
 }
 
-/// A [`Q8Blocks`]' rows, written by the tasks that quantize them.
-struct BlocksWriter<'a> {
-    isa: Isa,
-    cols: usize,
-    qs: Chunks<'a, i8>,
-    scale: Chunks<'a, f32>,
-    sums: Chunks<'a, i32>,
-}
-
-impl BlocksWriter<'_> {
-    /// Quantizes `x` (one row) as row `t`.
-    ///
-    /// # Safety
-    /// No other task writes row `t` while this one may.
-    unsafe fn put(&self, t: usize, x: &[f32]) {
-        assert_eq!(x.len(), self.cols, "a row of another width");
-        // SAFETY: row t is this task's alone (the caller's promise).
-        let (qs, scale, sums) = unsafe { (self.qs.get(t), self.scale.get(t), self.sums.get(t)) };
-        q8_0_row(self.isa, x, qs, scale, sums);
-    }
-}
-
-/// A [`Q8Supers`]' rows, written by the tasks that quantize them.
-struct SupersWriter<'a> {
-    isa: Isa,
-    cols: usize,
-    qs: Chunks<'a, i8>,
-    scale: Chunks<'a, f32>,
-    sums16: Chunks<'a, i16>,
-    sums32: Chunks<'a, i16>,
-}
-
-impl SupersWriter<'_> {
-    /// Quantizes `x` (one row) as row `t`.
-    ///
-    /// # Safety
-    /// No other task writes row `t` while this one may.
-    unsafe fn put(&self, t: usize, x: &[f32]) {
-        assert_eq!(x.len(), self.cols, "a row of another width");
-        // SAFETY: row t is this task's alone (the caller's promise).
-        let (qs, scale, sums16, sums32) = unsafe {
-            (
-                self.qs.get(t),
-                self.scale.get(t),
-                self.sums16.get(t),
-                self.sums32.get(t),
-            )
-        };
-        q8_k_row(self.isa, x, qs, scale, sums16, sums32);
-    }
-}
-
-/// Where the task that makes activation rows (a norm's, SwiGLU's) quantizes them while they are
-/// in its cache, in the form the next product's weights meet, so that quantization is not a
-/// section of its own ([`QActs::made`]). [`RowSink::NONE`] where nothing is quantized.
+/// Where the task that makes activation rows (a norm's, SwiGLU's, or a quantizer's own) quantizes
+/// them while they are in its cache, in the form the next product's weights meet, so that
+/// quantization is not a section of its own ([`QActs::made`]). [`RowSink::NONE`] where nothing
+/// is quantized.
 pub(crate) struct RowSink<'a>(Sink<'a>);
 
 enum Sink<'a> {
     None,
-    Blocks(BlocksWriter<'a>),
-    Supers(SupersWriter<'a>),
+    /// Into a [`Q8Blocks`].
+    Blocks {
+        isa: Isa,
+        cols: usize,
+        qs: Chunks<'a, i8>,
+        scale: Chunks<'a, f32>,
+        sums: Chunks<'a, i32>,
+    },
+    /// Into a [`Q8Supers`].
+    Supers {
+        isa: Isa,
+        cols: usize,
+        qs: Chunks<'a, i8>,
+        scale: Chunks<'a, f32>,
+        sums16: Chunks<'a, i16>,
+        sums32: Chunks<'a, i16>,
+    },
 }
 
 impl RowSink<'_> {
@@ -521,16 +485,38 @@ impl RowSink<'_> {
     pub(crate) unsafe fn put(&self, first: usize, rows: &[f32]) {
         match &self.0 {
             Sink::None => {}
-            Sink::Blocks(w) => rows
-                .chunks_exact(w.cols)
-                .enumerate()
-                // SAFETY: these rows are this task's alone (the caller's promise).
-                .for_each(|(k, row)| unsafe { w.put(first + k, row) }),
-            Sink::Supers(w) => rows
-                .chunks_exact(w.cols)
-                .enumerate()
-                // SAFETY: as above.
-                .for_each(|(k, row)| unsafe { w.put(first + k, row) }),
+            Sink::Blocks {
+                isa,
+                cols,
+                qs,
+                scale,
+                sums,
+            } => {
+                assert!(rows.len().is_multiple_of(*cols), "rows of another width");
+                for (k, x) in rows.chunks_exact(*cols).enumerate() {
+                    let t = first + k;
+                    // SAFETY: row t is this task's alone (the caller's promise).
+                    let (qs, scale, sums) = unsafe { (qs.get(t), scale.get(t), sums.get(t)) };
+                    q8_0_row(*isa, x, qs, scale, sums);
+                }
+            }
+            Sink::Supers {
+                isa,
+                cols,
+                qs,
+                scale,
+                sums16,
+                sums32,
+            } => {
+                assert!(rows.len().is_multiple_of(*cols), "rows of another width");
+                for (k, x) in rows.chunks_exact(*cols).enumerate() {
+                    let t = first + k;
+                    // SAFETY: as above.
+                    let (qs, scale, sums16, sums32) =
+                        unsafe { (qs.get(t), scale.get(t), sums16.get(t), sums32.get(t)) };
+                    q8_k_row(*isa, x, qs, scale, sums16, sums32);
+                }
+            }
         }
     }
 }
@@ -561,10 +547,10 @@ impl Q8Supers {
     pub(crate) fn quantize(isa: Isa, x: &[f32], cols: usize) -> Self {
         assert!(cols.is_multiple_of(SUPER) && x.len().is_multiple_of(cols));
         let mut out = Self::empty(x.len() / cols, cols);
-        let writer = out.writer(isa);
+        let sink = out.sink(isa);
         pool::for_each(x.len() / cols, |t| {
             // SAFETY: task t alone writes row t.
-            unsafe { writer.put(t, &x[t * cols..][..cols]) };
+            unsafe { sink.put(t, &x[t * cols..][..cols]) };
         });
         out
     }
@@ -580,17 +566,17 @@ impl Q8Supers {
         }
     }
 
-    /// Writes rows into their places, from tasks of a section.
-    fn writer(&mut self, isa: Isa) -> SupersWriter<'_> {
+    /// Where tasks of a section quantize rows into their places.
+    fn sink(&mut self, isa: Isa) -> RowSink<'_> {
         let per_row = self.cols / SUPER;
-        SupersWriter {
+        RowSink(Sink::Supers {
             isa,
             cols: self.cols,
             qs: Chunks::new(&mut self.qs, self.cols),
             scale: Chunks::new(&mut self.scale, per_row),
             sums16: Chunks::new(&mut self.sums16, per_row * SUPER / 16),
             sums32: Chunks::new(&mut self.sums32, per_row * SUPER / 32),
-        }
+        })
     }
 
     pub(crate) fn row(&self, t: usize) -> SuperRow<'_> {
