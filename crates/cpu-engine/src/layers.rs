@@ -6,7 +6,7 @@
 //! prompt and kept prompts from scaling with threads. A row's arithmetic is the same either
 //! way, so the results are the same bits.
 
-#![allow(unsafe_code)] // calling the AVX2 builds of the norms and gated activations after checking for AVX2.
+#![allow(unsafe_code)] // the AVX2 builds of the norms and gated activations, called after checking for AVX2; rows handed to the quantizer by the one task that made them.
 
 use crate::parallel::{copied_rows_then, each_chunk_mut, updated_then_copied, zeroed_rows_then};
 use crate::quant::RowSink;
