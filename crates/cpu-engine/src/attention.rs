@@ -6,6 +6,9 @@
 use crate::parallel::{DisjointWrites, written};
 use crate::pool;
 
+/// Queries of one head a task of [`causal_attention`] takes.
+const QUERIES_PER_TASK: usize = 16;
+
 /// The attention's shape: query heads, KV heads (fewer under grouped-query attention) and the
 /// width of one head.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +29,7 @@ impl Heads {
 }
 
 /// Causal attention of the `t` new queries (the first `dim` values of each `qkv` row) over the
-/// cache, whose first `start` positions precede them; heads in parallel. Returns `[t][dim]`.
+/// cache, whose first `start` positions precede them; heads and blocks of queries in parallel. Returns `[t][dim]`.
 /// With a `window`, each query sees only the last `window` positions, itself included
 /// (sliding-window layers).
 pub(crate) fn causal_attention(
@@ -42,11 +45,16 @@ pub(crate) fn causal_attention(
     let qkv_width = dim + 2 * kv_dim;
     let group = shape.heads / shape.kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
-    let heads = |writes: &DisjointWrites<'_>| {
-        pool::for_each(shape.heads, |h| {
-            let mut out = vec![0f32; hd];
-            let mut scores = Vec::with_capacity(start + t);
-            for i in 0..t {
+    // Tasks of one head and up to 16 queries, the latest queries (the most positions to attend
+    // over) first, so that threads finish together: by heads alone, a model of 14 heads (Qwen2.5
+    // 0.5B) kept 2 of 16 threads idle and a 4-thread run split its heads 4, 4, 3, 3.
+    let blocks = t.div_ceil(QUERIES_PER_TASK);
+    let tasks = |writes: &DisjointWrites<'_>| {
+        let scratch = || (vec![0f32; hd], Vec::with_capacity(start + t));
+        pool::for_each_init(shape.heads * blocks, scratch, |(out, scores), task| {
+            let (h, block) = (task % shape.heads, blocks - 1 - task / shape.heads);
+            let queries = block * QUERIES_PER_TASK..((block + 1) * QUERIES_PER_TASK).min(t);
+            for i in queries {
                 let seen = start + i + 1;
                 let first = window.map_or(0, |w| seen.saturating_sub(w));
                 let head = HeadCache {
@@ -56,15 +64,15 @@ pub(crate) fn causal_attention(
                     offset: (h / group) * hd,
                 };
                 let q = &qkv[i * qkv_width + h * hd..][..hd];
-                attend(q, head, seen - first, scale, &mut scores, &mut out);
-                // SAFETY: head h alone writes columns h·hd..(h + 1)·hd of each row.
-                unsafe { writes.write(i * dim + h * hd, &out) };
+                attend(q, head, seen - first, scale, scores, out);
+                // SAFETY: this task alone writes columns h·hd..(h + 1)·hd of row i.
+                unsafe { writes.write(i * dim + h * hd, out) };
             }
         })
     };
-    // SAFETY: the heads' columns make up each row (`dim` = heads × head_dim), and every head
-    // writes its columns of every one of the `t` rows.
-    unsafe { written(t * dim, heads) }
+    // SAFETY: the heads' columns make up each row (`dim` = heads × head_dim), and the tasks of
+    // every head cover all `t` rows.
+    unsafe { written(t * dim, tasks) }
 }
 
 /// One head's view of a layer's KV cache: one row of `kv_dim` per position in `keys` and
@@ -209,6 +217,49 @@ fn dot8(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A prompt's queries, split into tasks by head and block of queries (three blocks here, the
+    /// last partial, after five cached positions), each give what the query gives run alone.
+    #[test]
+    fn queries_split_into_blocks_equal_each_query_alone() {
+        let shape = Heads {
+            heads: 6,
+            kv_heads: 2,
+            head_dim: 16,
+        };
+        let (dim, kv_dim) = (shape.dim(), shape.kv_dim());
+        let width = dim + 2 * kv_dim;
+        let (start, t) = (5, 2 * QUERIES_PER_TASK + 5);
+        let noise = |i: usize| ((i * 7919 % 263) as f32 / 263.0 - 0.5) * 2.0;
+        let qkv: Vec<f32> = (0..(start + t) * width).map(noise).collect();
+        let keys: Vec<f32> = qkv
+            .chunks_exact(width)
+            .flat_map(|r| r[dim..dim + kv_dim].to_vec())
+            .collect();
+        let values: Vec<f32> = qkv
+            .chunks_exact(width)
+            .flat_map(|r| r[dim + kv_dim..].to_vec())
+            .collect();
+        let together =
+            causal_attention(shape, &qkv[start * width..], &keys, &values, start, t, None);
+        for i in 0..t {
+            let seen = start + i + 1;
+            let alone = causal_attention(
+                shape,
+                &qkv[(start + i) * width..][..width],
+                &keys[..seen * kv_dim],
+                &values[..seen * kv_dim],
+                start + i,
+                1,
+                None,
+            );
+            assert_eq!(
+                &together[i * dim..(i + 1) * dim],
+                alone.as_slice(),
+                "query {i}"
+            );
+        }
+    }
 
     /// A windowed query attends exactly as an unwindowed one over the cache's last `window`
     /// positions.
