@@ -220,6 +220,24 @@ fn dot8(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
+    /// `n` positions' `[q | k | v]` rows of pseudo-random values in (−1, 1) (drawn modulo
+    /// `modulus`), and the keys and values a cache of them holds.
+    fn positions(shape: Heads, n: usize, modulus: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (dim, kv_dim) = (shape.dim(), shape.kv_dim());
+        let width = dim + 2 * kv_dim;
+        let noise = |i: usize| ((i * 7919 % modulus) as f32 / modulus as f32 - 0.5) * 2.0;
+        let qkv: Vec<f32> = (0..n * width).map(noise).collect();
+        let keys = qkv
+            .chunks_exact(width)
+            .flat_map(|r| r[dim..dim + kv_dim].to_vec())
+            .collect();
+        let values = qkv
+            .chunks_exact(width)
+            .flat_map(|r| r[dim + kv_dim..].to_vec())
+            .collect();
+        (qkv, keys, values)
+    }
+
     /// A prompt's queries, split into tasks by head and block of queries (three blocks here, the
     /// last partial, after five cached positions), each give what the query gives run alone.
     #[test]
@@ -232,16 +250,7 @@ mod tests {
         let (dim, kv_dim) = (shape.dim(), shape.kv_dim());
         let width = dim + 2 * kv_dim;
         let (start, t) = (5, 2 * QUERIES_PER_TASK + 5);
-        let noise = |i: usize| ((i * 7919 % 263) as f32 / 263.0 - 0.5) * 2.0;
-        let qkv: Vec<f32> = (0..(start + t) * width).map(noise).collect();
-        let keys: Vec<f32> = qkv
-            .chunks_exact(width)
-            .flat_map(|r| r[dim..dim + kv_dim].to_vec())
-            .collect();
-        let values: Vec<f32> = qkv
-            .chunks_exact(width)
-            .flat_map(|r| r[dim + kv_dim..].to_vec())
-            .collect();
+        let (qkv, keys, values) = positions(shape, start + t, 263);
         let together =
             causal_attention(shape, &qkv[start * width..], &keys, &values, start, t, None);
         for i in 0..t {
@@ -275,16 +284,7 @@ mod tests {
         let (dim, kv_dim) = (shape.dim(), shape.kv_dim());
         let width = dim + 2 * kv_dim;
         let (n, window) = (9, 3);
-        let noise = |i: usize| ((i * 7919 % 257) as f32 / 257.0 - 0.5) * 2.0;
-        let qkv: Vec<f32> = (0..n * width).map(noise).collect();
-        let keys: Vec<f32> = qkv
-            .chunks_exact(width)
-            .flat_map(|r| r[dim..dim + kv_dim].to_vec())
-            .collect();
-        let values: Vec<f32> = qkv
-            .chunks_exact(width)
-            .flat_map(|r| r[dim + kv_dim..].to_vec())
-            .collect();
+        let (qkv, keys, values) = positions(shape, n, 257);
         let windowed = causal_attention(shape, &qkv, &keys, &values, 0, n, Some(window));
         let full = causal_attention(shape, &qkv, &keys, &values, 0, n, None);
         let first = n - window;

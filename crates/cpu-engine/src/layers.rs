@@ -38,9 +38,7 @@ pub(crate) fn rms_norm(
     // Each task copies its rows, normalises them while they are in cache and quantizes them
     // into `sink`: one section.
     copied_rows_then(x, NORM_ROWS * dim, |i, rows| {
-        norm_rows(rows, dim, weight, eps);
-        // SAFETY: task i alone makes rows 8i.. .
-        unsafe { sink.put(i * NORM_ROWS, rows) };
+        norm_and_quantize(i, rows, dim, weight, eps, sink)
     })
 }
 
@@ -59,12 +57,23 @@ pub(crate) fn add_then_rms_norm(
         x,
         width,
         |i, rows| add_row(rows, &y[i * width..]),
-        |i, rows| {
-            norm_rows(rows, dim, weight, eps);
-            // SAFETY: task i alone makes rows 8i.. .
-            unsafe { sink.put(i * NORM_ROWS, rows) };
-        },
+        |i, rows| norm_and_quantize(i, rows, dim, weight, eps, sink),
     )
+}
+
+/// Group `i` of a norm's rows (rows `8i..`, as the section's task `i` holds them) normalised in
+/// place, then quantized into `sink`.
+fn norm_and_quantize(
+    i: usize,
+    rows: &mut [f32],
+    dim: usize,
+    weight: &[f32],
+    eps: f32,
+    sink: &RowSink<'_>,
+) {
+    norm_rows(rows, dim, weight, eps);
+    // SAFETY: the section's task i alone makes rows 8i.. .
+    unsafe { sink.put(i * NORM_ROWS, rows) };
 }
 
 /// Up to [`NORM_ROWS`] rows of [`rms_norm`], in place, in the AVX2 build where there is AVX2.

@@ -407,12 +407,7 @@ impl Q8Blocks {
     pub fn quantize(isa: Isa, x: &[f32], cols: usize) -> Self {
         assert!(cols.is_multiple_of(BLOCK) && x.len().is_multiple_of(cols));
         let mut out = Self::empty(x.len() / cols, cols);
-        let sink = out.sink(isa);
-        // Rows across the threads (a prompt's; a decode step's one row on the calling thread).
-        pool::for_each(x.len() / cols, |t| {
-            // SAFETY: task t alone writes row t.
-            unsafe { sink.put(t, &x[t * cols..][..cols]) };
-        });
+        out.sink(isa).put_all(x, cols);
         out
     }
 
@@ -477,6 +472,15 @@ enum Sink<'a> {
 
 impl RowSink<'_> {
     pub(crate) const NONE: RowSink<'static> = RowSink(Sink::None);
+
+    /// Quantizes every row of `x` (rows of `cols` values), rows across the threads (a prompt's;
+    /// a decode step's one row on the calling thread).
+    fn put_all(&self, x: &[f32], cols: usize) {
+        pool::for_each(x.len() / cols, |t| {
+            // SAFETY: task t alone writes row t.
+            unsafe { self.put(t, &x[t * cols..][..cols]) };
+        });
+    }
 
     /// Quantizes `rows` (whole rows) as rows `first..`.
     ///
@@ -547,11 +551,7 @@ impl Q8Supers {
     pub(crate) fn quantize(isa: Isa, x: &[f32], cols: usize) -> Self {
         assert!(cols.is_multiple_of(SUPER) && x.len().is_multiple_of(cols));
         let mut out = Self::empty(x.len() / cols, cols);
-        let sink = out.sink(isa);
-        pool::for_each(x.len() / cols, |t| {
-            // SAFETY: task t alone writes row t.
-            unsafe { sink.put(t, &x[t * cols..][..cols]) };
-        });
+        out.sink(isa).put_all(x, cols);
         out
     }
 
