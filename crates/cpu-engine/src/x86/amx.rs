@@ -10,6 +10,7 @@
 //! - Q4_K: values − 8 (so a sub-block's dot, at most 32 × 8 × 127 in magnitude, fits 16 bits)
 //!   times the sub-block scale by `dpwssd`; the + 8 × Σx and the mins from the activation sums;
 //!   per super-block the two multiply-adds.
+//! - Q5_K: as Q4_K with values − 16, whose dots need 17 bits, so times the scale by `mullo`.
 //! - Q6_K: values − 32, per 16-value group times its int8 scale (`mullo`); per super-block one
 //!   multiply-add.
 //!
@@ -22,7 +23,8 @@ use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
 use crate::isa::Isa;
-use crate::packing::{Group, ROWS, payloads_at, q4_k, q6_k, scales_at};
+use super::avx512::fifth_bits;
+use crate::packing::{Group, ROWS, payloads_at, q4_k, q5_k, q6_k, scales_at};
 use crate::parallel::{each_chunk_mut, zeroed};
 use crate::quant::{BLOCK, QActs, SUPER, WeightFormat};
 
@@ -70,11 +72,15 @@ fn os_allows_tiles() -> bool {
 pub(crate) fn covers(format: WeightFormat) -> bool {
     matches!(
         format,
-        WeightFormat::Q4_0 | WeightFormat::Q8_0 | WeightFormat::Q4_K | WeightFormat::Q6_K
+        WeightFormat::Q4_0
+            | WeightFormat::Q8_0
+            | WeightFormat::Q4_K
+            | WeightFormat::Q5_K
+            | WeightFormat::Q6_K
     )
 }
 
-/// Values per tile product: a block (Q4_0, Q8_0), a sub-block (Q4_K), a group (Q6_K).
+/// Values per tile product: a block (Q4_0, Q8_0), a sub-block (Q4_K, Q5_K), a group (Q6_K).
 const fn depth(format: WeightFormat) -> usize {
     match format {
         WeightFormat::Q6_K => 16,
@@ -246,7 +252,12 @@ impl Tiles {
             let mut t0 = 0;
             while t0 < acts.rows {
                 match group.format {
-                    WeightFormat::Q4_K => q4_k_tile(group, acts, weights, c, t0, &mut results),
+                    WeightFormat::Q4_K => {
+                        q4_q5_k_tile::<false>(group, acts, weights, c, t0, &mut results)
+                    }
+                    WeightFormat::Q5_K => {
+                        q4_q5_k_tile::<true>(group, acts, weights, c, t0, &mut results)
+                    }
                     WeightFormat::Q6_K => q6_k_tile(group, acts, weights, c, t0, &mut results),
                     _ => block_tile(group, acts, weights, c, t0, &mut results),
                 }
@@ -343,8 +354,8 @@ fn store(total: [__m512; TOKENS], out: &mut [[f32; ROWS]; TOKENS]) {
 }
 
 /// The group's weights as signed bytes in B tiles, one per tile product in order (`depth` / 4
-/// rows of 64 bytes each): Q8_0 as stored less its +128, Q4_0 nibbles − 8, Q4_K nibbles − 8 per
-/// 32-value sub-block, Q6_K values − 32 per 16-value group.
+/// rows of 64 bytes each): Q8_0 as stored less its +128, Q4_0 nibbles − 8, Q4_K nibbles − 8 and
+/// Q5_K values − 16 per 32-value sub-block, Q6_K values − 32 per 16-value group.
 ///
 /// # Safety
 /// AVX-512 BW; the group's blocks lie inside it; `out` holds 16 bytes per value of a row.
@@ -380,21 +391,33 @@ unsafe fn unpack(group: Group<'_>, out: &mut [i8]) {
                     }
                 }
             }
-            WeightFormat::Q4_K => {
-                let eight = _mm512_set1_epi8(8);
+            WeightFormat::Q4_K | WeightFormat::Q5_K => {
+                let five = group.format == WeightFormat::Q5_K;
+                let (stride, offset) = if five {
+                    (q5_k::BYTES, _mm512_set1_epi8(16))
+                } else {
+                    (q4_k::BYTES, _mm512_set1_epi8(8))
+                };
                 for b in 0..group.blocks {
-                    let sb = b * q4_k::BYTES;
+                    let sb = b * stride;
                     for p in 0..4 {
                         for r in 0..8 {
                             // Word 8p + r: values 64p + 4r.. (low nibbles, sub-block 2p) and
                             // 32 further (high, sub-block 2p + 1).
                             let w = load(sb + q4_k::QS + 64 * (8 * p + r));
-                            let low = _mm512_and_si512(w, nibble);
-                            let high = _mm512_and_si512(_mm512_srli_epi16(w, 4), nibble);
-                            put(512 * (8 * b + 2 * p) + 64 * r, _mm512_sub_epi8(low, eight));
+                            let mut low = _mm512_and_si512(w, nibble);
+                            let mut high = _mm512_and_si512(_mm512_srli_epi16(w, 4), nibble);
+                            if five {
+                                // Their fifth bits: word 2p + r/4 of `HI`.
+                                let hi = load(sb + q5_k::HI + 64 * (2 * p + r / 4));
+                                let (l, h) = fifth_bits(hi, r % 4);
+                                low = _mm512_or_si512(low, l);
+                                high = _mm512_or_si512(high, h);
+                            }
+                            put(512 * (8 * b + 2 * p) + 64 * r, _mm512_sub_epi8(low, offset));
                             put(
                                 512 * (8 * b + 2 * p + 1) + 64 * r,
-                                _mm512_sub_epi8(high, eight),
+                                _mm512_sub_epi8(high, offset),
                             );
                         }
                     }
@@ -483,16 +506,16 @@ unsafe fn block_tile(
     }
 }
 
-/// Q4_K: per super-block eight tile products (values − 8), then per token the sub-block dots
-/// times their scales (`dpwssd` of each dot's low 16 bits, which hold it whole, against the
-/// scale), + 8 × scale × activation sum, the mins against the activation sums; two
-/// multiply-adds.
+/// Q4_K and Q5_K (`FIVE`): per super-block eight tile products (values − 8, or − 16), then
+/// per token the sub-block dots times their scales (Q4_K: `dpwssd` of each dot's low 16 bits,
+/// which hold it whole, against the scale; Q5_K's dots need 17 bits: `mullo`), + 8 (16) ×
+/// scale × activation sum, the mins against the activation sums; two multiply-adds.
 ///
 /// # Safety
 /// As in [`group_product`]: tiles configured for depth 32, bounds checked, `unpack` done, `c`
 /// the products' buffer.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")]
-unsafe fn q4_k_tile(
+unsafe fn q4_q5_k_tile<const FIVE: bool>(
     group: Group<'_>,
     acts: &TileActs<'_>,
     weights: &[i8],
@@ -501,6 +524,7 @@ unsafe fn q4_k_tile(
     out: &mut [[f32; ROWS]; TOKENS],
 ) {
     let supers = group.blocks;
+    let stride = if FIVE { q5_k::BYTES } else { q4_k::BYTES };
     let (a, w) = (acts.tile(t0), weights.as_ptr());
     let low16 = _mm512_set1_epi32(0xffff);
     let mut total = [_mm512_setzero_ps(); TOKENS];
@@ -516,16 +540,20 @@ unsafe fn q4_k_tile(
                 products(b + 1);
             }
             let c = c.add(2048 * (b % 2));
-            let sb = group.bytes.as_ptr().add(b * q4_k::BYTES);
+            let sb = group.bytes.as_ptr().add(b * stride);
             let mut scale = [_mm512_setzero_si512(); 8];
-            let mut scale8 = [_mm512_setzero_si512(); 4];
+            let mut scale_offset = [_mm512_setzero_si512(); 4];
             let mut mins = [_mm512_setzero_si512(); 4];
             for p in 0..4 {
                 let pair =
                     _mm512_cvtepu8_epi16(_mm256_loadu_si256(sb.add(q4_k::SCALES + 32 * p).cast()));
                 scale[2 * p] = _mm512_and_si512(pair, low16);
                 scale[2 * p + 1] = _mm512_srli_epi32(pair, 16);
-                scale8[p] = _mm512_slli_epi16(pair, 3);
+                scale_offset[p] = if FIVE {
+                    _mm512_slli_epi16(pair, 4)
+                } else {
+                    _mm512_slli_epi16(pair, 3)
+                };
                 mins[p] =
                     _mm512_cvtepu8_epi16(_mm256_loadu_si256(sb.add(q4_k::MINS + 32 * p).cast()));
             }
@@ -536,7 +564,11 @@ unsafe fn q4_k_tile(
                 let mut isum = _mm512_setzero_si512();
                 for (s, scale) in scale.iter().enumerate() {
                     let dot = _mm512_load_si512(c.add(256 * s + 16 * m).cast());
-                    isum = _mm512_dpwssd_epi32(isum, dot, *scale);
+                    isum = if FIVE {
+                        _mm512_add_epi32(isum, _mm512_mullo_epi32(dot, *scale))
+                    } else {
+                        _mm512_dpwssd_epi32(isum, dot, *scale)
+                    };
                 }
                 let sums = acts
                     .sums32
@@ -546,7 +578,7 @@ unsafe fn q4_k_tile(
                 let mut msum = _mm512_setzero_si512();
                 for p in 0..4 {
                     let pair = _mm512_set1_epi32(sums.add(p).read_unaligned());
-                    isum = _mm512_dpwssd_epi32(isum, scale8[p], pair);
+                    isum = _mm512_dpwssd_epi32(isum, scale_offset[p], pair);
                     msum = _mm512_dpwssd_epi32(msum, mins[p], pair);
                 }
                 let dx = _mm512_set1_ps(*acts.scale.get_unchecked(token * supers + b));

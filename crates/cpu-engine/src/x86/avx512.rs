@@ -319,7 +319,7 @@ pub(super) unsafe fn q5_k_vnni<const N: usize>(
 /// byte: for the low nibbles, for the high nibbles ([`crate::packing::q5_k`]).
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
-fn fifth_bits(hi: __m512i, t: usize) -> (__m512i, __m512i) {
+pub(super) fn fifth_bits(hi: __m512i, t: usize) -> (__m512i, __m512i) {
     let bit = _mm512_set1_epi8(0x10);
     let (low, high) = match t {
         0 => (_mm512_slli_epi16(hi, 4), _mm512_slli_epi16(hi, 3)),
