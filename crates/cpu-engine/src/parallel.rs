@@ -11,20 +11,6 @@ use std::mem::MaybeUninit;
 
 use crate::pool;
 
-/// Below this many values a buffer is filled on the calling thread (a decode step's rows); the
-/// size of a task's part above it.
-const SERIAL_BELOW: usize = 1 << 15;
-
-/// `n` zeros, written across the threads when there are many.
-pub(crate) fn zeroed<T: Copy + Default + Send>(n: usize) -> Vec<T> {
-    new_rows(
-        n,
-        SERIAL_BELOW,
-        |_, part| part.fill(MaybeUninit::new(T::default())),
-        |_, _| {},
-    )
-}
-
 /// A new buffer of `width`-wide rows (the last may be shorter), each a copy of `x`'s, on which
 /// `f(index, rows)` then runs: copy and work in one task, across the threads when there are
 /// several rows (a norm's input copied and normalised while in cache, in one section).
@@ -71,7 +57,7 @@ where
 
 /// A buffer of `n` values in `width`-wide parts: `init(start, part)` writes every value of a
 /// part, then `then(index, part)` runs on it, in the same task.
-fn new_rows<T: Copy + Send>(
+pub(crate) fn new_rows<T: Copy + Send>(
     n: usize,
     width: usize,
     init: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
@@ -220,9 +206,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buffers_hold_what_they_say_on_either_side_of_the_threshold() {
-        for n in [0, 5, SERIAL_BELOW - 1, SERIAL_BELOW, 3 * SERIAL_BELOW + 7] {
-            assert!(zeroed::<f32>(n).iter().all(|v| *v == 0.0) && zeroed::<f32>(n).len() == n);
+    fn buffers_hold_what_they_say_in_one_part_or_many() {
+        for n in [0, 5, 99, 100, 32775] {
             let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
             assert_eq!(copied_rows_then(&x, 100, |_, _| {}), x);
             let doubled = copied_rows_then(&x, 100, |i, rows| {
@@ -262,7 +247,7 @@ mod tests {
 
     #[test]
     fn tasks_writing_disjoint_places_fill_the_buffer() {
-        let mut buffer = zeroed(1000);
+        let mut buffer = vec![0f32; 1000];
         let out = DisjointWrites::new(&mut buffer);
         pool::for_each(100, |i| {
             let values: Vec<f32> = (0..10).map(|k| (i * 10 + k) as f32).collect();

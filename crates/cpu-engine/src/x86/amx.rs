@@ -20,12 +20,13 @@
 
 use std::arch::asm;
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use crate::isa::Isa;
 use super::avx512::fifth_bits;
 use crate::packing::{Group, ROWS, payloads_at, q4_k, q5_k, q6_k, scales_at};
-use crate::parallel::{each_chunk_mut, zeroed};
+use crate::parallel::new_rows;
 use crate::quant::{BLOCK, QActs, SUPER, WeightFormat};
 
 /// Tokens per A tile (a tile's 16 rows).
@@ -144,15 +145,30 @@ impl<'a> TileActs<'a> {
             (&b.qs, &b.scale, &[])
         };
         let (rows, cols, depth) = (a.rows, a.cols, depth(format));
-        let mut tiles = zeroed::<i8>(rows.div_ceil(TOKENS) * TOKENS * cols);
-        each_chunk_mut(&mut tiles, TOKENS * cols, |tile, out| {
-            for m in 0..TOKENS.min(rows - tile * TOKENS) {
-                let row = &qs[(tile * TOKENS + m) * cols..][..cols];
-                for (k, values) in row.chunks_exact(depth).enumerate() {
-                    out[(k * TOKENS + m) * depth..][..depth].copy_from_slice(values);
+        // Tasks of 16 tokens × up to 16 tile products (a tile of tokens alone left 8 tasks for
+        // 16 threads at 128 tokens); the missing tokens of the last tile written as zeros.
+        let products = cols / depth;
+        let per_task = gcd(products, 16);
+        let tiles = new_rows(
+            rows.div_ceil(TOKENS) * TOKENS * cols,
+            TOKENS * depth * per_task,
+            |at, out| {
+                let (tile, k0) = (at / (TOKENS * cols), at % (TOKENS * cols) / (TOKENS * depth));
+                for (i, values) in out.chunks_exact_mut(depth).enumerate() {
+                    let (k, m) = (k0 + i / TOKENS, i % TOKENS);
+                    let token = tile * TOKENS + m;
+                    if token < rows {
+                        let row = &qs[token * cols + k * depth..][..depth];
+                        for (slot, v) in values.iter_mut().zip(row) {
+                            slot.write(*v);
+                        }
+                    } else {
+                        values.fill(MaybeUninit::new(0));
+                    }
                 }
-            }
-        });
+            },
+            |_, _| {},
+        );
         Self {
             tiles,
             depth,
@@ -173,6 +189,10 @@ impl<'a> TileActs<'a> {
     fn token(&self, t0: usize, m: usize) -> usize {
         (t0 + m).min(self.rows - 1)
     }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// One task's tile state: the tile configuration in force on its thread, the unpacked weights
