@@ -70,19 +70,22 @@ fn matmul_into(
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Amx && tokens >= AMX_FROM_TOKENS && x86::amx::covers(w.format()) {
         let acts = x86::amx::TileActs::new(a, w.format(), isa);
-        // One row group a task: each unpacks its weights once and runs every token over them
-        // (tens of µs at a prompt's length), so finer tasks cost nothing and leave no thread
-        // idle at the end (704 groups in six-group chunks left 16 threads 7 or 8 chunks each).
-        pool::for_each_init(groups, x86::amx::Tiles::new, |tiles, g| {
-            let rows = (w.rows - g * ROWS).min(ROWS);
-            tiles.group_product(w.group(g), &acts, |t0, n, results| {
-                for (m, r) in results.iter().take(n).enumerate() {
-                    // SAFETY: tasks hold different row groups, so rows g·16.. of each token's
-                    // output are this task's alone.
-                    unsafe { out.write((t0 + m) * stride + offset + g * ROWS, &r[..rows]) };
+        pool::for_each_init(
+            groups.div_ceil(chunk_groups),
+            x86::amx::Tiles::new,
+            |tiles, c| {
+                for g in c * chunk_groups..((c + 1) * chunk_groups).min(groups) {
+                    let rows = (w.rows - g * ROWS).min(ROWS);
+                    tiles.group_product(w.group(g), &acts, |t0, n, results| {
+                        for (m, r) in results.iter().take(n).enumerate() {
+                            // SAFETY: chunks hold different row groups, so rows g·16.. of each
+                            // token's output are this task's alone.
+                            unsafe { out.write((t0 + m) * stride + offset + g * ROWS, &r[..rows]) };
+                        }
+                    });
                 }
-            });
-        });
+            },
+        );
         return;
     }
     let isa = isa.vector();
