@@ -509,6 +509,7 @@ impl Model {
                 cache.values[l].extend_from_slice(v);
             }
             let attended = causal_attention(
+                self.isa,
                 self.heads,
                 &qkv,
                 &cache.keys[l],
