@@ -1,12 +1,8 @@
 //! Causal attention over the KV cache: one query of one head at a time, in an order of sums
-//! that the AVX2 build and the AVX-512 kernel reproduce to the bit.
+//! that the AVX2 build reproduces to the bit.
 
-#![allow(unsafe_code)] // the vector builds, called after checking the processor has them.
+#![allow(unsafe_code)] // calling the AVX2 build after checking the processor has AVX2.
 
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::*;
-
-use crate::isa::Isa;
 use crate::parallel::{DisjointWrites, written};
 use crate::pool;
 
@@ -35,10 +31,8 @@ impl Heads {
 /// Causal attention of the `t` new queries (the first `dim` values of each `qkv` row) over the
 /// cache, whose first `start` positions precede them; heads and blocks of queries in parallel. Returns `[t][dim]`.
 /// With a `window`, each query sees only the last `window` positions, itself included
-/// (sliding-window layers). `isa` picks the kernel (every one gives the portable bits).
-#[allow(clippy::too_many_arguments)] // the attention's inputs, each of its own kind
+/// (sliding-window layers).
 pub(crate) fn causal_attention(
-    isa: Isa,
     shape: Heads,
     qkv: &[f32],
     keys: &[f32],
@@ -72,7 +66,7 @@ pub(crate) fn causal_attention(
                     offset: (h / group) * hd,
                 };
                 let q = &qkv[i * qkv_width + h * hd..][..hd];
-                attend(isa, q, head, seen - first, scale, scores, out);
+                attend(q, head, seen - first, scale, scores, out);
                 // SAFETY: this task alone writes columns h·hd..(h + 1)·hd of row i.
                 unsafe { writes.write(i * dim + h * hd, out) };
             }
@@ -95,10 +89,9 @@ pub(crate) struct HeadCache<'a> {
 
 /// One head's attention for one query over the first `n` cached positions; `out` (the head's
 /// width) receives the weighted values. Sums run in the same order as the scalar loops (eight
-/// partial sums for q·k, positions in order for the values), so the vector builds give the same
+/// partial sums for q·k, positions in order for the values), so the AVX2 build gives the same
 /// bits.
 pub(crate) fn attend(
-    isa: Isa,
     q: &[f32],
     cache: HeadCache<'_>,
     n: usize,
@@ -107,29 +100,11 @@ pub(crate) fn attend(
     out: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    match isa {
-        Isa::Avx512Vnni | Isa::Amx if q.len().is_multiple_of(8) => {
-            assert!(
-                isa.is_supported(),
-                "attention: {isa:?} is not available here"
-            );
-            // SAFETY: the processor has AVX-512 (asserted just above); the head's width is
-            // whole groups of eight.
-            unsafe { attend_avx512(q, cache, n, scale, scores, out) };
-            return;
-        }
-        Isa::Avx2 | Isa::Avx512Vnni | Isa::Amx => {
-            assert!(
-                isa.is_supported(),
-                "attention: {isa:?} is not available here"
-            );
-            // SAFETY: the processor has AVX2 (every one of these sets implies it).
-            unsafe { attend_avx2(q, cache, n, scale, scores, out) };
-            return;
-        }
-        Isa::Portable => {}
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor has AVX2 (checked just above).
+        unsafe { attend_avx2(q, cache, n, scale, scores, out) };
+        return;
     }
-    let _ = isa;
     attend_body(q, cache, n, scale, scores, out);
 }
 
@@ -222,155 +197,6 @@ fn attend_body(
     }
 }
 
-/// [`attend_body`] in AVX-512 (and AVX2 for the scores), the same operations value by value:
-/// - q·k eight positions at a time: each position's eight partial sums in one 8-lane register
-///   (multiply, then add, chunk by chunk), the eight registers transposed so that one add per
-///   partial sum totals all eight positions in [`dot8`]'s order. Lane by lane the scalar loop's
-///   arithmetic; it was a horizontal sum per position.
-/// - The weighted values 16 wide (64 a pass, then 16, 8, one): each value still sums its
-///   positions in order, a multiply then an add.
-///
-/// # Safety
-/// The processor has AVX-512 F; the head's width (`q.len()`) is a multiple of eight.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,avx512f")]
-unsafe fn attend_avx512(
-    q: &[f32],
-    cache: HeadCache<'_>,
-    n: usize,
-    scale: f32,
-    scores: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    let HeadCache {
-        keys,
-        values,
-        kv_dim,
-        offset,
-    } = cache;
-    let hd = out.len();
-    assert!(hd.is_multiple_of(8) && q.len() == hd && offset + hd <= kv_dim);
-    assert!(keys.len() >= n * kv_dim && values.len() >= n * kv_dim);
-    // `dot8`'s total starts from the empty sum and adds its (empty) tail after: whatever `Sum`
-    // starts from, the same here.
-    let empty: f32 = [0f32; 0].iter().sum();
-    scores.clear();
-    scores.reserve(n);
-    let mut p = 0;
-    // SAFETY (loads): positions below `n` lie inside `keys` and `values`, columns `offset..offset
-    // + hd` inside each row (asserted above); `q` holds `hd` values.
-    unsafe {
-        while p + 8 <= n {
-            let sums: [__m256; 8] = std::array::from_fn(|j| {
-                let k = keys.as_ptr().add((p + j) * kv_dim + offset);
-                let mut acc = _mm256_setzero_ps();
-                for c in (0..hd).step_by(8) {
-                    let product = _mm256_mul_ps(
-                        _mm256_loadu_ps(q.as_ptr().add(c)),
-                        _mm256_loadu_ps(k.add(c)),
-                    );
-                    acc = _mm256_add_ps(acc, product);
-                }
-                acc
-            });
-            let mut total = _mm256_set1_ps(empty);
-            for partial in transposed(sums) {
-                total = _mm256_add_ps(total, partial);
-            }
-            total = _mm256_add_ps(total, _mm256_set1_ps(empty));
-            let mut eight = [0f32; 8];
-            _mm256_storeu_ps(
-                eight.as_mut_ptr(),
-                _mm256_mul_ps(total, _mm256_set1_ps(scale)),
-            );
-            scores.extend_from_slice(&eight);
-            p += 8;
-        }
-    }
-    for k in keys.chunks_exact(kv_dim).take(n).skip(p) {
-        scores.push(dot8(q, &k[offset..offset + hd]) * scale);
-    }
-    let max = scores.iter().fold(f32::NEG_INFINITY, |m, s| m.max(*s));
-    for s in scores.iter_mut() {
-        *s = crate::math::exp(*s - max);
-    }
-    let mut total = 0.0;
-    for s in scores.iter() {
-        total += *s;
-    }
-    for s in scores.iter_mut() {
-        *s /= total;
-    }
-    let mut column = 0;
-    // SAFETY: as above; `out` holds `hd` values.
-    unsafe {
-        let v = values.as_ptr().add(offset);
-        while column + 64 <= hd {
-            let mut acc = [_mm512_setzero_ps(); 4];
-            for (i, w) in scores.iter().enumerate() {
-                let (w, row) = (_mm512_set1_ps(*w), v.add(i * kv_dim + column));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    *acc = _mm512_add_ps(*acc, _mm512_mul_ps(w, _mm512_loadu_ps(row.add(16 * r))));
-                }
-            }
-            for (r, acc) in acc.iter().enumerate() {
-                _mm512_storeu_ps(out.as_mut_ptr().add(column + 16 * r), *acc);
-            }
-            column += 64;
-        }
-        while column + 16 <= hd {
-            let mut acc = _mm512_setzero_ps();
-            for (i, w) in scores.iter().enumerate() {
-                let row = v.add(i * kv_dim + column);
-                acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(*w), _mm512_loadu_ps(row)));
-            }
-            _mm512_storeu_ps(out.as_mut_ptr().add(column), acc);
-            column += 16;
-        }
-        if column < hd {
-            let mut acc = _mm256_setzero_ps();
-            for (i, w) in scores.iter().enumerate() {
-                let row = v.add(i * kv_dim + column);
-                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(*w), _mm256_loadu_ps(row)));
-            }
-            _mm256_storeu_ps(out.as_mut_ptr().add(column), acc);
-        }
-    }
-}
-
-/// Eight registers of eight lanes transposed: lane `j` of result `k` is lane `k` of input `j`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn transposed(s: [__m256; 8]) -> [__m256; 8] {
-    // Pairs of rows interleaved, then quads, then the 128-bit halves.
-    let t: [__m256; 8] = std::array::from_fn(|i| {
-        let (a, b) = (s[2 * (i / 2)], s[2 * (i / 2) + 1]);
-        if i % 2 == 0 {
-            _mm256_unpacklo_ps(a, b)
-        } else {
-            _mm256_unpackhi_ps(a, b)
-        }
-    });
-    // u[4h + c]: columns c and c + 4 of rows 4h..4h + 4.
-    let u: [__m256; 8] = std::array::from_fn(|i| {
-        let (h, c) = (i / 4, i % 4);
-        let (a, b) = (t[4 * h + c / 2], t[4 * h + 2 + c / 2]);
-        if c % 2 == 0 {
-            _mm256_shuffle_ps::<0x44>(a, b)
-        } else {
-            _mm256_shuffle_ps::<0xEE>(a, b)
-        }
-    });
-    std::array::from_fn(|k| {
-        let (a, b) = (u[k % 4], u[4 + k % 4]);
-        if k < 4 {
-            _mm256_permute2f128_ps::<0x20>(a, b)
-        } else {
-            _mm256_permute2f128_ps::<0x31>(a, b)
-        }
-    })
-}
-
 /// Eight partial sums, then their total: the order the attention's reference results follow.
 #[inline(always)]
 fn dot8(a: &[f32], b: &[f32]) -> f32 {
@@ -425,21 +251,11 @@ mod tests {
         let width = dim + 2 * kv_dim;
         let (start, t) = (5, 2 * QUERIES_PER_TASK + 5);
         let (qkv, keys, values) = positions(shape, start + t, 263);
-        let isa = Isa::detect();
-        let together = causal_attention(
-            isa,
-            shape,
-            &qkv[start * width..],
-            &keys,
-            &values,
-            start,
-            t,
-            None,
-        );
+        let together =
+            causal_attention(shape, &qkv[start * width..], &keys, &values, start, t, None);
         for i in 0..t {
             let seen = start + i + 1;
             let alone = causal_attention(
-                isa,
                 shape,
                 &qkv[(start + i) * width..][..width],
                 &keys[..seen * kv_dim],
@@ -469,12 +285,10 @@ mod tests {
         let width = dim + 2 * kv_dim;
         let (n, window) = (9, 3);
         let (qkv, keys, values) = positions(shape, n, 257);
-        let isa = Isa::detect();
-        let windowed = causal_attention(isa, shape, &qkv, &keys, &values, 0, n, Some(window));
-        let full = causal_attention(isa, shape, &qkv, &keys, &values, 0, n, None);
+        let windowed = causal_attention(shape, &qkv, &keys, &values, 0, n, Some(window));
+        let full = causal_attention(shape, &qkv, &keys, &values, 0, n, None);
         let first = n - window;
         let last = causal_attention(
-            isa,
             shape,
             &qkv[(n - 1) * width..],
             &keys[first * kv_dim..],
@@ -487,53 +301,5 @@ mod tests {
         assert_ne!(&windowed[(n - 1) * dim..], &full[(n - 1) * dim..]);
         // Positions within the window from the start are unaffected.
         assert_eq!(&windowed[..window * dim], &full[..window * dim]);
-    }
-
-    /// Every instruction set's attention gives the portable loops' bits: heads whose width is
-    /// whole registers of 16 and 64 values or not (72, 24: an 8-wide rest; 20: the portable
-    /// loops), positions in whole groups of eight or not.
-    #[test]
-    fn every_isa_attends_as_the_portable_loops() {
-        for head_dim in [16, 20, 24, 64, 72, 128] {
-            let shape = Heads {
-                heads: 2,
-                kv_heads: 1,
-                head_dim,
-            };
-            let kv_dim = shape.kv_dim() + 8; // the head's columns not at a row's start
-            let n_max = 41;
-            let (_, keys, values) = positions(shape, n_max * 2, 251);
-            let keys = &keys[..n_max * kv_dim];
-            let values = &values[..n_max * kv_dim];
-            let q: Vec<f32> = (0..head_dim).map(|i| (i as f32 * 0.37).sin()).collect();
-            for n in [1, 7, 8, 9, 16, 17, n_max] {
-                let head = HeadCache {
-                    keys,
-                    values,
-                    kv_dim,
-                    offset: 8,
-                };
-                let (mut scores, mut reference) = (Vec::new(), vec![0f32; head_dim]);
-                attend_body(&q, head, n, 0.125, &mut scores, &mut reference);
-                assert!(reference.iter().any(|v| *v != 0.0), "degenerate attention");
-                for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni] {
-                    if !isa.is_supported() {
-                        rigger_model_gen::declare_skip(
-                            "cpu-engine attention: every ISA attends as the portable loops",
-                            &format!("{isa:?} is not available on this processor"),
-                        );
-                        continue;
-                    }
-                    let mut got = vec![f32::NAN; head_dim];
-                    attend(isa, &q, head, n, 0.125, &mut scores, &mut got);
-                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(
-                        bits(&got),
-                        bits(&reference),
-                        "{isa:?} head {head_dim} n {n}"
-                    );
-                }
-            }
-        }
     }
 }

@@ -509,7 +509,6 @@ impl Model {
                 cache.values[l].extend_from_slice(v);
             }
             let attended = causal_attention(
-                self.isa,
                 self.heads,
                 &qkv,
                 &cache.keys[l],
