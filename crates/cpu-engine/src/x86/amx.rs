@@ -23,8 +23,8 @@ use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
-use crate::isa::Isa;
 use super::avx512::fifth_bits;
+use crate::isa::Isa;
 use crate::packing::{Group, ROWS, payloads_at, q4_k, q5_k, q6_k, scales_at};
 use crate::parallel::new_rows;
 use crate::quant::{BLOCK, QActs, SUPER, WeightFormat};
@@ -153,7 +153,10 @@ impl<'a> TileActs<'a> {
             rows.div_ceil(TOKENS) * TOKENS * cols,
             TOKENS * depth * per_task,
             |at, out| {
-                let (tile, k0) = (at / (TOKENS * cols), at % (TOKENS * cols) / (TOKENS * depth));
+                let (tile, k0) = (
+                    at / (TOKENS * cols),
+                    at % (TOKENS * cols) / (TOKENS * depth),
+                );
                 for (i, values) in out.chunks_exact_mut(depth).enumerate() {
                     let (k, m) = (k0 + i / TOKENS, i % TOKENS);
                     let token = tile * TOKENS + m;
