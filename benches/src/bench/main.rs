@@ -68,6 +68,10 @@ pub struct Args {
     /// Run from an unoptimised build (for trying the command out; figures are then not valid).
     #[arg(long)]
     debug_build: bool,
+    /// Time each step of the CPU engine's forward pass on the Candle rows (products, attention,
+    /// norms, ...) and print, per row, where a prompt and a decode step spend their time.
+    #[arg(long)]
+    step_times: bool,
 }
 
 /// The JSON record of a run.
@@ -201,6 +205,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         gen_tokens: args.gen_tokens,
         runs: args.runs,
         threads,
+        step_times: args.step_times,
         bar: &bar,
     };
     let mut rows = Vec::new();
@@ -280,6 +285,15 @@ fn run(args: Args) -> anyhow::Result<()> {
     let label = model.label.clone();
     println!("\n{}", report::spec_table(&rows, &label));
     println!("{}", report::full_table(&rows));
+    for row in &rows {
+        if let Some(steps) = &row.step_times {
+            let format = row.format.as_deref().unwrap_or("");
+            println!(
+                "Steps, {} {format} (ms per forward):\n{steps}",
+                row.framework
+            );
+        }
+    }
     println!(
         "Ceiling: {:.1} GB/s measured ({}); {CEILING_METHOD}.",
         bandwidth.gb_per_second(),

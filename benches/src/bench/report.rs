@@ -88,6 +88,8 @@ pub struct Row {
     /// False when the backend could not be held to the same prompt and token count.
     pub comparable: bool,
     pub notes: Vec<String>,
+    /// `--step-times`: where the CPU engine's forwards spent their time, one line per phase.
+    pub step_times: Option<String>,
 }
 
 impl Row {
@@ -115,6 +117,7 @@ impl Row {
             grammar_p99_ms: None,
             comparable: true,
             notes: Vec::new(),
+            step_times: None,
         }
     }
 

@@ -16,7 +16,7 @@
 //! repacked layout; `memory` aligned, huge-page backed storage; `isa` detection;
 //! `matmul` dispatch and the portable kernel; `x86` the AVX2 and AVX-512 kernels; `attention`;
 //! `math` an `exp` that vectorizes; `pool` the worker threads of the parallel sections;
-//! `parallel` buffers and chunks handed to them; `layers` shared by architectures; `models` one file per architecture over a shared
+//! `parallel` buffers and chunks handed to them; [`steps`] where a forward's time goes (on request); `layers` shared by architectures; `models` one file per architecture over a shared
 //! decoder; [`DecodeStepper`].
 //!
 //! ```no_run
@@ -44,6 +44,7 @@ mod quant;
 mod reader;
 mod safetensors;
 mod stepper;
+pub mod steps;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

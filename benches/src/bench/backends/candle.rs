@@ -54,7 +54,20 @@ pub async fn candle(
         row.notes
             .push("Candle found no chat template and used its plain fallback".to_owned());
     }
-    measure_port_with(&adapter, work, row, constrained).await?;
+    if work.step_times {
+        rigger_cpu_engine::steps::record(true);
+        rigger_cpu_engine::steps::take(); // from this row's runs only
+    }
+    let measured = measure_port_with(&adapter, work, row, constrained).await;
+    if work.step_times {
+        rigger_cpu_engine::steps::record(false);
+        let times = rigger_cpu_engine::steps::take();
+        // candle's own path (candle-reference) runs no engine forward.
+        if times.prompt.forwards + times.decode.forwards > 0 {
+            row.step_times = Some(times.to_string());
+        }
+    }
+    measured?;
     row.peak_rss_bytes = machine::peak_rss_bytes(std::process::id());
     if !own_peak {
         row.notes

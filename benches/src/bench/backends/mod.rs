@@ -116,6 +116,8 @@ pub struct Work<'a> {
     pub gen_tokens: u32,
     pub runs: usize,
     pub threads: usize,
+    /// Record the CPU engine's step timings on the Candle rows (`--step-times`).
+    pub step_times: bool,
     pub bar: &'a ProgressBar,
 }
 

@@ -24,6 +24,7 @@ use crate::packing::QMatrix;
 use crate::quant::{GgufRows, QActs, RowSink, WeightFormat};
 use crate::reader::Reader;
 use crate::safetensors::{HfConfig, HfFolder};
+use crate::steps::{Step, StepClock};
 
 /// The GGUF architectures (`general.architecture`) the engine runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -460,19 +461,23 @@ impl Model {
         if t == 0 {
             return Err(Error::InvalidInput("nothing to run: no tokens".into()));
         }
-        let mut x = vec![0f32; t * dim];
-        for (&token, row) in tokens.iter().zip(x.chunks_exact_mut(dim)) {
-            if token as usize >= self.vocab() {
-                return Err(Error::InvalidInput(format!(
-                    "token {token} is outside the vocabulary of {}",
-                    self.vocab()
-                )));
+        if let Some(&token) = tokens.iter().find(|&&token| token as usize >= self.vocab()) {
+            return Err(Error::InvalidInput(format!(
+                "token {token} is outside the vocabulary of {}",
+                self.vocab()
+            )));
+        }
+        let mut clock = StepClock::start(t);
+        let mut x = clock.time(Step::Embedding, || {
+            let mut x = vec![0f32; t * dim];
+            for (&token, row) in tokens.iter().zip(x.chunks_exact_mut(dim)) {
+                self.embed.dequantize_row(token as usize, row);
             }
-            self.embed.dequantize_row(token as usize, row);
-        }
-        if let Some(scale) = self.embed_scale {
-            x.iter_mut().for_each(|v| *v *= scale);
-        }
+            if let Some(scale) = self.embed_scale {
+                x.iter_mut().for_each(|v| *v *= scale);
+            }
+            x
+        });
         let (q_dim, kv_dim, hd) = (self.heads.dim(), self.heads.kv_dim(), self.heads.head_dim);
         let qkv_width = q_dim + 2 * kv_dim;
         let start = cache.len;
@@ -480,84 +485,106 @@ impl Model {
         // in one section.
         let (isa, eps) = (self.isa, self.eps);
         let mut acts = match self.layers.first() {
-            Some(first) => QActs::made(isa, first.qkv.format(), t, dim, |sink| {
-                rms_norm(&x, &first.attn_norm, dim, eps, sink)
+            Some(first) => clock.time(Step::Norms, || {
+                QActs::made(isa, first.qkv.format(), t, dim, |sink| {
+                    rms_norm(&x, &first.attn_norm, dim, eps, sink)
+                })
             }),
             None => QActs::default(),
         };
         for (l, layer) in self.layers.iter().enumerate() {
             // Attention.
-            let mut qkv = layer.qkv.product(self.isa, &acts);
-            if let Some(bias) = &layer.qkv_bias {
-                add_bias(&mut qkv, bias);
-            }
-            each_row(&mut qkv, qkv_width, |i, row| {
-                let (q, kv) = row.split_at_mut(q_dim);
-                let k = &mut kv[..kv_dim];
-                if let Some(norm) = &layer.qk_norm {
-                    q.chunks_exact_mut(hd)
-                        .for_each(|head| rms_norm_row(head, &norm.q, self.eps));
-                    k.chunks_exact_mut(hd)
-                        .for_each(|head| rms_norm_row(head, &norm.k, self.eps));
+            let mut qkv = clock.time(Step::Qkv, || {
+                let mut qkv = layer.qkv.product(self.isa, &acts);
+                if let Some(bias) = &layer.qkv_bias {
+                    add_bias(&mut qkv, bias);
                 }
-                layer.rope.apply(q, start + i);
-                layer.rope.apply(k, start + i);
+                qkv
             });
-            for row in qkv.chunks_exact(qkv_width) {
-                let (k, v) = row[q_dim..].split_at(kv_dim);
-                cache.keys[l].extend_from_slice(k);
-                cache.values[l].extend_from_slice(v);
-            }
-            let attended = causal_attention(
-                self.heads,
-                &qkv,
-                &cache.keys[l],
-                &cache.values[l],
-                start,
-                t,
-                layer.window,
-            );
-            let mut out = product(self.isa, &layer.wo, &QActs::from_rows(attended, q_dim));
+            clock.time(Step::Rope, || {
+                each_row(&mut qkv, qkv_width, |i, row| {
+                    let (q, kv) = row.split_at_mut(q_dim);
+                    let k = &mut kv[..kv_dim];
+                    if let Some(norm) = &layer.qk_norm {
+                        q.chunks_exact_mut(hd)
+                            .for_each(|head| rms_norm_row(head, &norm.q, self.eps));
+                        k.chunks_exact_mut(hd)
+                            .for_each(|head| rms_norm_row(head, &norm.k, self.eps));
+                    }
+                    layer.rope.apply(q, start + i);
+                    layer.rope.apply(k, start + i);
+                });
+                for row in qkv.chunks_exact(qkv_width) {
+                    let (k, v) = row[q_dim..].split_at(kv_dim);
+                    cache.keys[l].extend_from_slice(k);
+                    cache.values[l].extend_from_slice(v);
+                }
+            });
+            let attended = clock.time(Step::Attention, || {
+                causal_attention(
+                    self.heads,
+                    &qkv,
+                    &cache.keys[l],
+                    &cache.values[l],
+                    start,
+                    t,
+                    layer.window,
+                )
+            });
+            let attended = clock.time(Step::AttentionQuantize, || {
+                let attended = QActs::from_rows(attended, q_dim);
+                attended.prepare(isa, layer.wo.format());
+                attended
+            });
+            let mut out = clock.time(Step::Wo, || product(isa, &layer.wo, &attended));
             if let Some(norm) = &layer.post_attn_norm {
-                out = rms_norm(&out, norm, dim, eps, &RowSink::NONE);
+                out = clock.time(Step::Norms, || {
+                    rms_norm(&out, norm, dim, eps, &RowSink::NONE)
+                });
             }
-            let ffn_acts = QActs::made(isa, layer.gate_up.format(), t, dim, |sink| {
-                add_then_rms_norm(&mut x, &out, &layer.ffn_norm, dim, eps, sink)
+            let ffn_acts = clock.time(Step::Norms, || {
+                QActs::made(isa, layer.gate_up.format(), t, dim, |sink| {
+                    add_then_rms_norm(&mut x, &out, &layer.ffn_norm, dim, eps, sink)
+                })
             });
             // Gated feed-forward.
-            let gate_up = layer.gate_up.product(isa, &ffn_acts);
-            let hidden = QActs::made(isa, layer.down.format(), t, self.ffn, |sink| {
-                match self.gate {
-                    Gate::Silu => swiglu(&gate_up, self.ffn, sink),
-                    Gate::GeluTanh => gelu_tanh_gate(&gate_up, self.ffn, sink),
-                }
+            let gate_up = clock.time(Step::GateUp, || layer.gate_up.product(isa, &ffn_acts));
+            let hidden = clock.time(Step::Gate, || {
+                QActs::made(isa, layer.down.format(), t, self.ffn, |sink| {
+                    match self.gate {
+                        Gate::Silu => swiglu(&gate_up, self.ffn, sink),
+                        Gate::GeluTanh => gelu_tanh_gate(&gate_up, self.ffn, sink),
+                    }
+                })
             });
-            out = product(isa, &layer.down, &hidden);
+            out = clock.time(Step::Down, || product(isa, &layer.down, &hidden));
             if let Some(norm) = &layer.post_ffn_norm {
-                out = rms_norm(&out, norm, dim, eps, &RowSink::NONE);
+                out = clock.time(Step::Norms, || {
+                    rms_norm(&out, norm, dim, eps, &RowSink::NONE)
+                });
             }
             acts = match self.layers.get(l + 1) {
-                Some(next) => QActs::made(isa, next.qkv.format(), t, dim, |sink| {
-                    add_then_rms_norm(&mut x, &out, &next.attn_norm, dim, eps, sink)
+                Some(next) => clock.time(Step::Norms, || {
+                    QActs::made(isa, next.qkv.format(), t, dim, |sink| {
+                        add_then_rms_norm(&mut x, &out, &next.attn_norm, dim, eps, sink)
+                    })
                 }),
                 None => {
-                    add(&mut x, &out, dim);
+                    clock.time(Step::Norms, || add(&mut x, &out, dim));
                     QActs::default()
                 }
             };
         }
         cache.len += t;
-        let last = rms_norm(
-            &x[(t - 1) * dim..],
-            &self.norm,
-            dim,
-            self.eps,
-            &RowSink::NONE,
-        );
-        let mut logits = product(self.isa, &self.output, &QActs::from_rows(last, dim));
-        if let Some(cap) = self.logit_softcap {
-            logits.iter_mut().for_each(|v| *v = (*v / cap).tanh() * cap);
-        }
+        let logits = clock.time(Step::Logits, || {
+            let last = rms_norm(&x[(t - 1) * dim..], &self.norm, dim, eps, &RowSink::NONE);
+            let mut logits = product(isa, &self.output, &QActs::from_rows(last, dim));
+            if let Some(cap) = self.logit_softcap {
+                logits.iter_mut().for_each(|v| *v = (*v / cap).tanh() * cap);
+            }
+            logits
+        });
+        clock.finish();
         Ok(logits)
     }
 }
