@@ -84,15 +84,28 @@ pub(crate) fn new_rows<T: Copy + Send>(
 /// `write` writes every place of the buffer, or panics.
 pub(crate) unsafe fn written(n: usize, write: impl FnOnce(&DisjointWrites<'_>)) -> Vec<f32> {
     let mut v = Vec::with_capacity(n);
+    // SAFETY: the caller's promise, passed on.
+    unsafe { extended(&mut v, n, write) };
+    v
+}
+
+/// `v` grown by `n` values that `write` fills through a [`DisjointWrites`] (place 0 is the first
+/// new value), with no zeroing pass before: a prompt's keys and values go into the KV cache from
+/// the tasks that make them, where the cache's new pages are first touched.
+///
+/// # Safety
+/// `write` writes every new place, or panics (then `v` keeps its old length).
+pub(crate) unsafe fn extended(v: &mut Vec<f32>, n: usize, write: impl FnOnce(&DisjointWrites<'_>)) {
+    v.reserve(n);
     let spare = &mut v.spare_capacity_mut()[..n];
     write(&DisjointWrites {
         ptr: spare.as_mut_ptr().cast(),
         len: n,
         _buffer: PhantomData,
     });
-    // SAFETY: `write` wrote every place (the caller's promise) and did not panic.
-    unsafe { v.set_len(n) };
-    v
+    let len = v.len() + n;
+    // SAFETY: `write` wrote every new place (the caller's promise) and did not panic.
+    unsafe { v.set_len(len) };
 }
 
 /// Calls `f(index, chunk)` on each `width`-wide chunk of `x` (the last may be shorter), chunks
@@ -232,6 +245,10 @@ mod tests {
             // SAFETY: one task writes every place.
             let all = unsafe { written(n, |out| out.write(0, &x)) };
             assert_eq!(all, x);
+            let mut grown = vec![-1.0, -2.0];
+            unsafe { extended(&mut grown, n, |out| out.write(0, &x)) };
+            assert_eq!(grown[..2], [-1.0, -2.0]);
+            assert_eq!(grown[2..], x);
         }
     }
 

@@ -21,6 +21,7 @@ use crate::layers::{
 };
 use crate::matmul::{Stacked, product};
 use crate::packing::QMatrix;
+use crate::parallel::extended;
 use crate::quant::{GgufRows, QActs, RowSink, WeightFormat};
 use crate::reader::Reader;
 use crate::safetensors::{HfConfig, HfFolder};
@@ -456,6 +457,7 @@ impl Model {
     }
 
     /// Runs `tokens` at the cache's next positions and returns the logits of the last one.
+    #[allow(unsafe_code)] // the cache's new rows written by the tasks that make them
     pub fn forward(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>> {
         let (dim, t) = (self.dim, tokens.len());
         if t == 0 {
@@ -502,22 +504,31 @@ impl Model {
                 qkv
             });
             clock.time(Step::Rope, || {
-                each_row(&mut qkv, qkv_width, |i, row| {
-                    let (q, kv) = row.split_at_mut(q_dim);
-                    let k = &mut kv[..kv_dim];
-                    if let Some(norm) = &layer.qk_norm {
-                        q.chunks_exact_mut(hd)
-                            .for_each(|head| rms_norm_row(head, &norm.q, self.eps));
-                        k.chunks_exact_mut(hd)
-                            .for_each(|head| rms_norm_row(head, &norm.k, self.eps));
-                    }
-                    layer.rope.apply(q, start + i);
-                    layer.rope.apply(k, start + i);
-                });
-                for row in qkv.chunks_exact(qkv_width) {
-                    let (k, v) = row[q_dim..].split_at(kv_dim);
-                    cache.keys[l].extend_from_slice(k);
-                    cache.values[l].extend_from_slice(v);
+                let (keys, values) = (&mut cache.keys[l], &mut cache.values[l]);
+                // Each row's task writes its key and value into the cache: the cache's new pages
+                // are first touched there, across the threads (2.7 ms of a 128-token TinyLlama
+                // prompt on one thread).
+                // SAFETY: the tasks of all `t` rows write their key and value rows, `kv_dim`
+                // values each.
+                unsafe {
+                    extended(keys, t * kv_dim, |keys| {
+                        extended(values, t * kv_dim, |values| {
+                            each_row(&mut qkv, qkv_width, |i, row| {
+                                let (q, kv) = row.split_at_mut(q_dim);
+                                let (k, v) = kv.split_at_mut(kv_dim);
+                                if let Some(norm) = &layer.qk_norm {
+                                    q.chunks_exact_mut(hd)
+                                        .for_each(|head| rms_norm_row(head, &norm.q, eps));
+                                    k.chunks_exact_mut(hd)
+                                        .for_each(|head| rms_norm_row(head, &norm.k, eps));
+                                }
+                                layer.rope.apply(q, start + i);
+                                layer.rope.apply(k, start + i);
+                                keys.write(i * kv_dim, k);
+                                values.write(i * kv_dim, &v[..kv_dim]);
+                            })
+                        })
+                    })
                 }
             });
             let attended = clock.time(Step::Attention, || {
