@@ -194,6 +194,7 @@ impl<'a> TileActs<'a> {
     }
 }
 
+/// The greatest common divisor: how many tile products a layout task takes.
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
