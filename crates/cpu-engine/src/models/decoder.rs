@@ -534,6 +534,7 @@ impl Model {
             });
             let attended = clock.time(Step::Attention, || {
                 causal_attention(
+                    isa,
                     self.heads,
                     &qkv,
                     &cache.keys[l],
