@@ -37,8 +37,11 @@ pub enum Step {
     Logits,
 }
 
+/// How many steps there are.
+const STEPS: usize = 11;
+
 impl Step {
-    pub const ALL: [Step; 11] = [
+    pub const ALL: [Step; STEPS] = [
         Step::Embedding,
         Step::Qkv,
         Step::Rope,
@@ -76,9 +79,9 @@ pub struct PhaseTimes {
     pub tokens: u64,
     pub wall: Duration,
     /// Per step, in [`Step::ALL`]'s order.
-    pub steps: [Duration; 11],
+    pub steps: [Duration; STEPS],
     /// How many times each step ran, in the same order.
-    pub calls: [u64; 11],
+    pub calls: [u64; STEPS],
 }
 
 impl PhaseTimes {
@@ -160,8 +163,8 @@ impl PhaseTimes {
         forwards: 0,
         tokens: 0,
         wall: Duration::ZERO,
-        steps: [Duration::ZERO; 11],
-        calls: [0; 11],
+        steps: [Duration::ZERO; STEPS],
+        calls: [0; STEPS],
     };
 }
 
@@ -180,8 +183,8 @@ pub(crate) struct StepClock {
     on: bool,
     tokens: usize,
     start: Instant,
-    steps: [Duration; 11],
-    calls: [u64; 11],
+    steps: [Duration; STEPS],
+    calls: [u64; STEPS],
 }
 
 impl StepClock {
@@ -190,8 +193,8 @@ impl StepClock {
             on: RECORDING.load(Ordering::Relaxed),
             tokens,
             start: Instant::now(),
-            steps: [Duration::ZERO; 11],
-            calls: [0; 11],
+            steps: [Duration::ZERO; STEPS],
+            calls: [0; STEPS],
         }
     }
 
